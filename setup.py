@@ -95,12 +95,12 @@ def _extension_setup() -> dict:
     capability = _cpu_capability()
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     defines = [f'-DPLUGKIT_CPU_CAPABILITY_NAME="{capability}"']
-    if capability != "DEFAULT":
-        defines += [f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}"]
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         defines.append("-DPLUGKIT_WITH_CUDA")
-    cxx = ["-O3", "-fopenmp", *defines, *CPU_FLAGS[capability]]
+    simd = [f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}"]
+    cxx = ["-O3", "-fopenmp", *defines, *(simd if capability != "DEFAULT" else []),
+           *CPU_FLAGS[capability]]
     nvcc = ["-O3", "--expt-relaxed-constexpr", *defines]
     make = cpp_extension.CUDAExtension if with_cuda else cpp_extension.CppExtension
     ext = make(

@@ -12,6 +12,9 @@ TORCH_LIBRARY(plugkit, m) {
   // z = mu + exp(logvar / 2) * eps and kl = 0.5 * sum_d(exp(logvar) + mu^2 - 1 - logvar).
   // Exactly one of eps (same shape as mu) and key (int64 [seed, offset] on mu's device) is given.
   m.def("reparameterize_kl(Tensor mu, Tensor logvar, Tensor? eps, Tensor? key) -> (Tensor, Tensor)");
+  // The raw Philox4x32-10 block function, for known-answer tests: counters int64 [N, 4] and
+  // key int64 [2] hold uint32 values; returns the int64 [N, 4] output words.
+  m.def("philox4x32(Tensor counters, Tensor key) -> Tensor");
   m.def(
       "reparameterize_kl_backward(Tensor grad_z, Tensor grad_kl, Tensor mu, Tensor logvar, "
       "Tensor z) -> (Tensor, Tensor)");

@@ -136,3 +136,7 @@ def _register() -> None:
         return d_mu, d_logvar, None, None
 
     torch.library.register_autograd("plugkit::reparameterize_kl", backward, setup_context=setup)
+
+    @torch.library.register_fake("plugkit::philox4x32")
+    def _(counters, key):
+        return torch.empty_like(counters)

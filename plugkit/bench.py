@@ -1,0 +1,472 @@
+"""Kernel benchmark (DESIGN.md §2): forward+backward time of every op, side by side in one process.
+
+Each case is timed four ways: the native op, the pure-PyTorch fallback (eager), torch.compile of
+that fallback, and PyTorch's own way of writing the same computation. Every row carries the
+median time, how many times faster native is than that row, and the achieved GB/s (pointwise
+ops) or GFLOP/s (the LSTM layer) next to the copy bandwidth and GEMM peak measured in the same run.
+
+    rows = run_kernels()                 # list of dicts, no printing
+    rich.print(format_table(rows))
+    print(main_json(rows))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich.table import Table
+from torch import nn
+
+import plugkit.ops as ops
+
+Inputs = dict[str, Any]  # tensors (grad leaves have requires_grad) and the baselines' modules
+Impl = Callable[..., Any]  # called as impl(**inputs); returns a tensor or nested tuples of them
+F32 = 4  # bytes per element: every case runs in float32
+
+
+# --- the ops under test: inputs, the plugkit call, PyTorch's own version, work done --------------
+
+
+def _leaf(device: str, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    return (torch.randn(*shape, device=device) * scale).requires_grad_()
+
+
+def _reparam_inputs(device: str, B: int, D: int) -> Inputs:
+    return {"mu": _leaf(device, B, D), "logvar": _leaf(device, B, D, scale=0.5)}
+
+
+def _reparam_plugkit(mu, logvar):
+    return ops.reparameterize_kl(mu, logvar)
+
+
+def _reparam_torch(mu, logvar):
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    kl = 0.5 * (torch.exp(logvar) + mu * mu - 1 - logvar).sum(-1)
+    return z, kl
+
+
+def _gan_inputs(device: str, B: int) -> Inputs:
+    # D and G get different fake logits, as in a training step (D sees fake.detach(), G a fresh
+    # forward); this also keeps autograd's gradient accumulation out of the timing.
+    real, fake, fake_g = (_leaf(device, B) for _ in range(3))
+    ones, zeros = torch.ones(B, device=device), torch.zeros(B, device=device)
+    return {"real": real, "fake": fake, "fake_g": fake_g, "ones": ones, "zeros": zeros}
+
+
+def _gan_plugkit(real, fake, fake_g, **_):
+    return ops.gan_d_loss(real, fake), ops.gan_g_loss(fake_g)
+
+
+def _gan_torch(real, fake, fake_g, ones, zeros):
+    bce = F.binary_cross_entropy_with_logits
+    return bce(real, ones) + bce(fake, zeros), bce(fake_g, ones)
+
+
+def _lstm_layer_inputs(device: str, T: int, B: int, I: int, H: int) -> Inputs:
+    # The leaves are nn.LSTM's own parameters, so on CUDA they stay in the flat buffer cuDNN wants;
+    # the LSTMCell shares the very same Parameters.
+    lstm = nn.LSTM(I, H).to(device)
+    cell = nn.LSTMCell(I, H).to(device)
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    for name in names:
+        setattr(cell, name, getattr(lstm, f"{name}_l0"))
+    weights = dict(zip(("w_ih", "w_hh", "b_ih", "b_hh"), (getattr(cell, n) for n in names)))
+    h0, c0 = torch.randn(B, H, device=device), torch.randn(B, H, device=device)
+    return {"x": _leaf(device, T, B, I), "h0": h0, "c0": c0, **weights, "lstm": lstm, "cell": cell}
+
+
+def _lstm_layer_plugkit(x, h0, c0, w_ih, w_hh, b_ih, b_hh, **_):
+    return ops.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+
+
+def _nn_lstm(x, h0, c0, lstm, **_):  # cuDNN on CUDA
+    y, (h_n, c_n) = lstm(x, (h0[None], c0[None]))
+    return y, (h_n[0], c_n[0])
+
+
+def _lstm_cell_loop(x, h0, c0, cell, **_):
+    h, c, ys = h0, c0, []
+    for x_t in x:
+        h, c = cell(x_t, (h, c))
+        ys.append(h)
+    return torch.stack(ys), (h, c)
+
+
+def _lstm_cell_inputs(device: str, B: int, H: int) -> Inputs:
+    return {"gates": _leaf(device, B, 4 * H), "c_prev": _leaf(device, B, H)}
+
+
+def _lstm_cell_plugkit(gates, c_prev):
+    return ops.lstm_cell(gates, c_prev)
+
+
+def _lstm_cell_torch(gates, c_prev):  # nn.LSTMCell's pointwise math, gate order i, f, g, o
+    i, f, g, o = gates.chunk(4, 1)
+    c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    inputs: Callable[..., Inputs]  # (device, **dims) -> Inputs
+    plugkit: Impl  # the public plugkit op(s); the backend in effect picks native or fallback
+    baselines: dict[str, Impl]  # PyTorch's own way to write it
+    # Minimal bytes fwd+bwd must read and write (pointwise ops), or GEMM flops (LSTM layer).
+    bytes: Callable[..., int] | None = None
+    flops: Callable[..., int] | None = None
+    needs: tuple[str, ...] = ()  # plugkit.ops functions this op calls (LSTM: landing separately)
+
+
+REPARAM = Op(
+    "reparameterize_kl",
+    _reparam_inputs,
+    _reparam_plugkit,
+    {"torch.randn": _reparam_torch},
+    # fwd reads mu, logvar, writes z, kl; bwd reads dz, dkl, mu, logvar, writes dmu, dlogvar
+    # (eps regenerated from the key, or z - mu: not counted, z is not a required read).
+    bytes=lambda B, D: (6 * B * D + 2 * B) * F32,
+)
+GAN = Op(
+    "gan_d_loss+gan_g_loss",
+    _gan_inputs,
+    _gan_plugkit,
+    {"F.bce_with_logits": _gan_torch},
+    # Per op: read the logits in fwd, again in bwd, write their grads: D 6B, G 3B elements.
+    bytes=lambda B: 9 * B * F32,
+)
+LSTM_LAYER = Op(
+    "lstm_layer",
+    _lstm_layer_inputs,
+    _lstm_layer_plugkit,
+    {"nn.LSTM": _nn_lstm, "nn.LSTMCell loop": _lstm_cell_loop},
+    # GEMMs only: forward 2*T*B*4H*(I+H); backward (dx/dh and dW) twice that.
+    flops=lambda T, B, I, H: 3 * 2 * T * B * 4 * H * (I + H),
+    needs=("lstm_layer",),
+)
+LSTM_CELL = Op(
+    "lstm_cell",
+    _lstm_cell_inputs,
+    _lstm_cell_plugkit,
+    {"torch pointwise": _lstm_cell_torch},
+    # fwd reads gates (4BH), c_prev, writes h, c (7BH); bwd reads dh, dc, gates, c_prev (the
+    # activations recomputed), writes dgates, dc_prev (12BH).
+    bytes=lambda B, H: 19 * B * H * F32,
+    needs=("lstm_cell",),
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    op: Op
+    dims: dict[str, int]
+    quick: dict[str, int]  # tiny sizes for tests
+    devices: tuple[str, ...] = ("cpu", "cuda")
+
+
+CASES: tuple[Case, ...] = (
+    Case(REPARAM, {"B": 4096, "D": 256}, {"B": 64, "D": 32}),
+    Case(REPARAM, {"B": 65536, "D": 512}, {"B": 256, "D": 64}),
+    Case(GAN, {"B": 256}, {"B": 64}),  # overhead-bound
+    Case(GAN, {"B": 1 << 20}, {"B": 4096}),  # bandwidth-bound on a CPU
+    # On a GPU 2^20 logits fit in L2; 2^26 moves 2.4 GB, so it measures HBM (DESIGN.md §5).
+    Case(GAN, {"B": 1 << 26}, {"B": 1 << 14}, devices=("cuda",)),
+    Case(LSTM_LAYER, {"T": 64, "B": 64, "I": 128, "H": 256}, {"T": 4, "B": 4, "I": 8, "H": 16}),
+    Case(LSTM_CELL, {"B": 64, "H": 512}, {"B": 4, "H": 16}),
+)
+PLUGKIT_IMPLS = ("native", "fallback", "compile")
+
+
+def cases(device: str = "cpu") -> list[Case]:
+    return [c for c in CASES if torch.device(device).type in c.devices]
+
+
+def impl_names(case: Case) -> tuple[str, ...]:
+    return PLUGKIT_IMPLS + tuple(case.op.baselines)
+
+
+# --- timing --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    warmup: int  # untimed calls before timing (a compiled impl compiles in the first one)
+    max_samples: int
+    min_samples: int  # even when one sample exceeds `seconds` (slow fallbacks at big shapes)
+    seconds: float  # time to spend sampling one impl
+    sample_s: float  # a sample repeats the step until it lasts this long (amortizes the sync)
+
+
+FULL = Budget(warmup=3, max_samples=101, min_samples=5, seconds=1.5, sample_s=2e-3)
+QUICK = Budget(warmup=1, max_samples=3, min_samples=3, seconds=0.0, sample_s=0.0)
+
+
+def _sync(device: str) -> Callable[[], None]:
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+
+
+def _timed(step: Callable[[], Any], calls: int, sync: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        step()
+    sync()
+    return (time.perf_counter() - start) / calls
+
+
+def _median_s(step: Callable[[], Any], budget: Budget, sync: Callable[[], None]) -> float:
+    """Median seconds per call of `step`, after warm-up."""
+    spent = 0.0
+    for i in range(budget.warmup):
+        estimate = _timed(step, 1, sync)  # the last warm-up call sizes the samples
+        spent += estimate
+        if i >= 1 and spent > budget.seconds:  # a slow step: two warm-up calls are enough
+            break
+    inner = max(1, math.ceil(budget.sample_s / max(estimate, 1e-9)))
+    n = min(max(int(budget.seconds / (estimate * inner)), budget.min_samples), budget.max_samples)
+    return statistics.median(_timed(step, inner, sync) for _ in range(n))
+
+
+def _tensors(out: Any) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return [t for o in out for t in _tensors(o)]
+
+
+def _fwd_bwd(impl: Impl, inputs: Inputs) -> Callable[[], None]:
+    """One training step's work: the forward, then the gradients of every grad leaf.
+
+    autograd.grad (not .backward) so no step pays for accumulating into .grad; the output
+    gradients are fixed random tensors made once (same seed for every impl).
+    """
+    leaves = [v for v in inputs.values() if isinstance(v, torch.Tensor) and v.requires_grad]
+    outs = _tensors(impl(**inputs))
+    gen = torch.Generator(device=outs[0].device).manual_seed(0)
+    grads = [torch.randn(o.shape, generator=gen, device=o.device, dtype=o.dtype) for o in outs]
+
+    def step() -> None:
+        torch.autograd.grad(_tensors(impl(**inputs)), leaves, grads)
+
+    return step
+
+
+# --- torch.compile of the fallback ---------------------------------------------------------------
+
+
+def _is_plugkit_op(target: Any) -> bool:
+    custom = (torch._ops.OpOverload, torch._ops.OpOverloadPacket)
+    return isinstance(target, custom) and str(target).startswith("plugkit.")
+
+
+def _inductor_on_fallback(gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
+    """torch.compile backend: inductor, once the graph is shown to hold no native plugkit op.
+
+    The compile column must time the compiled fallback; a plugkit custom op in the graph would
+    mean dynamo traced the native path (use_backend("torch") not in effect).
+    """
+    native = sorted({str(n.target) for n in gm.graph.nodes if _is_plugkit_op(n.target)})
+    if native:
+        raise RuntimeError(f"compiled graph calls native ops {native}, expected the fallback")
+    from torch._inductor.compile_fx import compile_fx
+
+    return compile_fx(gm, example_inputs)
+
+
+def _compiled(impl: Impl) -> Impl:
+    # Traced and called under use_backend("torch") (see _try_time), and the backend refuses a
+    # graph holding a native op. dynamic=False: one graph per case, specialized to its shape.
+    return torch.compile(impl, backend=_inductor_on_fallback, dynamic=False)
+
+
+# --- rows ----------------------------------------------------------------------------------------
+
+
+def _fmt_dim(v: int) -> str:
+    return f"2^{v.bit_length() - 1}" if v >= 1 << 16 and v & (v - 1) == 0 else str(v)
+
+
+def _row(case: str, shape: str, impl: str, device: str, seconds: float | None = None,
+         note: str | None = None, **figures: float) -> dict:
+    return {"case": case, "shape": shape, "impl": impl, "device": device,
+            "median_ms": None if seconds is None else seconds * 1e3,
+            "native_speedup": None, "gbps": None, "gflops": None, "pct_peak": None,
+            "note": note, **figures}
+
+
+def _skip_note(case: Case, impl: str, device: str, with_compile: bool) -> str | None:
+    """Why this impl of this case is not timed, or None when it is."""
+    if impl in PLUGKIT_IMPLS:
+        missing = [name for name in case.op.needs if not hasattr(ops, name)]
+        if missing:
+            return "lstm ops not available"
+    if impl == "native":
+        report = ops.backend()
+        if not report.native_loaded:
+            return f"native core off: {report.reason}"
+        if torch.device(device).type == "cuda" and not report.cuda_compiled:
+            return "no CUDA kernels compiled"
+    if impl == "compile" and not with_compile:
+        return "torch.compile off (slow to compile)"
+    return None
+
+
+def _impls(case: Case) -> Iterator[tuple[str, str, Impl]]:
+    """(name, backend, impl); baselines do not call plugkit, the backend does not matter to them."""
+    yield "native", "native", case.op.plugkit
+    yield "fallback", "torch", case.op.plugkit
+    yield "compile", "torch", _compiled(case.op.plugkit)
+    for name, impl in case.op.baselines.items():
+        yield name, "torch", impl
+
+
+def _time_case(case: Case, dims: dict[str, int], device: str, budget: Budget,
+               with_compile: bool, progress: Callable[[str], None]) -> list[dict]:
+    shape = " ".join(f"{k}={_fmt_dim(v)}" for k, v in dims.items())
+    inputs = case.op.inputs(device, **dims)
+    rows = []
+    for name, backend, impl in _impls(case):
+        note, seconds = _skip_note(case, name, device, with_compile), None
+        if note is None:
+            progress(f"{case.op.name} {shape}: {name}")
+            seconds, note = _try_time(impl, inputs, backend, device, budget)
+        rows.append(_row(case.op.name, shape, name, device, seconds, note))
+    _add_figures(rows, case, dims)
+    return rows
+
+
+def _try_time(impl: Impl, inputs: Inputs, backend: str, device: str,
+              budget: Budget) -> tuple[float | None, str | None]:
+    """(median seconds, None), or (None, why) when the impl fails: one broken op or a failed
+    compile should cost its row, not the whole multi-minute run."""
+    try:
+        with ops.use_backend(backend):  # around the whole loop: not paid per call
+            return _median_s(_fwd_bwd(impl, inputs), budget, _sync(device)), None
+    except Exception as exc:  # noqa: BLE001 - reported in the row
+        first_line = (str(exc).strip().splitlines() or [""])[0][:120]
+        return None, f"failed: {type(exc).__name__}: {first_line}"
+
+
+def _add_figures(rows: list[dict], case: Case, dims: dict[str, int]) -> None:
+    """Speed-up of native over each row, and achieved GB/s or GFLOP/s (ratios from this run)."""
+    native_ms = next(r["median_ms"] for r in rows if r["impl"] == "native")
+    for r in rows:
+        ms = r["median_ms"]
+        if ms is None:
+            continue
+        if native_ms is not None:
+            r["native_speedup"] = ms / native_ms
+        if case.op.bytes is not None:
+            r["gbps"] = case.op.bytes(**dims) / (ms * 1e-3) / 1e9
+        if case.op.flops is not None:
+            r["gflops"] = case.op.flops(**dims) / (ms * 1e-3) / 1e9
+
+
+# --- machine peaks -------------------------------------------------------------------------------
+
+
+def _copy_row(device: str, quick: bool, budget: Budget) -> dict:
+    mb = 16 if quick else 256  # far beyond any CPU cache or GPU L2
+    src = torch.rand(mb * 2**20 // F32, device=device)
+    dst = torch.empty_like(src)
+    seconds = _median_s(lambda: dst.copy_(src), budget, _sync(device))
+    gbps = 2 * src.nbytes / seconds / 1e9  # read + write
+    return _row("machine", f"{mb} MB", "copy_", device, seconds, gbps=gbps)
+
+
+def _gemm_row(device: str, quick: bool, budget: Budget) -> dict:
+    n = 256 if quick else 4096 if torch.device(device).type == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    out = torch.empty(n, n, device=device)
+    seconds = _median_s(lambda: torch.mm(a, b, out=out), budget, _sync(device))
+    return _row("machine", f"{n}x{n} @ {n}x{n}", "torch.mm", device, seconds,
+                gflops=2 * n**3 / seconds / 1e9)
+
+
+def _add_pct_peak(rows: list[dict], copy_gbps: float, gemm_gflops: float) -> None:
+    for r in rows:
+        if r["gbps"] is not None:
+            r["pct_peak"] = 100 * r["gbps"] / copy_gbps
+        elif r["gflops"] is not None:
+            r["pct_peak"] = 100 * r["gflops"] / gemm_gflops
+
+
+# --- entry points --------------------------------------------------------------------------------
+
+
+def run_kernels(quick: bool = False, device: str = "cpu", *, with_compile: bool | None = None,
+                progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Time every case of DESIGN.md §2 on `device`; returns rows (the machine's first).
+
+    quick: tiny shapes and repetition counts, torch.compile off (a smoke test in seconds).
+    with_compile: time torch.compile(fallback) (default: unless quick; compiling is slow).
+    progress: called with a line before each timing (the CLI's status display).
+    """
+    budget = QUICK if quick else FULL
+    with_compile = not quick if with_compile is None else with_compile
+    progress = progress or (lambda _: None)
+    progress("machine: copy bandwidth, GEMM peak")
+    copy, gemm = _copy_row(device, quick, budget), _gemm_row(device, quick, budget)
+    rows = [copy, gemm]
+    for case in cases(device):
+        dims = case.quick if quick else case.dims
+        rows += _time_case(case, dims, device, budget, with_compile, progress)
+    _add_pct_peak(rows[2:], copy["gbps"], gemm["gflops"])
+    return rows
+
+
+def machine(results: list[dict]) -> dict[str, float]:
+    """The measured copy bandwidth (GB/s) and GEMM peak (GFLOP/s) of a run."""
+    rows = {r["impl"]: r for r in results if r["case"] == "machine"}
+    return {"copy_gbps": rows["copy_"]["gbps"], "gemm_gflops": rows["torch.mm"]["gflops"]}
+
+
+def main_json(results: list[dict]) -> str:
+    """What `plugkit bench --json` prints: the environment, the machine's peaks, the rows."""
+    report = ops.backend()
+    doc = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "backend": {"native_loaded": report.native_loaded, "reason": report.reason},
+        "machine": machine(results),
+        "rows": [r for r in results if r["case"] != "machine"],
+    }
+    return json.dumps(doc, indent=2)
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "" if value is None else f"{value:{spec}}{suffix}"
+
+
+def format_table(results: list[dict]) -> Table:
+    """A rich table: one section per case, the machine's peaks in the caption."""
+    peaks = machine(results)
+    table = Table(
+        title=f"plugkit kernels: forward+backward, median ({results[0]['device']}, "
+        f"{torch.get_num_threads()} threads)",
+        caption=f"machine: copy {peaks['copy_gbps']:.1f} GB/s, GEMM {peaks['gemm_gflops']:.0f} "
+        "GFLOP/s (% peak is against these); native ×: how many times faster native is",
+    )
+    for header in ("case", "shape", "impl"):
+        table.add_column(header, no_wrap=True)
+    for header in ("ms", "native ×", "GB/s", "GFLOP/s", "% peak"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("note")
+    rows = [r for r in results if r["case"] != "machine"]
+    for i, r in enumerate(rows):
+        key = (r["case"], r["shape"])
+        first = i == 0 or key != (rows[i - 1]["case"], rows[i - 1]["shape"])
+        last = i + 1 == len(rows) or key != (rows[i + 1]["case"], rows[i + 1]["shape"])
+        table.add_row(
+            r["case"] if first else "", r["shape"] if first else "", r["impl"],
+            _fmt(r["median_ms"], ".3f"), _fmt(r["native_speedup"], ".2f", "×"),
+            _fmt(r["gbps"], ".1f"), _fmt(r["gflops"], ".1f"), _fmt(r["pct_peak"], ".0f", "%"),
+            r["note"] or "", end_section=last,
+        )
+    return table
