@@ -1,0 +1,25 @@
+import pytest
+import torch
+
+import plugkit.ops
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+@pytest.fixture(params=["native", "torch"])
+def backend(request):
+    """Runs the test once per backend, with that backend selected."""
+    if request.param == "native" and not plugkit.ops.backend().native_loaded:
+        pytest.skip(f"native core not loaded: {plugkit.ops.backend().reason}")
+    with plugkit.ops.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=CUDA)])
+def device(request):
+    return torch.device(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

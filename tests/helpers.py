@@ -1,0 +1,51 @@
+"""Shared test recipe pieces: which ops ran, and relative errors against float64 references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import plugkit.ops
+
+NEEDS_NATIVE = pytest.mark.skipif(
+    not plugkit.ops.backend().native_loaded, reason=f"needs the native core ({plugkit.ops.backend().reason})"
+)
+
+
+class RecordOps(TorchDispatchMode):
+    """Records the name of every operator that reaches the dispatcher's Python mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+def run_recorded(fn, *args, **kwargs):
+    """(fn's result, names of the ops it dispatched)."""
+    with RecordOps() as rec:
+        out = fn(*args, **kwargs)
+    return out, rec.names
+
+
+def assert_ran(backend: str, names: set[str], op: str) -> None:
+    """The native backend must have called plugkit::op; the fallback no plugkit op at all."""
+    native = {n for n in names if n.startswith("plugkit.")}
+    if backend == "native":
+        assert f"plugkit.{op}" in native, f"native backend did not run plugkit::{op}: {names}"
+    else:
+        assert not native, f"torch backend ran native ops {native}"
+
+
+def rel_err(actual: torch.Tensor, expected: torch.Tensor, floor: float = 1e-30) -> float:
+    """Norm-relative error, with an absolute floor for values that are (nearly) zero."""
+    actual, expected = actual.double().cpu(), expected.double().cpu()
+    return ((actual - expected).norm() / max(expected.norm().item(), floor)).item()
+
+
+def tolerance(dtype: torch.dtype) -> float:
+    return {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]

@@ -1,0 +1,221 @@
+"""reparameterize / reparameterize_kl: math against float64, the Philox stream, and the RNG."""
+
+import pytest
+import torch
+from scipy import stats
+
+from helpers import NEEDS_NATIVE, assert_ran, rel_err, run_recorded, tolerance
+from plugkit.ops import reparam, reparameterize, reparameterize_kl, use_backend
+
+# Random123's published known-answer vectors for philox4x32_10: (counter, key, output).
+PHILOX_KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0xA4093822, 0x299F31D0),
+        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+    ),
+]
+
+
+def reference(mu, logvar, eps):
+    mu, logvar, eps = mu.double(), logvar.double(), eps.double()
+    z = mu + torch.exp(0.5 * logvar) * eps
+    return z, 0.5 * (torch.exp(logvar) + mu**2 - 1 - logvar).sum(-1)
+
+
+def leaf(*shape, dtype=torch.float32, device="cpu", scale=1.0):
+    return (scale * torch.randn(*shape, dtype=torch.float64)).to(device, dtype).requires_grad_()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(7,), (5, 13), (2, 3, 33), (4, 1500)])
+def test_matches_float64_reference_with_given_eps(backend, device, dtype, shape):
+    mu, logvar = leaf(*shape, dtype=dtype, device=device), leaf(*shape, dtype=dtype, device=device)
+    eps = torch.randn(shape, dtype=dtype, device=device)
+    (z, kl), names = run_recorded(lambda: reparameterize_kl(mu, logvar, eps=eps))
+    assert_ran(backend, names, "reparameterize_kl")
+    assert z.shape == shape and kl.shape == shape[:-1] and z.dtype == kl.dtype == dtype
+    mu64, lv64 = mu.detach().double().requires_grad_(), logvar.detach().double().requires_grad_()
+    z_ref, kl_ref = reference(mu64, lv64, eps)
+    assert rel_err(z, z_ref) < tolerance(dtype) and rel_err(kl, kl_ref) < tolerance(dtype)
+    dz, dkl = torch.randn_like(z_ref), torch.randn_like(kl_ref)
+    grads = torch.autograd.grad((z * dz.to(dtype)).sum() + (kl * dkl.to(dtype)).sum(), (mu, logvar))
+    grads_ref = torch.autograd.grad((z_ref * dz).sum() + (kl_ref * dkl).sum(), (mu64, lv64))
+    for got, want in zip(grads, grads_ref):
+        assert rel_err(got, want) < tolerance(dtype)
+
+
+def test_extreme_logvar_gradients(backend):
+    # exp(+-25) spans 1e-11..7e10: compared by norm with a floor, not element by element
+    logvar = torch.tensor([[50.0, -50.0, 0.0, 20.0, -20.0, 1.0]], requires_grad=True)
+    mu = torch.randn(1, 6, requires_grad=True)
+    eps = torch.randn(1, 6)
+    z, kl = reparameterize_kl(mu, logvar, eps=eps)
+    mu64, lv64 = mu.detach().double().requires_grad_(), logvar.detach().double().requires_grad_()
+    z_ref, kl_ref = reference(mu64, lv64, eps)
+    assert rel_err(z, z_ref) < 1e-5 and rel_err(kl, kl_ref) < 1e-5
+    grads = torch.autograd.grad(z.sum() + kl.sum(), (mu, logvar))
+    for got, want in zip(grads, torch.autograd.grad(z_ref.sum() + kl_ref.sum(), (mu64, lv64))):
+        assert torch.isfinite(got).all() and rel_err(got, want, floor=1e-6) < 1e-5
+
+
+def test_only_z_or_only_kl_used(backend):
+    mu, logvar = leaf(3, 4), leaf(3, 4)
+    z, kl = reparameterize_kl(mu, logvar, eps=torch.ones(3, 4))
+    (g_kl,) = torch.autograd.grad(kl.sum(), (mu,), retain_graph=True)
+    assert torch.allclose(g_kl, mu.detach())
+    (g_z,) = torch.autograd.grad(z.sum(), (mu,))
+    assert torch.allclose(g_z, torch.ones(3, 4))
+
+
+def test_gradcheck(backend):
+    mu, logvar = leaf(3, 5, dtype=torch.float64), leaf(3, 5, dtype=torch.float64)
+    eps = torch.randn(3, 5, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda m, l: reparameterize_kl(m, l, eps=eps), (mu, logvar))
+    key = reparam.draw_key(mu.device)  # the sampled path: fixed key, so the function is pure
+    fn = (torch.ops.plugkit.reparameterize_kl if backend == "native" else
+          lambda m, l, e, k: reparam.reference(m, l, reparam.philox_normal(m.shape, k, m.dtype)))
+    assert torch.autograd.gradcheck(lambda m, l: fn(m, l, None, key), (mu, logvar))
+
+
+def test_opcheck(backend):
+    if backend != "native":
+        pytest.skip("opcheck applies to the registered native operators")
+    mu, logvar = leaf(4, 6), leaf(4, 6)
+    op = torch.ops.plugkit.reparameterize_kl.default
+    torch.library.opcheck(op, (mu, logvar, torch.randn(4, 6), None))
+    torch.library.opcheck(op, (mu, logvar, None, reparam.draw_key(mu.device)))
+    torch.library.opcheck(torch.ops.plugkit.philox4x32.default,
+                          (torch.arange(8).view(2, 4), torch.tensor([1, 2])))
+
+
+def test_compile_fullgraph(backend):
+    def loss(mu, logvar):
+        z, kl = reparameterize_kl(mu, logvar)
+        return (z**2).sum() + kl.sum()
+
+    mu, logvar = leaf(8, 16), leaf(8, 16)
+    compiled = torch.compile(loss, fullgraph=True)
+    torch.manual_seed(3)
+    expected = loss(mu, logvar)
+    (g_expected,) = torch.autograd.grad(expected, (logvar,))
+    torch.manual_seed(3)
+    got = compiled(mu, logvar)
+    (g_got,) = torch.autograd.grad(got, (logvar,))
+    assert rel_err(got, expected) < 1e-5 and rel_err(g_got, g_expected) < 1e-5
+
+
+def sampled_eps(shape, seed=None, generator=None):
+    if seed is not None:
+        torch.manual_seed(seed)
+    zeros = torch.zeros(shape)
+    return reparameterize(zeros, zeros, generator=generator)  # z = eps when mu = logvar = 0
+
+
+def test_normals_are_standard_normal(backend):
+    eps = sampled_eps((256, 1024), seed=1).flatten().double()
+    assert abs(eps.mean().item()) < 0.005 and abs(eps.var().item() - 1) < 0.01
+    assert stats.kstest(eps[:100_000].numpy(), "norm").pvalue > 1e-3
+    # neighbours are independent: the two outputs of one Box-Muller pair, and of one block
+    pairs = eps.view(-1, 4)
+    assert abs(torch.corrcoef(pairs.T)[0, 1].item()) < 0.01
+    assert abs(torch.corrcoef(pairs.T)[0, 2].item()) < 0.01
+
+
+def test_reproducible_fresh_and_generator_driven(backend):
+    a, b = sampled_eps((64, 8), seed=5), sampled_eps((64, 8), seed=5)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, sampled_eps((64, 8)))  # the generator moved on: fresh numbers
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    assert torch.equal(sampled_eps((3, 5), generator=g1), sampled_eps((3, 5), generator=g2))
+
+
+@NEEDS_NATIVE
+def test_backends_draw_the_same_numbers():
+    shape = (3, 37)  # odd sizes: rows straddle Philox blocks
+    with use_backend("native"):
+        native = sampled_eps(shape, seed=11)
+    with use_backend("torch"):
+        fallback = sampled_eps(shape, seed=11)
+    assert rel_err(native, fallback) < 1e-6
+
+
+@pytest.mark.parametrize("counter,key,expected", PHILOX_KAT)
+def test_philox_known_answers_fallback(counter, key, expected):
+    words = reparam.philox4x32_10([torch.tensor(c) for c in counter], *map(torch.tensor, key))
+    assert tuple(int(w) for w in words) == expected
+
+
+@NEEDS_NATIVE
+@pytest.mark.parametrize("counter,key,expected", PHILOX_KAT)
+def test_philox_known_answers_native(counter, key, expected):
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for dev in devices:
+        out = torch.ops.plugkit.philox4x32(torch.tensor([counter], device=dev),
+                                            torch.tensor(key, device=dev))
+        assert tuple(out[0].tolist()) == expected, dev
+
+
+@NEEDS_NATIVE
+def test_philox_stream_matches_fallback_bit_for_bit():
+    key = torch.tensor([0x123456789ABCDEF, (1 << 62) - 3])  # offset near the top: counter carry
+    words = reparam.philox_uint32(16, key)
+    counters = torch.stack([(key[1] + torch.arange(16)) & 0xFFFFFFFF,
+                            ((key[1] + torch.arange(16)) >> 32) & 0xFFFFFFFF,
+                            torch.zeros(16, dtype=torch.int64), torch.zeros(16, dtype=torch.int64)], 1)
+    native = torch.ops.plugkit.philox4x32(counters, torch.stack([key[0] & 0xFFFFFFFF,
+                                                                  (key[0] >> 32) & 0xFFFFFFFF]))
+    assert torch.equal(words, native)
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (4, 0), (0,), (2, 0, 3)])
+def test_empty_tensors(backend, shape):
+    mu, logvar = leaf(*shape), leaf(*shape)
+    z, kl = reparameterize_kl(mu, logvar)
+    assert z.shape == shape and kl.shape == shape[:-1]
+    assert (kl == 0).all()
+    (z.sum() + kl.sum()).backward()
+    assert mu.grad.shape == shape
+
+
+def test_non_contiguous_inputs(backend):
+    mu, logvar = leaf(20, 9).t(), leaf(9, 40)[:, ::2]
+    eps = torch.randn(20, 9).t()
+    z, kl = reparameterize_kl(mu, logvar, eps=eps)
+    z_ref, kl_ref = reference(mu.detach(), logvar.detach(), eps)
+    assert rel_err(z, z_ref) < 1e-6 and rel_err(kl, kl_ref) < 1e-6
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: reparameterize(torch.ones(3, dtype=torch.int32), torch.ones(3)),
+         "mu must be float32/float64 on cpu, got torch.int32"),
+        (lambda: reparameterize(torch.ones(3, 4), torch.ones(3, 5)),
+         r"logvar has shape \(3, 5\) but mu has shape \(3, 4\)"),
+        (lambda: reparameterize(torch.ones(3), torch.ones(3, dtype=torch.float64)),
+         "logvar has dtype torch.float64 but mu has torch.float32"),
+        (lambda: reparameterize(torch.ones(3), torch.ones(3, device="meta")),
+         "logvar is on meta but mu is on cpu"),
+        (lambda: reparameterize(torch.tensor(1.0), torch.tensor(1.0)), "at least 1-D"),
+        (lambda: reparameterize(torch.ones(2, 3), torch.ones(2, 3), eps=torch.ones(3)),
+         r"eps has shape \(3\) but mu has shape \(2, 3\)"),
+        (lambda: reparameterize(torch.ones(2, dtype=torch.float16), torch.ones(2, dtype=torch.float16)),
+         "float16"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(backend, call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_native_op_checks_eps_and_key(backend):
+    if backend != "native":
+        pytest.skip("direct calls of the registered operator")
+    mu = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="give exactly one of eps and key"):
+        torch.ops.plugkit.reparameterize_kl(mu, mu, None, None)
+    with pytest.raises(ValueError, match="key must be an int64 tensor"):
+        torch.ops.plugkit.reparameterize_kl(mu, mu, None, torch.zeros(3))
