@@ -9,6 +9,8 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device 
 @pytest.fixture(params=["native", "torch"])
 def backend(request):
     """Runs the test once per backend, with that backend selected."""
+    if request.param == "native" and plugkit.ops.backend().choice == "torch":
+        pytest.skip("PLUGKIT_BACKEND=torch: the fallback only")
     if request.param == "native" and not plugkit.ops.backend().native_loaded:
         pytest.skip(f"native core not loaded: {plugkit.ops.backend().reason}")
     with plugkit.ops.use_backend(request.param):

@@ -9,7 +9,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import plugkit.ops
 
 NEEDS_NATIVE = pytest.mark.skipif(
-    not plugkit.ops.backend().native_loaded, reason=f"needs the native core ({plugkit.ops.backend().reason})"
+    plugkit.ops.backend().active != "native",
+    reason=f"needs the native core ({plugkit.ops.backend().reason})",
 )
 
 

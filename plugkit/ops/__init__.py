@@ -40,8 +40,9 @@ class BackendReport:
 
     choice: str  # auto | native | torch, as selected
     active: str  # what runs for CPU tensors: native | torch
-    reason: str
+    reason: str  # why `active` runs
     native_loaded: bool
+    native_status: str  # how the extension was built, or why it did not load
     cpu_capability: str | None
     cuda_compiled: bool
     cuda_available: bool
@@ -72,6 +73,7 @@ def backend() -> BackendReport:
         active=per_device["cpu"],
         reason=reason,
         native_loaded=st.loaded,
+        native_status=st.reason,
         cpu_capability=st.cpu_capability,
         cuda_compiled=st.cuda_compiled,
         cuda_available=torch.cuda.is_available(),

@@ -1,0 +1,42 @@
+# The few commands a developer needs. `make test` and `make demo` set everything up first.
+PYTHON ?= python3
+VENV ?= .venv
+# torch 2.14.1 is the CUDA build this project develops and tests on (DESIGN.md §5); any
+# torch>=2.13 works. The extension builds against whichever torch is in the venv.
+TORCH_SPEC ?= torch==2.14.1
+# GPU architectures for the CUDA kernels: A100, H100/H200, and PTX for newer cards.
+export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0+PTX
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.plugkit-installed
+
+.PHONY: setup test test-fallback demo bench lint clean
+
+setup: $(STAMP)
+
+# --no-build-isolation: compile the extension against the torch that will import it.
+$(STAMP): pyproject.toml setup.py $(shell find csrc -type f)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "$(TORCH_SPEC)" setuptools wheel ninja
+	$(BIN)/pip install --no-build-isolation --editable ".[dev]"
+	$(BIN)/plugkit doctor
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+# The whole suite with the pure-PyTorch fallback only (what a machine without a compiler runs).
+test-fallback: setup
+	PLUGKIT_BACKEND=torch $(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/plugkit bench kernels
+
+bench: setup
+	$(BIN)/plugkit bench kernels
+
+lint: setup
+	$(BIN)/ruff check plugkit tests setup.py
+
+clean:
+	rm -rf build $(VENV) plugkit/_C*.so plugkit/_build_info.json *.egg-info

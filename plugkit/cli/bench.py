@@ -1,0 +1,42 @@
+"""`plugkit bench`: how fast the kernels are, measured side by side in one process."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from plugkit.errors import UsageError
+
+app = typer.Typer(help="Benchmarks (ratios measured side by side in one run).", no_args_is_help=True)
+
+
+@app.command("kernels")
+def kernels(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    quick: Annotated[bool, typer.Option(help="Tiny shapes, no torch.compile: a smoke run.")] = False,
+    compile_fallback: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="Also time torch.compile(fallback).")
+    ] = True,
+) -> None:
+    """Forward+backward of every operator: native vs fallback vs compile(fallback) vs PyTorch."""
+    import torch
+
+    from plugkit import bench
+
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is visible")
+    with_compile = compile_fallback and not quick
+    if as_json:
+        typer.echo(bench.main_json(bench.run_kernels(quick, device, with_compile=with_compile)))
+        return
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    with console.status("benchmarking") as status:
+        results = bench.run_kernels(quick, device, with_compile=with_compile,
+                                    progress=lambda line: status.update(line))
+    Console().print(bench.format_table(results))
