@@ -134,6 +134,8 @@ def test_non_contiguous_inputs(backend):
         (lambda: gan_d_loss(torch.ones(3), torch.ones(3), kind="hinge", label_smoothing=0.1),
          ValueError, "label_smoothing applies only to kind='bce'"),
         (lambda: gan_g_loss([1.0, 2.0]), TypeError, "fake_logits must be a torch.Tensor"),
+        (lambda: gan_g_loss(torch.ones(3).to_sparse()), ValueError,
+         "fake_logits must be a dense"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(backend, call, error, message):
