@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from rich import box
 from rich.table import Table
 from torch import nn
 
@@ -70,17 +72,23 @@ def _gan_torch(real, fake, fake_g, ones, zeros):
     return bce(real, ones) + bce(fake, zeros), bce(fake_g, ones)
 
 
-def _lstm_layer_inputs(device: str, T: int, B: int, I: int, H: int) -> Inputs:
+def _tbih(dims: dict[str, int]) -> tuple[int, int, int, int]:
+    return dims["T"], dims["B"], dims["I"], dims["H"]  # "I" is DESIGN's name, not a variable's
+
+
+def _lstm_layer_inputs(device: str, **dims: int) -> Inputs:
     # The leaves are nn.LSTM's own parameters, so on CUDA they stay in the flat buffer cuDNN wants;
     # the LSTMCell shares the very same Parameters.
-    lstm = nn.LSTM(I, H).to(device)
-    cell = nn.LSTMCell(I, H).to(device)
+    T, B, n_in, H = _tbih(dims)
+    lstm = nn.LSTM(n_in, H).to(device)
+    cell = nn.LSTMCell(n_in, H).to(device)
     names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     for name in names:
         setattr(cell, name, getattr(lstm, f"{name}_l0"))
     weights = dict(zip(("w_ih", "w_hh", "b_ih", "b_hh"), (getattr(cell, n) for n in names)))
     h0, c0 = torch.randn(B, H, device=device), torch.randn(B, H, device=device)
-    return {"x": _leaf(device, T, B, I), "h0": h0, "c0": c0, **weights, "lstm": lstm, "cell": cell}
+    x = _leaf(device, T, B, n_in)
+    return {"x": x, "h0": h0, "c0": c0, **weights, "lstm": lstm, "cell": cell}
 
 
 def _lstm_layer_plugkit(x, h0, c0, w_ih, w_hh, b_ih, b_hh, **_):
@@ -143,13 +151,17 @@ GAN = Op(
     # Per op: read the logits in fwd, again in bwd, write their grads: D 6B, G 3B elements.
     bytes=lambda B: 9 * B * F32,
 )
+def _lstm_forward_flops(T: int, B: int, n_in: int, H: int) -> int:
+    return 2 * T * B * 4 * H * (n_in + H)
+
+
 LSTM_LAYER = Op(
     "lstm_layer",
     _lstm_layer_inputs,
     _lstm_layer_plugkit,
     {"nn.LSTM": _nn_lstm, "nn.LSTMCell loop": _lstm_cell_loop},
     # GEMMs only: forward 2*T*B*4H*(I+H); backward (dx/dh and dW) twice that.
-    flops=lambda T, B, I, H: 3 * 2 * T * B * 4 * H * (I + H),
+    flops=lambda **dims: 3 * _lstm_forward_flops(*_tbih(dims)),
     needs=("lstm_layer",),
 )
 LSTM_CELL = Op(
@@ -176,7 +188,7 @@ CASES: tuple[Case, ...] = (
     Case(REPARAM, {"B": 4096, "D": 256}, {"B": 64, "D": 32}),
     Case(REPARAM, {"B": 65536, "D": 512}, {"B": 256, "D": 64}),
     Case(GAN, {"B": 256}, {"B": 64}),  # overhead-bound
-    Case(GAN, {"B": 1 << 20}, {"B": 4096}),  # bandwidth-bound on a CPU
+    Case(GAN, {"B": 1 << 20}, {"B": 4096}),  # 12 MB of logits: beyond a CPU's L2
     # On a GPU 2^20 logits fit in L2; 2^26 moves 2.4 GB, so it measures HBM (DESIGN.md §5).
     Case(GAN, {"B": 1 << 26}, {"B": 1 << 14}, devices=("cuda",)),
     Case(LSTM_LAYER, {"T": 64, "B": 64, "I": 128, "H": 256}, {"T": 4, "B": 4, "I": 8, "H": 16}),
@@ -205,7 +217,7 @@ class Budget:
     sample_s: float  # a sample repeats the step until it lasts this long (amortizes the sync)
 
 
-FULL = Budget(warmup=3, max_samples=101, min_samples=5, seconds=1.5, sample_s=2e-3)
+FULL = Budget(warmup=3, max_samples=101, min_samples=3, seconds=1.5, sample_s=2e-3)
 QUICK = Budget(warmup=1, max_samples=3, min_samples=3, seconds=0.0, sample_s=0.0)
 
 
@@ -221,8 +233,35 @@ def _timed(step: Callable[[], Any], calls: int, sync: Callable[[], None]) -> flo
     return (time.perf_counter() - start) / calls
 
 
-def _median_s(step: Callable[[], Any], budget: Budget, sync: Callable[[], None]) -> float:
-    """Median seconds per call of `step`, after warm-up."""
+class Timing(NamedTuple):
+    seconds: float  # median per call
+    other_cpu_pct: float | None  # CPU share other processes took while sampling (None: unknown)
+
+
+def _cpu_ticks() -> tuple[int, float] | None:
+    """(ticks all CPUs were busy, ticks this process used), or None without Linux's /proc."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    own = os.times()
+    return sum(ticks) - ticks[3] - ticks[4], (own.user + own.system) * os.sysconf("SC_CLK_TCK")
+
+
+def _other_cpu_pct(before: tuple[int, float] | None, wall: float) -> float | None:
+    # The machine may be shared (builds, tests): a busy one makes every number here meaningless,
+    # so each row says how much CPU others took while it was sampled.
+    after = _cpu_ticks()
+    if before is None or after is None or wall < 0.1:  # /proc/stat counts in 10 ms ticks
+        return None
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    capacity = wall * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
+    return round(min(100.0, max(0.0, 100 * others / capacity)), 1)
+
+
+def _median_s(step: Callable[[], Any], budget: Budget, sync: Callable[[], None]) -> Timing:
+    """Median seconds per call of `step` after warm-up, and how busy the machine was meanwhile."""
     spent = 0.0
     for i in range(budget.warmup):
         estimate = _timed(step, 1, sync)  # the last warm-up call sizes the samples
@@ -231,7 +270,9 @@ def _median_s(step: Callable[[], Any], budget: Budget, sync: Callable[[], None])
             break
     inner = max(1, math.ceil(budget.sample_s / max(estimate, 1e-9)))
     n = min(max(int(budget.seconds / (estimate * inner)), budget.min_samples), budget.max_samples)
-    return statistics.median(_timed(step, inner, sync) for _ in range(n))
+    ticks, start = _cpu_ticks(), time.perf_counter()
+    median = statistics.median([_timed(step, inner, sync) for _ in range(n)])
+    return Timing(median, _other_cpu_pct(ticks, time.perf_counter() - start))
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:
@@ -292,20 +333,19 @@ def _fmt_dim(v: int) -> str:
     return f"2^{v.bit_length() - 1}" if v >= 1 << 16 and v & (v - 1) == 0 else str(v)
 
 
-def _row(case: str, shape: str, impl: str, device: str, seconds: float | None = None,
+def _row(case: str, shape: str, impl: str, device: str, timing: Timing | None = None,
          note: str | None = None, **figures: float) -> dict:
     return {"case": case, "shape": shape, "impl": impl, "device": device,
-            "median_ms": None if seconds is None else seconds * 1e3,
+            "median_ms": None if timing is None else timing.seconds * 1e3,
             "native_speedup": None, "gbps": None, "gflops": None, "pct_peak": None,
+            "other_cpu_pct": None if timing is None else timing.other_cpu_pct,
             "note": note, **figures}
 
 
 def _skip_note(case: Case, impl: str, device: str, with_compile: bool) -> str | None:
     """Why this impl of this case is not timed, or None when it is."""
-    if impl in PLUGKIT_IMPLS:
-        missing = [name for name in case.op.needs if not hasattr(ops, name)]
-        if missing:
-            return "lstm ops not available"
+    if impl in PLUGKIT_IMPLS and not all(hasattr(ops, name) for name in case.op.needs):
+        return "lstm ops not available"
     if impl == "native":
         report = ops.backend()
         if not report.native_loaded:
@@ -332,23 +372,23 @@ def _time_case(case: Case, dims: dict[str, int], device: str, budget: Budget,
     inputs = case.op.inputs(device, **dims)
     rows = []
     for name, backend, impl in _impls(case):
-        note, seconds = _skip_note(case, name, device, with_compile), None
+        note, timing = _skip_note(case, name, device, with_compile), None
         if note is None:
             progress(f"{case.op.name} {shape}: {name}")
-            seconds, note = _try_time(impl, inputs, backend, device, budget)
-        rows.append(_row(case.op.name, shape, name, device, seconds, note))
+            timing, note = _try_time(impl, inputs, backend, device, budget)
+        rows.append(_row(case.op.name, shape, name, device, timing, note))
     _add_figures(rows, case, dims)
     return rows
 
 
 def _try_time(impl: Impl, inputs: Inputs, backend: str, device: str,
-              budget: Budget) -> tuple[float | None, str | None]:
-    """(median seconds, None), or (None, why) when the impl fails: one broken op or a failed
+              budget: Budget) -> tuple[Timing | None, str | None]:
+    """(timing, None), or (None, why) when the impl fails: one broken op or a failed
     compile should cost its row, not the whole multi-minute run."""
     try:
         with ops.use_backend(backend):  # around the whole loop: not paid per call
             return _median_s(_fwd_bwd(impl, inputs), budget, _sync(device)), None
-    except Exception as exc:  # noqa: BLE001 - reported in the row
+    except Exception as exc:  # reported in the row
         first_line = (str(exc).strip().splitlines() or [""])[0][:120]
         return None, f"failed: {type(exc).__name__}: {first_line}"
 
@@ -375,18 +415,18 @@ def _copy_row(device: str, quick: bool, budget: Budget) -> dict:
     mb = 16 if quick else 256  # far beyond any CPU cache or GPU L2
     src = torch.rand(mb * 2**20 // F32, device=device)
     dst = torch.empty_like(src)
-    seconds = _median_s(lambda: dst.copy_(src), budget, _sync(device))
-    gbps = 2 * src.nbytes / seconds / 1e9  # read + write
-    return _row("machine", f"{mb} MB", "copy_", device, seconds, gbps=gbps)
+    timing = _median_s(lambda: dst.copy_(src), budget, _sync(device))
+    gbps = 2 * src.nbytes / timing.seconds / 1e9  # read + write
+    return _row("machine", f"{mb} MB", "copy_", device, timing, gbps=gbps)
 
 
 def _gemm_row(device: str, quick: bool, budget: Budget) -> dict:
     n = 256 if quick else 4096 if torch.device(device).type == "cuda" else 2048
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     out = torch.empty(n, n, device=device)
-    seconds = _median_s(lambda: torch.mm(a, b, out=out), budget, _sync(device))
-    return _row("machine", f"{n}x{n} @ {n}x{n}", "torch.mm", device, seconds,
-                gflops=2 * n**3 / seconds / 1e9)
+    timing = _median_s(lambda: torch.mm(a, b, out=out), budget, _sync(device))
+    return _row("machine", f"{n}x{n} @ {n}x{n}", "torch.mm", device, timing,
+                gflops=2 * n**3 / timing.seconds / 1e9)
 
 
 def _add_pct_peak(rows: list[dict], copy_gbps: float, gemm_gflops: float) -> None:
@@ -421,10 +461,16 @@ def run_kernels(quick: bool = False, device: str = "cpu", *, with_compile: bool 
     return rows
 
 
-def machine(results: list[dict]) -> dict[str, float]:
-    """The measured copy bandwidth (GB/s) and GEMM peak (GFLOP/s) of a run."""
+BUSY_PCT = 10.0  # rows sampled while others took more CPU than this are flagged
+
+
+def machine(results: list[dict]) -> dict[str, float | None]:
+    """The measured copy bandwidth (GB/s) and GEMM peak (GFLOP/s) of a run, and the most CPU
+    other processes took while any row was sampled (%)."""
     rows = {r["impl"]: r for r in results if r["case"] == "machine"}
-    return {"copy_gbps": rows["copy_"]["gbps"], "gemm_gflops": rows["torch.mm"]["gflops"]}
+    busy = [r["other_cpu_pct"] for r in results if r["other_cpu_pct"] is not None]
+    return {"copy_gbps": rows["copy_"]["gbps"], "gemm_gflops": rows["torch.mm"]["gflops"],
+            "other_cpu_pct_max": max(busy, default=None)}
 
 
 def main_json(results: list[dict]) -> str:
@@ -444,29 +490,48 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return "" if value is None else f"{value:{spec}}{suffix}"
 
 
+def _note(row: dict) -> str:
+    busy = row["other_cpu_pct"]
+    flag = f"busy machine: others took {busy:.0f}% CPU" if busy and busy > BUSY_PCT else ""
+    return "; ".join(n for n in (row["note"], flag) if n)
+
+
+def _cells(row: dict) -> list[str]:
+    achieved = _fmt(row["gbps"], ".1f", " GB/s") or _fmt(row["gflops"], ".1f", " GFLOP/s")
+    return [row["impl"], _fmt(row["median_ms"], ".3f"), _fmt(row["native_speedup"], ".2f", "×"),
+            achieved, _fmt(row["pct_peak"], ".0f", "%")]
+
+
 def format_table(results: list[dict]) -> Table:
     """A rich table: one section per case, the machine's peaks in the caption."""
     peaks = machine(results)
     table = Table(
+        box=box.SIMPLE_HEAD,  # no vertical rules: fits more on a narrow terminal
         title=f"plugkit kernels: forward+backward, median ({results[0]['device']}, "
         f"{torch.get_num_threads()} threads)",
         caption=f"machine: copy {peaks['copy_gbps']:.1f} GB/s, GEMM {peaks['gemm_gflops']:.0f} "
-        "GFLOP/s (% peak is against these); native ×: how many times faster native is",
+        "GFLOP/s (% peak is against these); native ×: how many times faster native is"
+        + "".join(f"\n{_note(r)} while measuring {r['impl']}" for r in results
+                  if r["case"] == "machine" and _note(r)),
     )
-    for header in ("case", "shape", "impl"):
-        table.add_column(header, no_wrap=True)
-    for header in ("ms", "native ×", "GB/s", "GFLOP/s", "% peak"):
-        table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("note")
     rows = [r for r in results if r["case"] != "machine"]
-    for i, r in enumerate(rows):
+    cells = [_cells(r) for r in rows]
+    # Numbers are never cut: on a narrow terminal the case and note columns wrap instead.
+    table.add_column("case", min_width=10, overflow="fold")
+    table.add_column("impl", min_width=8, overflow="fold")
+    for j, header in enumerate(("ms", "native ×", "achieved", "% peak"), start=1):
+        width = max([len(header)] + [len(c[j]) for c in cells])
+        table.add_column(header, justify="right", no_wrap=True, min_width=width)
+    table.add_column("note", min_width=10, overflow="fold")
+    for i, (r, c) in enumerate(zip(rows, cells)):
         key = (r["case"], r["shape"])
-        first = i == 0 or key != (rows[i - 1]["case"], rows[i - 1]["shape"])
-        last = i + 1 == len(rows) or key != (rows[i + 1]["case"], rows[i + 1]["shape"])
-        table.add_row(
-            r["case"] if first else "", r["shape"] if first else "", r["impl"],
-            _fmt(r["median_ms"], ".3f"), _fmt(r["native_speedup"], ".2f", "×"),
-            _fmt(r["gbps"], ".1f"), _fmt(r["gflops"], ".1f"), _fmt(r["pct_peak"], ".0f", "%"),
-            r["note"] or "", end_section=last,
-        )
+        # The first row of a section names the case, the second its shape.
+        label = r["case"] if i == 0 or key != _key(rows[i - 1]) else (
+            r["shape"] if i == 1 or key != _key(rows[i - 2]) else "")
+        last = i + 1 == len(rows) or key != _key(rows[i + 1])
+        table.add_row(label, *c, _note(r), end_section=last)
     return table
+
+
+def _key(row: dict) -> tuple[str, str]:
+    return row["case"], row["shape"]

@@ -134,5 +134,10 @@ def native_for(device: torch.device) -> bool:
 
 
 def init() -> None:
-    """Read PLUGKIT_BACKEND and load the extension (called once by plugkit.ops)."""
+    """Read PLUGKIT_BACKEND and load the extension (called once by plugkit.ops).
+
+    Loading at import, not on first use, keeps the import out of torch.compile's tracing and
+    makes torch.ops.plugkit.* available as soon as plugkit.ops is imported.
+    """
+    status()
     set_backend(_choice_from_env())
