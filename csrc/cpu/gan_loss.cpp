@@ -40,6 +40,15 @@ at::Tensor d_loss(const at::Tensor& real, const at::Tensor& fake, c10::string_vi
   return loss;
 }
 
+// The incoming gradient of a scalar loss, read directly (item() costs a dispatch).
+template <typename scalar_t>
+double loss_grad(const at::Tensor& grad) {
+  TORCH_CHECK_VALUE(grad.numel() == 1 && grad.scalar_type() == c10::CppTypeToScalarType<scalar_t>::value,
+                    "grad must be a single ", c10::CppTypeToScalarType<scalar_t>::value,
+                    " value, got ", grad.scalar_type(), " of shape ", grad.sizes());
+  return static_cast<double>(*grad.const_data_ptr<scalar_t>());
+}
+
 // out[i] = scale * grad(x[i]) over a contiguous tensor.
 template <typename scalar_t, typename G>
 at::Tensor scaled_grad(const at::Tensor& x, double scale, const G& grad) {
@@ -59,10 +68,10 @@ std::tuple<at::Tensor, at::Tensor> d_loss_backward(const at::Tensor& grad, const
                                                    c10::string_view kind_name, double smoothing) {
   const GanKind kind = parse_gan_kind(kind_name);
   const at::Tensor r = real.contiguous(), f = fake.contiguous();
-  const double g = grad.item<double>();
   at::Tensor d_real, d_fake;
   AT_DISPATCH_FLOATING_TYPES(real.scalar_type(), "plugkit_gan_d_loss_backward_cpu", [&] {
     using V = Vectorized<scalar_t>;
+    const double g = loss_grad<scalar_t>(grad);
     const V s(static_cast<scalar_t>(smoothing));
     dispatch_gan_kind(kind, [&](auto k) {
       constexpr GanKind K = decltype(k)::value;
@@ -95,10 +104,10 @@ at::Tensor g_loss_backward(const at::Tensor& grad, const at::Tensor& fake,
                            c10::string_view kind_name) {
   const GanKind kind = parse_gan_kind(kind_name);
   const at::Tensor f = fake.contiguous();
-  const double g = grad.item<double>();
   at::Tensor d_fake;
   AT_DISPATCH_FLOATING_TYPES(fake.scalar_type(), "plugkit_gan_g_loss_backward_cpu", [&] {
     using V = Vectorized<scalar_t>;
+    const double g = loss_grad<scalar_t>(grad);
     dispatch_gan_kind(kind, [&](auto k) {
       constexpr GanKind K = decltype(k)::value;
       d_fake = scaled_grad<scalar_t>(f, g / f.numel(), [](V x) { return g_grad<K>(x); });

@@ -16,12 +16,12 @@ def floating(t: object, name: str) -> torch.Tensor:
     """A float tensor of a dtype the kernels support on its device."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.layout != torch.strided:
-        raise ValueError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
-    allowed = _CUDA_DTYPES if t.device.type == "cuda" else _CPU_DTYPES
+    allowed = _CUDA_DTYPES if t.is_cuda else _CPU_DTYPES  # cheap attributes first: hot path
     if t.dtype not in allowed:
         names = "/".join(str(d).removeprefix("torch.") for d in allowed)
         raise ValueError(f"{name} must be {names} on {t.device.type}, got {t.dtype}")
+    if t.layout is not torch.strided:
+        raise ValueError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
     return t
 
 

@@ -41,7 +41,7 @@ def gan_d_loss(
     _checks.nonempty(real_logits, "real_logits")
     _checks.nonempty(fake_logits, "fake_logits")
     if _backend.native_for(real_logits.device):
-        return torch.ops.plugkit.gan_d_loss(real_logits, fake_logits, kind, float(label_smoothing))
+        return torch.ops.plugkit.gan_d_loss.default(real_logits, fake_logits, kind, float(label_smoothing))
     return d_loss_reference(real_logits, fake_logits, kind, label_smoothing)
 
 
@@ -51,7 +51,7 @@ def gan_g_loss(fake_logits: torch.Tensor, *, kind: str = "bce") -> torch.Tensor:
     _checks.floating(fake_logits, "fake_logits")
     _checks.nonempty(fake_logits, "fake_logits")
     if _backend.native_for(fake_logits.device):
-        return torch.ops.plugkit.gan_g_loss(fake_logits, kind)
+        return torch.ops.plugkit.gan_g_loss.default(fake_logits, kind)
     return g_loss_reference(fake_logits, kind)
 
 
@@ -75,7 +75,8 @@ def g_loss_reference(f: torch.Tensor, kind: str) -> torch.Tensor:
 
 @_backend.on_native_load
 def _register() -> None:
-    # The fake impls tell torch.compile the output's shape without running anything.
+    # The fake impls tell torch.compile the output's shape without running anything. Autograd
+    # is registered in C++ (csrc/autograd.cpp) so the backward runs without Python.
     @torch.library.register_fake("plugkit::gan_d_loss")
     def _(real, fake, kind, label_smoothing):
         return real.new_empty(())
@@ -91,26 +92,3 @@ def _register() -> None:
     @torch.library.register_fake("plugkit::gan_g_loss_backward")
     def _(grad, fake, kind):
         return torch.empty_like(fake)
-
-    # Autograd: the backward ops recompute sigmoid from the logits (nothing else is saved).
-    def setup_d(ctx, inputs, output):
-        real, fake, ctx.kind, ctx.smoothing = inputs
-        ctx.save_for_backward(real, fake)
-
-    def backward_d(ctx, grad):
-        real, fake = ctx.saved_tensors
-        d_real, d_fake = torch.ops.plugkit.gan_d_loss_backward(
-            grad, real, fake, ctx.kind, ctx.smoothing
-        )
-        return d_real, d_fake, None, None
-
-    def setup_g(ctx, inputs, output):
-        fake, ctx.kind = inputs
-        ctx.save_for_backward(fake)
-
-    def backward_g(ctx, grad):
-        (fake,) = ctx.saved_tensors
-        return torch.ops.plugkit.gan_g_loss_backward(grad, fake, ctx.kind), None
-
-    torch.library.register_autograd("plugkit::gan_d_loss", backward_d, setup_context=setup_d)
-    torch.library.register_autograd("plugkit::gan_g_loss", backward_g, setup_context=setup_g)

@@ -123,20 +123,6 @@ def _register() -> None:
     def _(grad_z, grad_kl, mu, logvar, z):
         return torch.empty_like(mu), torch.empty_like(logvar)
 
-    def setup(ctx, inputs, output):
-        mu, logvar, _eps, _key = inputs
-        ctx.save_for_backward(mu, logvar, output[0])
-
-    # Backward uses z - mu = std * eps, so neither eps nor the RNG has to be kept or replayed.
-    def backward(ctx, grad_z, grad_kl):
-        mu, logvar, z = ctx.saved_tensors
-        grad_z = torch.zeros_like(z) if grad_z is None else grad_z
-        grad_kl = mu.new_zeros(mu.shape[:-1]) if grad_kl is None else grad_kl
-        d_mu, d_logvar = torch.ops.plugkit.reparameterize_kl_backward(grad_z, grad_kl, mu, logvar, z)
-        return d_mu, d_logvar, None, None
-
-    torch.library.register_autograd("plugkit::reparameterize_kl", backward, setup_context=setup)
-
     @torch.library.register_fake("plugkit::philox4x32")
     def _(counters, key):
         return torch.empty_like(counters)
