@@ -34,7 +34,9 @@ void cell_backward(const Tensor& grad_h, const Tensor& grad_c, const Tensor& act
                    const Tensor& c_prev, const Tensor& c, const Tensor& dgates,
                    const Tensor& dc_prev) {
 #ifdef PLUGKIT_WITH_CUDA
-  if (act.is_cuda()) return lstm_cell_backward_cuda(grad_h, grad_c, act, c_prev, c, dgates, dc_prev);
+  if (act.is_cuda()) {
+    return lstm_cell_backward_cuda(grad_h, grad_c, act, c_prev, c, dgates, dc_prev);
+  }
 #endif
   lstm_cell_backward_cpu(grad_h, grad_c, act, c_prev, c, dgates, dc_prev);
 }

@@ -249,7 +249,8 @@ def _bad_layer_cases():
         "w_ih_device": ("w_ih", w_ih.to("meta")),
         "h0_int": ("h0", h0.long()),
     }
-    return {case: (tuple({**ok, name: value}.values()), name) for case, (name, value) in bad.items()}
+    # each case: the valid arguments in order, with one of them replaced
+    return {case: (tuple({**ok, name: t}.values()), name) for case, (name, t) in bad.items()}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -77,6 +77,7 @@ def _check_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh) -> None:
 
 
 def cell_reference(gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """lstm_cell in plain torch ops; returns (h, c)."""
     i, f, g, o = gates.chunk(4, 1)  # [B, H] each
     c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)
@@ -84,6 +85,7 @@ def cell_reference(gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Ten
 
 
 def layer_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    """lstm_layer as a loop over time; returns (y, (h_n, c_n)) like lstm_layer."""
     gates_x = torch.matmul(x, w_ih.t()) + (b_ih + b_hh)  # [T, B, 4H]: all input projections
     h, c = h0, c0
     ys = []
@@ -105,9 +107,8 @@ def _register() -> None:
     # tensors, hence new_empty rather than empty_like (which would copy the inputs' strides).
     @torch.library.register_fake("plugkit::lstm_cell")
     def _(gates, c_prev):
-        return c_prev.new_empty(c_prev.shape), c_prev.new_empty(c_prev.shape), gates.new_empty(
-            gates.shape
-        )
+        state = c_prev.shape  # [B, H]
+        return c_prev.new_empty(state), c_prev.new_empty(state), gates.new_empty(gates.shape)
 
     @torch.library.register_fake("plugkit::lstm_cell_backward")
     def _(grad_h, grad_c, act, c_prev, c):
