@@ -4,8 +4,8 @@
 //
 // The plain functions write into preallocated outputs and assume what the entry points check:
 // tensors of one dtype and device, contiguous, gates/act/dgates [B, 4H] (chunks i, f, g, o of
-// width H), everything else [B, H]. Outputs are `const at::Tensor&` like ATen's out= arguments,
-// so views such as act[t] can be passed directly.
+// width H), everything else [B, H]. Outputs are `const at::Tensor&` (their data is written, not
+// the handle), so temporary views such as act.select(0, t) can be passed directly.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -45,11 +45,12 @@ inline void check_shape(const at::Tensor& t, at::IntArrayRef expected, const cha
 }
 
 // dtype: float32/float64, and float16/bfloat16 on CUDA; all alike. Returns H.
-inline int64_t check_cell_args(const at::Tensor& gates, const at::Tensor& c_prev) {
-  check_floating(gates, "gates", gates.is_cuda());
-  check_like(c_prev, gates, "c_prev", "gates");
-  TORCH_CHECK_VALUE(gates.dim() == 2 && gates.size(1) % 4 == 0,
-                    "gates must be 2-D [B, 4H] (i, f, g, o), got shape ", gates.sizes());
+inline int64_t check_cell_args(const at::Tensor& gates, const at::Tensor& c_prev,
+                               const char* gates_name = "gates") {
+  check_floating(gates, gates_name, gates.is_cuda());
+  check_like(c_prev, gates, "c_prev", gates_name);
+  TORCH_CHECK_VALUE(gates.dim() == 2 && gates.size(1) % 4 == 0, gates_name,
+                    " must be 2-D [B, 4H] (i, f, g, o), got shape ", gates.sizes());
   const int64_t H = gates.size(1) / 4;
   check_shape(c_prev, {gates.size(0), H}, "c_prev");
   return H;
@@ -58,7 +59,7 @@ inline int64_t check_cell_args(const at::Tensor& gates, const at::Tensor& c_prev
 inline void check_cell_backward_args(const at::Tensor& grad_h, const at::Tensor& grad_c,
                                      const at::Tensor& act, const at::Tensor& c_prev,
                                      const at::Tensor& c) {
-  const int64_t H = check_cell_args(act, c_prev);
+  const int64_t H = check_cell_args(act, c_prev, "act");
   auto check_state = [&](const at::Tensor& t, const char* name) {
     check_like(t, act, name, "act");
     check_shape(t, {act.size(0), H}, name);
