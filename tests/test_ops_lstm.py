@@ -112,7 +112,8 @@ def test_cell_matches_float64_reference(backend, device, shape):
     with running(backend, CELL_OPS):
         out, grads, grads_out = outputs_and_grads(ops.lstm_cell, inputs)
     ref_out, ref_grads = float64_reference(lstm_ops.cell_reference, inputs, grads_out)
-    for name, a, e in zip(("h", "c", "d_gates", "d_c_prev"), out + grads, ref_out + ref_grads):
+    for name, a, e in zip(("h", "c", "dgates", "dc_prev"), out + grads, ref_out + ref_grads,
+                          strict=True):
         assert a.dtype == torch.float32 and a.shape == e.shape, name
         assert rel_err(a, e) < 1e-5, name
 
