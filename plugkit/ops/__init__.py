@@ -17,9 +17,17 @@ import torch
 from plugkit.ops import _backend
 from plugkit.ops._backend import set_backend, use_backend
 from plugkit.ops.gan import gan_d_loss, gan_g_loss
+from plugkit.ops.lstm import lstm_cell, lstm_layer
 from plugkit.ops.reparam import reparameterize, reparameterize_kl
 
-OPS = ("reparameterize", "reparameterize_kl", "gan_d_loss", "gan_g_loss")
+OPS = (
+    "reparameterize",
+    "reparameterize_kl",
+    "gan_d_loss",
+    "gan_g_loss",
+    "lstm_cell",
+    "lstm_layer",
+)
 
 __all__ = [
     "OPS",
@@ -27,6 +35,8 @@ __all__ = [
     "backend",
     "gan_d_loss",
     "gan_g_loss",
+    "lstm_cell",
+    "lstm_layer",
     "reparameterize",
     "reparameterize_kl",
     "set_backend",

@@ -1,0 +1,113 @@
+// CUDA kernels of the LSTM cell (DESIGN.md §1.3): one thread per hidden unit, running the
+// formulas of common/pointwise.h in float32 for half/bfloat16 storage (float64 stays float64).
+// Headers are kept light on purpose (DESIGN.md §5): no torch/extension.h, no ATen/cuda/*.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "common/pointwise.h"
+#include "lstm.h"
+
+namespace plugkit {
+namespace {
+
+constexpr int kThreads = 256;
+
+// Enough blocks to cover n units, capped (the kernels grid-stride over the rest).
+unsigned int blocks_for(int64_t n) {
+  return static_cast<unsigned int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 16));
+}
+
+// Consecutive threads take consecutive units of a row, so every gate access is coalesced.
+template <typename scalar_t>
+__global__ void forward_kernel(const scalar_t* gates, const scalar_t* __restrict__ c_prev,
+                               scalar_t* __restrict__ h, scalar_t* __restrict__ c,
+                               scalar_t* act, int64_t B, int64_t H) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < B * H;
+       u += stride) {
+    const int64_t off = (u / H) * 4 * H + u % H;  // gate k of unit u at off + k*H
+    // act may alias gates: all four loads happen before the stores.
+    const auto out = lstm_cell_forward<acc_t>(gates[off], gates[off + H], gates[off + 2 * H],
+                                              gates[off + 3 * H], c_prev[u]);
+    act[off] = out.i;
+    act[off + H] = out.f;
+    act[off + 2 * H] = out.g;
+    act[off + 3 * H] = out.o;
+    c[u] = out.c;
+    h[u] = out.h;
+  }
+}
+
+template <typename scalar_t>
+__global__ void backward_kernel(const scalar_t* __restrict__ grad_h, const scalar_t* grad_c,
+                                const scalar_t* __restrict__ act,
+                                const scalar_t* __restrict__ c_prev,
+                                const scalar_t* __restrict__ c, scalar_t* __restrict__ dgates,
+                                scalar_t* dc_prev, int64_t B, int64_t H) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < B * H;
+       u += stride) {
+    const int64_t off = (u / H) * 4 * H + u % H;
+    // dc_prev may alias grad_c: grad_c[u] is read before dc_prev[u] is written.
+    const auto grad = lstm_cell_backward<acc_t>(act[off], act[off + H], act[off + 2 * H],
+                                                act[off + 3 * H], c_prev[u], c[u], grad_h[u],
+                                                grad_c[u]);
+    dgates[off] = grad.di;
+    dgates[off + H] = grad.df;
+    dgates[off + 2 * H] = grad.dg;
+    dgates[off + 3 * H] = grad.do_;
+    dc_prev[u] = grad.dc_prev;
+  }
+}
+
+}  // namespace
+
+void lstm_cell_forward_cuda(const at::Tensor& gates, const at::Tensor& c_prev,
+                            const at::Tensor& h, const at::Tensor& c, const at::Tensor& act) {
+  const int64_t B = c_prev.size(0), H = c_prev.size(1);
+  if (B * H == 0) return;
+  const c10::cuda::CUDAGuard guard(gates.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gates.scalar_type(),
+                                  "plugkit_lstm_cell_cuda", [&] {
+    forward_kernel<scalar_t><<<blocks_for(B * H), kThreads, 0, stream>>>(
+        gates.const_data_ptr<scalar_t>(), c_prev.const_data_ptr<scalar_t>(),
+        h.mutable_data_ptr<scalar_t>(), c.mutable_data_ptr<scalar_t>(),
+        act.mutable_data_ptr<scalar_t>(), B, H);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+void lstm_cell_backward_cuda(const at::Tensor& grad_h, const at::Tensor& grad_c,
+                             const at::Tensor& act, const at::Tensor& c_prev, const at::Tensor& c,
+                             const at::Tensor& dgates, const at::Tensor& dc_prev) {
+  const int64_t B = c_prev.size(0), H = c_prev.size(1);
+  if (B * H == 0) return;
+  const c10::cuda::CUDAGuard guard(act.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, act.scalar_type(),
+                                  "plugkit_lstm_cell_backward_cuda", [&] {
+    backward_kernel<scalar_t><<<blocks_for(B * H), kThreads, 0, stream>>>(
+        grad_h.const_data_ptr<scalar_t>(), grad_c.const_data_ptr<scalar_t>(),
+        act.const_data_ptr<scalar_t>(), c_prev.const_data_ptr<scalar_t>(),
+        c.const_data_ptr<scalar_t>(), dgates.mutable_data_ptr<scalar_t>(),
+        dc_prev.mutable_data_ptr<scalar_t>(), B, H);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+TORCH_LIBRARY_IMPL(plugkit, CUDA, m) {
+  m.impl("lstm_cell", &lstm_cell_op<&lstm_cell_forward_cuda>);
+  m.impl("lstm_cell_backward", &lstm_cell_backward_op<&lstm_cell_backward_cuda>);
+}
+
+}  // namespace plugkit
