@@ -91,6 +91,73 @@ struct ReparameterizeKl : torch::autograd::Function<ReparameterizeKl> {
   }
 };
 
+// The cell's and the layer's extra outputs (act, cs) are internals the backward reads; they are
+// non-differentiable, and the backward ops take the activations, never the pre-activations.
+struct LstmCell : torch::autograd::Function<LstmCell> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& gates,
+                               const at::Tensor& c_prev) {
+    static const auto kernel =
+        op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&)>(
+            "plugkit::lstm_cell");
+    const BelowAutograd below;
+    auto [h, c, act] = kernel.call(gates, c_prev);
+    ctx->mark_non_differentiable({act});
+    ctx->save_for_backward({act, c_prev, c});
+    return {h, c, act};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static const auto kernel = op<std::tuple<at::Tensor, at::Tensor>(
+        const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+        const at::Tensor&)>("plugkit::lstm_cell_backward");
+    const auto saved = ctx->get_saved_variables();  // act, c_prev, c
+    auto [d_gates, d_c_prev] = kernel.call(grads[0], grads[1], saved[0], saved[1], saved[2]);
+    return {d_gates, d_c_prev};
+  }
+};
+
+struct LstmLayer : torch::autograd::Function<LstmLayer> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& h0,
+                               const at::Tensor& c0, const at::Tensor& w_ih,
+                               const at::Tensor& w_hh, const at::Tensor& b_ih,
+                               const at::Tensor& b_hh) {
+    using Out = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+    static const auto kernel =
+        op<Out(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+               const at::Tensor&, const at::Tensor&, const at::Tensor&)>("plugkit::lstm_layer");
+    const BelowAutograd below;
+    auto [y, h_n, c_n, act, cs] = kernel.call(x, h0, c0, w_ih, w_hh, b_ih, b_hh);
+    ctx->mark_non_differentiable({act, cs});
+    ctx->save_for_backward({x, h0, c0, w_ih, w_hh, y, act, cs});
+    return {y, h_n, c_n, act, cs};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    using T = const at::Tensor&;
+    using Out = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                           at::Tensor>;
+    static const auto kernel = op<Out(T, T, T, T, T, T, T, T, T, T, T)>(
+        "plugkit::lstm_layer_backward");
+    const auto s = ctx->get_saved_variables();  // x, h0, c0, w_ih, w_hh, y, act, cs
+    auto [dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh] =
+        kernel.call(grads[0], grads[1], grads[2], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]);
+    return {dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell(const at::Tensor& gates,
+                                                         const at::Tensor& c_prev) {
+  const auto out = LstmCell::apply(gates, c_prev);
+  return {out[0], out[1], out[2]};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_layer(
+    const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih,
+    const at::Tensor& w_hh, const at::Tensor& b_ih, const at::Tensor& b_hh) {
+  const auto out = LstmLayer::apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh);
+  return {out[0], out[1], out[2], out[3], out[4]};
+}
+
 at::Tensor gan_d_loss(const at::Tensor& real, const at::Tensor& fake, c10::string_view kind,
                       double smoothing) {
   return GanDLoss::apply(real, fake, kind, smoothing);
@@ -112,6 +179,8 @@ TORCH_LIBRARY_IMPL(plugkit, Autograd, m) {
   m.impl("gan_d_loss", &gan_d_loss);
   m.impl("gan_g_loss", &gan_g_loss);
   m.impl("reparameterize_kl", &reparameterize_kl);
+  m.impl("lstm_cell", &lstm_cell);
+  m.impl("lstm_layer", &lstm_layer);
 }
 
 }  // namespace plugkit

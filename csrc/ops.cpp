@@ -1,6 +1,6 @@
 // Every plugkit operator's schema, in one place. The kernels live in cpu/ and cuda/ (each file
-// adds its TORCH_LIBRARY_IMPL for one dispatch key); fake (meta) impls and autograd formulas
-// are registered from Python in plugkit/ops/_registration.py.
+// adds its TORCH_LIBRARY_IMPL for one dispatch key), autograd in autograd.cpp, and the fake
+// (meta) impls in Python, next to each op's public function in plugkit/ops/.
 //
 // Backward passes are operators too, so torch.compile and AOT autograd trace them as opaque
 // calls. Extra outputs (`act`, `cs`) are what the backward needs; the public Python functions

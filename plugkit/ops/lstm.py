@@ -97,13 +97,10 @@ def layer_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     return y, (h, c)
 
 
-def _zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(like) if grad is None else grad
-
-
 @_backend.on_native_load
 def _register() -> None:
-    # The fake impls give torch.compile the outputs' shapes; the kernels return contiguous
+    # Autograd is registered in C++ (csrc/autograd.cpp). The fake impls give torch.compile the
+    # outputs' shapes; the kernels return contiguous
     # tensors, hence new_empty rather than empty_like (which would copy the inputs' strides).
     @torch.library.register_fake("plugkit::lstm_cell")
     def _(gates, c_prev):
@@ -130,37 +127,3 @@ def _register() -> None:
     def _(grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, y, act, cs):
         grads = tuple(t.new_empty(t.shape) for t in (x, h0, c0, w_ih, w_hh))
         return *grads, w_ih.new_empty(w_ih.shape[0]), w_ih.new_empty(w_ih.shape[0])  # db_ih, db_hh
-
-    # Autograd: the backward ops need the activations (act) and cell states the forward saved,
-    # never the pre-activations; act and cs are internals, so gradients never flow into them.
-    def setup_cell(ctx, inputs, output):
-        _gates, c_prev = inputs
-        _h, c, act = output
-        ctx.mark_non_differentiable(act)
-        ctx.save_for_backward(act, c_prev, c)
-
-    def backward_cell(ctx, grad_h, grad_c, _grad_act):
-        act, c_prev, c = ctx.saved_tensors
-        return torch.ops.plugkit.lstm_cell_backward(
-            _zeros_if_none(grad_h, c), _zeros_if_none(grad_c, c), act, c_prev, c
-        )
-
-    def setup_layer(ctx, inputs, output):
-        x, h0, c0, w_ih, w_hh, _b_ih, _b_hh = inputs
-        y, _h_n, _c_n, act, cs = output
-        ctx.mark_non_differentiable(act, cs)
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, act, cs)
-
-    def backward_layer(ctx, grad_y, grad_h_n, grad_c_n, _grad_act, _grad_cs):
-        x, h0, c0, w_ih, w_hh, y, act, cs = ctx.saved_tensors
-        return torch.ops.plugkit.lstm_layer_backward(
-            _zeros_if_none(grad_y, y),
-            _zeros_if_none(grad_h_n, h0),
-            _zeros_if_none(grad_c_n, c0),
-            x, h0, c0, w_ih, w_hh, y, act, cs,
-        )
-
-    torch.library.register_autograd("plugkit::lstm_cell", backward_cell, setup_context=setup_cell)
-    torch.library.register_autograd(
-        "plugkit::lstm_layer", backward_layer, setup_context=setup_layer
-    )
