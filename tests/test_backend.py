@@ -19,8 +19,9 @@ def test_required_native_core_is_loaded():
     if os.environ.get("PLUGKIT_REQUIRE_NATIVE") != "1":
         pytest.skip("PLUGKIT_REQUIRE_NATIVE is not set")
     report = plugkit.ops.backend()
-    assert report.native_loaded, report.reason
-    assert report.active == "native"
+    assert report.native_loaded, report.native_status
+    if report.choice != "torch":  # the fallback-only run still requires a working build
+        assert report.active == "native"
     if os.environ.get("PLUGKIT_REQUIRE_CUDA_BUILD") == "1":
         assert report.cuda_compiled, "the CUDA kernels were not compiled"
 
