@@ -85,7 +85,8 @@ def _lstm_layer_inputs(device: str, **dims: int) -> Inputs:
     names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     for name in names:
         setattr(cell, name, getattr(lstm, f"{name}_l0"))
-    weights = dict(zip(("w_ih", "w_hh", "b_ih", "b_hh"), (getattr(cell, n) for n in names)))
+    params = (getattr(cell, n) for n in names)
+    weights = dict(zip(("w_ih", "w_hh", "b_ih", "b_hh"), params, strict=True))
     h0, c0 = torch.randn(B, H, device=device), torch.randn(B, H, device=device)
     x = _leaf(device, T, B, n_in)
     return {"x": x, "h0": h0, "c0": c0, **weights, "lstm": lstm, "cell": cell}
@@ -523,7 +524,7 @@ def format_table(results: list[dict]) -> Table:
         width = max([len(header)] + [len(c[j]) for c in cells])
         table.add_column(header, justify="right", no_wrap=True, min_width=width)
     table.add_column("note", min_width=10, overflow="fold")
-    for i, (r, c) in enumerate(zip(rows, cells)):
+    for i, (r, c) in enumerate(zip(rows, cells, strict=True)):
         key = (r["case"], r["shape"])
         # The first row of a section names the case, the second its shape.
         label = r["case"] if i == 0 or key != _key(rows[i - 1]) else (

@@ -49,4 +49,6 @@ def rel_err(actual: torch.Tensor, expected: torch.Tensor, floor: float = 1e-30) 
 
 
 def tolerance(dtype: torch.dtype) -> float:
-    return {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
+    relative = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3,
+                torch.bfloat16: 2e-2}
+    return relative[dtype]

@@ -1,4 +1,4 @@
-"""Backend selection: PLUGKIT_BACKEND, the report, and no silent fallback where native is required."""
+"""Backend selection: PLUGKIT_BACKEND, the report, no silent fallback where native is required."""
 
 import os
 import subprocess

@@ -25,7 +25,7 @@ def test_every_case_and_impl_has_a_row(rows):
     by_case = _by_case(r for r in rows if r["case"] != "machine")
     cases = bench.cases("cpu")
     assert len(by_case) == len(cases)
-    for case, impls in zip(cases, by_case.values()):
+    for case, impls in zip(cases, by_case.values(), strict=True):
         assert tuple(impls) == bench.impl_names(case)
 
 
@@ -39,7 +39,7 @@ def test_times_are_positive_and_finite_or_explained(rows):
 
 def test_native_and_baselines_are_timed(rows):
     native_loaded = ops.backend().native_loaded
-    for case, r in zip(bench.cases("cpu"), _by_case(rows[2:]).values()):
+    for case, r in zip(bench.cases("cpu"), _by_case(rows[2:]).values(), strict=True):
         for name in case.op.baselines:
             assert r[name]["median_ms"] is not None
         available = all(hasattr(ops, name) for name in case.op.needs)

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from helpers import assert_ran, rel_err, run_recorded, tolerance
+
 from plugkit.ops import gan_d_loss, gan_g_loss
 
 CASES = [("bce", 0.0), ("bce", 0.1), ("hinge", 0.0), ("wasserstein", 0.0)]
@@ -45,7 +45,7 @@ def test_matches_float64_reference(backend, device, dtype, kind, smoothing):
     assert rel_err(g, g_ref) < tolerance(dtype)
     grads = torch.autograd.grad(d + 0.5 * g, (r, f))
     grads_ref = torch.autograd.grad(d_ref + 0.5 * g_ref, (r64, f64))
-    for got, want in zip(grads, grads_ref):
+    for got, want in zip(grads, grads_ref, strict=True):
         assert got.dtype == dtype
         assert rel_err(got, want) < tolerance(dtype)
 
@@ -104,7 +104,7 @@ def test_extreme_logits_stay_finite(backend, kind):
     r64, f64 = r.detach().double().requires_grad_(), f.detach().double().requires_grad_()
     d_ref, g_ref = reference_d(r64, f64, kind, 0.0), reference_g(f64, kind)
     assert rel_err(d, d_ref) < 1e-6 and rel_err(g, g_ref) < 1e-6
-    for got, want in zip(grads, torch.autograd.grad(d_ref + g_ref, (r64, f64))):
+    for got, want in zip(grads, torch.autograd.grad(d_ref + g_ref, (r64, f64)), strict=True):
         assert torch.isfinite(got).all() and rel_err(got, want) < 1e-6
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from helpers import NEEDS_NATIVE, assert_ran, rel_err, run_recorded, tolerance
 from scipy import stats
 
-from helpers import NEEDS_NATIVE, assert_ran, rel_err, run_recorded, tolerance
 from plugkit.ops import reparam, reparameterize, reparameterize_kl, use_backend
 
 # Random123's published known-answer vectors for philox4x32_10: (counter, key, output).
@@ -43,7 +43,7 @@ def test_matches_float64_reference_with_given_eps(backend, device, dtype, shape)
     dz, dkl = torch.randn_like(z_ref), torch.randn_like(kl_ref)
     grads = torch.autograd.grad((z * dz.to(dtype)).sum() + (kl * dkl.to(dtype)).sum(), (mu, logvar))
     grads_ref = torch.autograd.grad((z_ref * dz).sum() + (kl_ref * dkl).sum(), (mu64, lv64))
-    for got, want in zip(grads, grads_ref):
+    for got, want in zip(grads, grads_ref, strict=True):
         assert rel_err(got, want) < tolerance(dtype)
 
 
@@ -57,7 +57,8 @@ def test_extreme_logvar_gradients(backend):
     z_ref, kl_ref = reference(mu64, lv64, eps)
     assert rel_err(z, z_ref) < 1e-5 and rel_err(kl, kl_ref) < 1e-5
     grads = torch.autograd.grad(z.sum() + kl.sum(), (mu, logvar))
-    for got, want in zip(grads, torch.autograd.grad(z_ref.sum() + kl_ref.sum(), (mu64, lv64))):
+    grads_ref = torch.autograd.grad(z_ref.sum() + kl_ref.sum(), (mu64, lv64))
+    for got, want in zip(grads, grads_ref, strict=True):
         assert torch.isfinite(got).all() and rel_err(got, want, floor=1e-6) < 1e-5
 
 
@@ -73,11 +74,15 @@ def test_only_z_or_only_kl_used(backend):
 def test_gradcheck(backend):
     mu, logvar = leaf(3, 5, dtype=torch.float64), leaf(3, 5, dtype=torch.float64)
     eps = torch.randn(3, 5, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda m, l: reparameterize_kl(m, l, eps=eps), (mu, logvar))
+    assert torch.autograd.gradcheck(lambda m, lv: reparameterize_kl(m, lv, eps=eps), (mu, logvar))
     key = reparam.draw_key(mu.device)  # the sampled path: fixed key, so the function is pure
-    fn = (torch.ops.plugkit.reparameterize_kl if backend == "native" else
-          lambda m, l, e, k: reparam.reference(m, l, reparam.philox_normal(m.shape, k, m.dtype)))
-    assert torch.autograd.gradcheck(lambda m, l: fn(m, l, None, key), (mu, logvar))
+
+    def sampled(m, lv):
+        if backend == "native":
+            return torch.ops.plugkit.reparameterize_kl(m, lv, None, key)
+        return reparam.reference(m, lv, reparam.philox_normal(m.shape, key, m.dtype))
+
+    assert torch.autograd.gradcheck(sampled, (mu, logvar))
 
 
 def test_opcheck(backend):
@@ -162,11 +167,11 @@ def test_philox_known_answers_native(counter, key, expected):
 def test_philox_stream_matches_fallback_bit_for_bit():
     key = torch.tensor([0x123456789ABCDEF, (1 << 62) - 3])  # offset near the top: counter carry
     words = reparam.philox_uint32(16, key)
-    counters = torch.stack([(key[1] + torch.arange(16)) & 0xFFFFFFFF,
-                            ((key[1] + torch.arange(16)) >> 32) & 0xFFFFFFFF,
-                            torch.zeros(16, dtype=torch.int64), torch.zeros(16, dtype=torch.int64)], 1)
-    native = torch.ops.plugkit.philox4x32(counters, torch.stack([key[0] & 0xFFFFFFFF,
-                                                                  (key[0] >> 32) & 0xFFFFFFFF]))
+    block = key[1] + torch.arange(16)
+    zero = torch.zeros(16, dtype=torch.int64)
+    counters = torch.stack([block & 0xFFFFFFFF, (block >> 32) & 0xFFFFFFFF, zero, zero], 1)
+    philox_key = torch.stack([key[0] & 0xFFFFFFFF, (key[0] >> 32) & 0xFFFFFFFF])
+    native = torch.ops.plugkit.philox4x32(counters, philox_key)
     assert torch.equal(words, native)
 
 
@@ -202,8 +207,7 @@ def test_non_contiguous_inputs(backend):
         (lambda: reparameterize(torch.tensor(1.0), torch.tensor(1.0)), "at least 1-D"),
         (lambda: reparameterize(torch.ones(2, 3), torch.ones(2, 3), eps=torch.ones(3)),
          r"eps has shape \(3\) but mu has shape \(2, 3\)"),
-        (lambda: reparameterize(torch.ones(2, dtype=torch.float16), torch.ones(2, dtype=torch.float16)),
-         "float16"),
+        (lambda: reparameterize(*torch.ones(2, 2, dtype=torch.float16)), "float16"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(backend, call, message):

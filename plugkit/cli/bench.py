@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from plugkit.errors import UsageError
 
-app = typer.Typer(help="Benchmarks (ratios measured side by side in one run).", no_args_is_help=True)
+app = typer.Typer(
+    help="Benchmarks (ratios measured side by side in one run).", no_args_is_help=True
+)
 
 
 @app.command("kernels")
 def kernels(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    quick: Annotated[bool, typer.Option(help="Tiny shapes, no torch.compile: a smoke run.")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="Tiny shapes, no torch.compile: a smoke run.")
+    ] = False,
     compile_fallback: Annotated[
         bool, typer.Option("--compile/--no-compile", help="Also time torch.compile(fallback).")
     ] = True,
@@ -39,4 +44,5 @@ def kernels(
     with console.status("benchmarking") as status:
         results = bench.run_kernels(quick, device, with_compile=with_compile,
                                     progress=lambda line: status.update(line))
-    Console().print(bench.format_table(results))
+    # A pipe or file gets a fixed, wide layout instead of rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 140).print(bench.format_table(results))

@@ -41,7 +41,8 @@ def gan_d_loss(
     _checks.nonempty(real_logits, "real_logits")
     _checks.nonempty(fake_logits, "fake_logits")
     if _backend.native_for(real_logits.device):
-        return torch.ops.plugkit.gan_d_loss.default(real_logits, fake_logits, kind, float(label_smoothing))
+        op = torch.ops.plugkit.gan_d_loss.default
+        return op(real_logits, fake_logits, kind, float(label_smoothing))
     return d_loss_reference(real_logits, fake_logits, kind, label_smoothing)
 
 
