@@ -11,7 +11,7 @@ import sys
 import typer
 
 from plugkit import __version__
-from plugkit.cli import bench, doctor
+from plugkit.cli import bench, doctor, families
 from plugkit.errors import PlugkitError
 
 app = typer.Typer(
@@ -21,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("list")(families.list_families)
+app.command("info")(families.info)
 app.command("doctor")(doctor.doctor)
 app.add_typer(bench.app, name="bench")
 

@@ -1,0 +1,78 @@
+"""`plugkit list` and `plugkit info`: the installed model families and their options."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def list_families(as_json: JsonFlag = False) -> None:
+    """Every installed model family, built-in or third-party, and whether it loads."""
+    from plugkit import plugins
+
+    rows = []
+    for entry in plugins.entries().values():
+        family = entry.family
+        rows.append({
+            "name": entry.name,
+            "version": entry.version,
+            "distribution": entry.distribution,
+            "modalities": list(family.modalities) if family else [],
+            "conditional": bool(family and family.conditional),
+            "description": family.description if family else "",
+            "status": "ok" if family else f"broken: {entry.error}",
+        })
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no model families installed (entry-point group plugkit.models)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("family", "version", "distribution", "modalities", "conditional", "status",
+                  "description")
+    for r in rows:
+        table.add_row(r["name"], r["version"], r["distribution"], ", ".join(r["modalities"]),
+                      "yes" if r["conditional"] else "no", r["status"], r["description"])
+    Console().print(table)
+
+
+def info(
+    family: Annotated[str, typer.Argument(help="A family name, as `plugkit list` shows it.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """A family's description and options (set them with -o key=value)."""
+    from plugkit import options, plugins
+
+    cls = plugins.get(family)
+    opts = options.describe(cls.Options)
+    if as_json:
+        doc = {"name": cls.name, "description": cls.description,
+               "modalities": list(cls.modalities), "conditional": cls.conditional,
+               "options": [asdict(o) for o in opts]}
+        typer.echo(json.dumps(doc, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"{cls.name}: {cls.description}")
+    console.print(f"modalities: {', '.join(cls.modalities)}; conditional: "
+                  f"{'yes' if cls.conditional else 'no'}")
+    if not opts:
+        console.print("no options")
+        return
+    table = Table("option", "type", "default", "allowed", "help")
+    for o in opts:
+        allowed = (", ".join(map(str, o.choices)) if o.choices else
+                   " ".join(filter(None, (o.min is not None and f">= {o.min}",
+                                          o.max is not None and f"<= {o.max}"))))
+        table.add_row(o.name, o.type, repr(o.default), allowed, o.help)
+    console.print(table)
