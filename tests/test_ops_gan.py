@@ -66,13 +66,16 @@ def test_opcheck(backend, kind, smoothing):
     r, f = logits(8, 3), logits(11)
     torch.library.opcheck(torch.ops.plugkit.gan_d_loss.default, (r, f, kind, smoothing))
     torch.library.opcheck(torch.ops.plugkit.gan_g_loss.default, (f, kind))
+    # transposed logits: the backward's fake impl must promise contiguous gradients
+    torch.library.opcheck(torch.ops.plugkit.gan_d_loss.default, (logits(3, 8).t(), f, kind,
+                                                                 smoothing))
 
 
 def test_compile_fullgraph(backend):
     def step(r, f):
         return gan_d_loss(r, f, label_smoothing=0.1) + gan_g_loss(f, kind="hinge")
 
-    r, f = logits(64), logits(32)
+    r, f = logits(8, 8).t(), logits(32)  # transposed: checks the backward fake's strides
     compiled = torch.compile(step, fullgraph=True)
     expected, got = step(r, f), compiled(r, f)
     assert rel_err(got, expected) < 1e-6
@@ -150,3 +153,56 @@ def test_native_op_checks_its_arguments_too(backend):
         torch.ops.plugkit.gan_d_loss(torch.ones(2), torch.ones(0), "bce", 0.0)
     with pytest.raises(ValueError, match="kind must be 'bce', 'hinge' or 'wasserstein'"):
         torch.ops.plugkit.gan_g_loss(torch.ones(2), "nope")
+
+
+# --- CUDA kernels (skipped without a GPU) ------------------------------------------------------
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.fixture
+def native(backend):
+    if backend != "native":
+        pytest.skip("checks the CUDA kernels")
+
+
+@pytest.mark.cuda
+@CUDA
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kind,smoothing", CASES)
+def test_cuda_half_storage(native, dtype, kind, smoothing):
+    r, f = logits(97, 3, dtype=dtype, device="cuda"), logits(1000, dtype=dtype, device="cuda")
+    d, g = gan_d_loss(r, f, kind=kind, label_smoothing=smoothing), gan_g_loss(f, kind=kind)
+    grads = torch.autograd.grad(d + 0.5 * g, (r, f))
+    r64, f64 = r.detach().double().requires_grad_(), f.detach().double().requires_grad_()
+    d_ref, g_ref = reference_d(r64, f64, kind, smoothing), reference_g(f64, kind)
+    assert d.dtype == g.dtype == dtype
+    assert rel_err(d, d_ref) < tolerance(dtype) and rel_err(g, g_ref) < tolerance(dtype)
+    for got, want in zip(grads, torch.autograd.grad(d_ref + 0.5 * g_ref, (r64, f64)), strict=True):
+        assert got.dtype == dtype and rel_err(got, want) < tolerance(dtype)
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_large_inputs_grid_stride_and_deterministic(native):
+    # 3 * 2^20 + 5 logits: more than 1024 partial blocks' worth, so each thread loops
+    r, f = logits(3 << 20 | 5, device="cuda"), logits(1 << 18, device="cuda")
+    first, again = gan_d_loss(r, f, label_smoothing=0.1), gan_d_loss(r, f, label_smoothing=0.1)
+    (grad,) = torch.autograd.grad(first, (r,))
+    assert first.item() == again.item()
+    r64, f64 = r.detach().double().requires_grad_(), f.detach().double()
+    expected = reference_d(r64, f64, "bce", 0.1)
+    assert rel_err(first, expected) < 1e-5
+    assert rel_err(grad, torch.autograd.grad(expected, (r64,))[0]) < 1e-5
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_backward_op_checks_the_loss_gradient(native):
+    f = torch.ones(4, device="cuda")
+    for bad in (torch.ones(0, device="cuda"), torch.ones((), device="cuda", dtype=torch.float64),
+                torch.ones(())):
+        with pytest.raises(ValueError, match="grad must be a single"):
+            torch.ops.plugkit.gan_g_loss_backward(bad, f, "bce")
+        with pytest.raises(ValueError, match="grad must be a single"):
+            torch.ops.plugkit.gan_d_loss_backward(bad, f, f, "bce", 0.0)

@@ -92,6 +92,8 @@ def test_opcheck(backend):
     op = torch.ops.plugkit.reparameterize_kl.default
     torch.library.opcheck(op, (mu, logvar, torch.randn(4, 6), None))
     torch.library.opcheck(op, (mu, logvar, None, reparam.draw_key(mu.device)))
+    # transposed inputs: the fake impl must promise the contiguous outputs the kernels return
+    torch.library.opcheck(op, (leaf(6, 4).t(), leaf(6, 4).t(), None, reparam.draw_key(mu.device)))
     torch.library.opcheck(torch.ops.plugkit.philox4x32.default,
                           (torch.arange(8).view(2, 4), torch.tensor([1, 2])))
 
@@ -101,7 +103,7 @@ def test_compile_fullgraph(backend):
         z, kl = reparameterize_kl(mu, logvar)
         return (z**2).sum() + kl.sum()
 
-    mu, logvar = leaf(8, 16), leaf(8, 16)
+    mu, logvar = leaf(16, 8).t(), leaf(8, 16)  # a transposed input checks the fake's strides
     compiled = torch.compile(loss, fullgraph=True)
     torch.manual_seed(3)
     expected = loss(mu, logvar)
@@ -223,3 +225,45 @@ def test_native_op_checks_eps_and_key(backend):
         torch.ops.plugkit.reparameterize_kl(mu, mu, None, None)
     with pytest.raises(ValueError, match="key must be an int64 tensor"):
         torch.ops.plugkit.reparameterize_kl(mu, mu, None, torch.zeros(3))
+
+
+# --- CUDA kernels (skipped without a GPU) ------------------------------------------------------
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.mark.cuda
+@CUDA
+@NEEDS_NATIVE
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+# odd row lengths straddle Philox blocks; 301 > 128 makes each lane loop; 600k rows of one
+# element exceed the capped grid's 2^19 warps, so warps loop over rows
+@pytest.mark.parametrize("shape", [(3, 37), (5, 301), (600_000, 1)])
+def test_cuda_draws_the_cpu_numbers(dtype, shape):
+    key = torch.tensor([0x123456789ABCDEF, (1 << 32) - 7])  # the counter carries into its high word
+    mu, logvar = torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)
+    logvar[..., ::2] = 0.5
+    op = torch.ops.plugkit.reparameterize_kl
+    z_cpu, kl_cpu = op(mu, logvar, None, key)
+    z_cuda, kl_cuda = op(mu.cuda(), logvar.cuda(), None, key.cuda())
+    assert rel_err(z_cuda, z_cpu) < 1e-6 and rel_err(kl_cuda, kl_cpu) < tolerance(dtype)
+    expected = reparam.philox_normal(shape, key, dtype) * torch.exp(0.5 * logvar)
+    assert rel_err(z_cuda, expected) < 1e-6
+
+
+@pytest.mark.cuda
+@CUDA
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_half_storage(backend, dtype):
+    mu, logvar = leaf(6, 200, dtype=dtype, device="cuda"), leaf(6, 200, dtype=dtype, device="cuda")
+    eps = torch.randn(6, 200, dtype=dtype, device="cuda")
+    z, kl = reparameterize_kl(mu, logvar, eps=eps)
+    assert z.dtype == kl.dtype == dtype
+    mu64, lv64 = mu.detach().double().requires_grad_(), logvar.detach().double().requires_grad_()
+    z_ref, kl_ref = reference(mu64, lv64, eps)
+    assert rel_err(z, z_ref) < tolerance(dtype) and rel_err(kl, kl_ref) < tolerance(dtype)
+    # sum() hands the backward expanded (stride-0) gradients
+    grads = torch.autograd.grad(z.sum() + kl.sum(), (mu, logvar))
+    grads_ref = torch.autograd.grad(z_ref.sum() + kl_ref.sum(), (mu64, lv64))
+    for got, want in zip(grads, grads_ref, strict=True):
+        assert got.dtype == dtype and rel_err(got, want) < tolerance(dtype)

@@ -99,6 +99,16 @@ at::Tensor launch_grad(const at::Tensor& x, const at::Tensor& grad, Grad fn, cud
   return out;
 }
 
+// The incoming gradient is dereferenced on the device by every thread of scaled_grad, so it must
+// be one value of the logits' dtype on their device (the CPU kernel checks the same): otherwise a
+// direct call would read out of bounds or through a host pointer and poison the CUDA context.
+void check_loss_grad(const at::Tensor& grad, const at::Tensor& logits) {
+  TORCH_CHECK_VALUE(grad.numel() == 1 && grad.scalar_type() == logits.scalar_type() &&
+                        grad.device() == logits.device(),
+                    "grad must be a single ", logits.scalar_type(), " value on ", logits.device(),
+                    ", got ", grad.scalar_type(), " of shape ", grad.sizes(), " on ", grad.device());
+}
+
 #define PLUGKIT_DISPATCH_CUDA_FLOATS(TYPE, NAME, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
@@ -133,6 +143,8 @@ std::tuple<at::Tensor, at::Tensor> d_loss_backward(const at::Tensor& grad, const
                                                    const at::Tensor& fake,
                                                    c10::string_view kind_name, double smoothing) {
   const GanKind kind = parse_gan_kind(kind_name);
+  check_like(fake, real, "fake_logits", "real_logits");  // both run under real's device guard
+  check_loss_grad(grad, real);
   const c10::cuda::CUDAGuard guard(real.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const at::Tensor r = real.contiguous(), f = fake.contiguous(), g = grad.contiguous();
@@ -173,6 +185,7 @@ at::Tensor g_loss(const at::Tensor& fake, c10::string_view kind_name) {
 at::Tensor g_loss_backward(const at::Tensor& grad, const at::Tensor& fake,
                            c10::string_view kind_name) {
   const GanKind kind = parse_gan_kind(kind_name);
+  check_loss_grad(grad, fake);
   const c10::cuda::CUDAGuard guard(fake.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const at::Tensor f = fake.contiguous(), g = grad.contiguous();

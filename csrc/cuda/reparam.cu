@@ -51,23 +51,33 @@ __global__ void forward_kernel(const scalar_t* __restrict__ mu, const scalar_t* 
                                int64_t rows, int64_t dim, scalar_t* __restrict__ z,
                                scalar_t* __restrict__ kl) {
   using A = at::opmath_type<scalar_t>;
-  const int64_t row = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
-  if (row >= rows) return;  // uniform across the warp, so the shuffles below stay full-warp
   NormalStream<A> noise{eps ? 0 : static_cast<uint64_t>(key[0]),
                         eps ? 0 : static_cast<uint64_t>(key[1])};
-  A kl_sum = 0;
-  for (int64_t d = 4 * lane; d < dim; d += 4 * kWarp) {  // each lane takes 4 neighbours
-    for (int64_t n = row * dim + d, end = row * dim + min(d + 4, dim); n < end; ++n) {
-      const A m = static_cast<A>(mu[n]), l = static_cast<A>(lv[n]);
-      const A e = eps ? static_cast<A>(eps[n]) : noise.at(n);
-      z[n] = static_cast<scalar_t>(m + Ops<A>::exp(A(0.5) * l) * e);
-      kl_sum += kl_term(m, l);
+  // Warp-stride loop over rows (the grid is capped, see row_blocks). `row` is uniform across the
+  // warp, so every lane runs the same iterations and the shuffles below stay full-warp.
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / kWarp);
+  for (int64_t row = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / kWarp; row < rows;
+       row += warps) {
+    A kl_sum = 0;
+    for (int64_t d = 4 * lane; d < dim; d += 4 * kWarp) {  // each lane takes 4 neighbours
+      for (int64_t n = row * dim + d, end = row * dim + min(d + 4, dim); n < end; ++n) {
+        const A m = static_cast<A>(mu[n]), l = static_cast<A>(lv[n]);
+        const A e = eps ? static_cast<A>(eps[n]) : noise.at(n);
+        z[n] = static_cast<scalar_t>(m + Ops<A>::exp(A(0.5) * l) * e);
+        kl_sum += kl_term(m, l);
+      }
     }
+    for (int shift = kWarp / 2; shift > 0; shift /= 2)
+      kl_sum += __shfl_down_sync(0xffffffffu, kl_sum, shift);
+    if (lane == 0) kl[row] = static_cast<scalar_t>(A(0.5) * kl_sum);
   }
-  for (int shift = kWarp / 2; shift > 0; shift /= 2)
-    kl_sum += __shfl_down_sync(0xffffffffu, kl_sum, shift);
-  if (lane == 0) kl[row] = static_cast<scalar_t>(A(0.5) * kl_sum);
+}
+
+// Blocks for one warp per row, capped like grid_for: rows * kWarp / kThreads blocks would pass
+// gridDim.x's 2^31 - 1 (and wrap in the unsigned cast) once rows exceeds about 1.7e10.
+unsigned row_blocks(int64_t rows) {
+  return grid_for(rows * kWarp);
 }
 
 template <typename scalar_t>
@@ -97,7 +107,7 @@ std::tuple<at::Tensor, at::Tensor> reparameterize_kl(const at::Tensor& mu, const
   at::Tensor z = at::empty_like(a.mu);
   at::Tensor kl = at::zeros(kl_shape(mu), mu.options());
   if (a.rows == 0) return {z, kl};
-  const unsigned blocks = static_cast<unsigned>((a.rows * kWarp + kThreads - 1) / kThreads);
+  const unsigned blocks = row_blocks(a.rows);
   PLUGKIT_DISPATCH_CUDA_FLOATS(mu.scalar_type(), "plugkit_reparameterize_kl_cuda", [&] {
     forward_kernel<scalar_t><<<blocks, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         a.mu.const_data_ptr<scalar_t>(), a.logvar.const_data_ptr<scalar_t>(),

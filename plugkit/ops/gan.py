@@ -84,7 +84,7 @@ def _register() -> None:
 
     @torch.library.register_fake("plugkit::gan_d_loss_backward")
     def _(grad, real, fake, kind, label_smoothing):
-        return torch.empty_like(real), torch.empty_like(fake)
+        return real.new_empty(real.shape), fake.new_empty(fake.shape)
 
     @torch.library.register_fake("plugkit::gan_g_loss")
     def _(fake, kind):
@@ -92,4 +92,4 @@ def _register() -> None:
 
     @torch.library.register_fake("plugkit::gan_g_loss_backward")
     def _(grad, fake, kind):
-        return torch.empty_like(fake)
+        return fake.new_empty(fake.shape)

@@ -117,12 +117,12 @@ def philox_normal(shape, key: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def _register() -> None:
     @torch.library.register_fake("plugkit::reparameterize_kl")
     def _(mu, logvar, eps, key):
-        return torch.empty_like(mu), mu.new_empty(mu.shape[:-1])
+        return mu.new_empty(mu.shape), mu.new_empty(mu.shape[:-1])
 
     @torch.library.register_fake("plugkit::reparameterize_kl_backward")
     def _(grad_z, grad_kl, mu, logvar, z):
-        return torch.empty_like(mu), torch.empty_like(logvar)
+        return mu.new_empty(mu.shape), logvar.new_empty(logvar.shape)
 
     @torch.library.register_fake("plugkit::philox4x32")
     def _(counters, key):
-        return torch.empty_like(counters)
+        return counters.new_empty(counters.shape)
