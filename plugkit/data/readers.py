@@ -87,7 +87,10 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             if xk is None:
                 raise DataError(f"{path}: no array named x or images among {keys}")
             yk = next((k for k in _NPZ_Y if k in keys), None)
-            return z[xk], (None if yk is None else z[yk])
+            x, y = z[xk], (None if yk is None else z[yk])
+        if not isinstance(x, np.ndarray) or not (y is None or isinstance(y, np.ndarray)):
+            raise ValueError("an entry is not a .npy array")  # np.load hands such bytes back raw
+        return x, y
 
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a .npz file, or truncated (no readable zip directory)")
