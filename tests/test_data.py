@@ -330,3 +330,13 @@ def test_zip_that_is_not_npz(tmp_path):
     with zipfile.ZipFile(tmp_path / "z.npz", "w") as z:
         z.writestr("x.npy", b"garbage")
     _fails(DataError, "malformed or truncated", tmp_path / "z.npz")
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    (tmp_path / "a.txt").write_text("hi\n")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(tmp_path), "read_bytes", denied)  # root ignores permission bits
+    _fails(DataError, "a.txt: cannot read \\(Permission denied\\)", tmp_path / "a.txt")

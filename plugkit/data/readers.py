@@ -21,6 +21,13 @@ _NPZ_X, _NPZ_Y = ("x", "images"), ("y", "labels")
 
 def read_path(path: Path, modality: str | None, image_size: int | None) -> Dataset:
     """The dataset in `path`; the modality follows the format unless `modality` forces one."""
+    try:
+        return _read(path, modality, image_size)
+    except OSError as exc:  # permissions, I/O errors: whatever the format
+        raise DataError(f"{exc.filename or path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _read(path: Path, modality: str | None, image_size: int | None) -> Dataset:
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
