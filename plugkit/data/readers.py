@@ -1,0 +1,174 @@
+"""User files to a Dataset: .npy/.npz, image folders, .csv/.parquet, .txt.
+
+Nothing is unpickled: arrays load with allow_pickle=False, so an object array (which could
+carry code) is refused before any of it runs. Every failure is a DataError naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from plugkit.data import images
+from plugkit.data.dataset import DataError, Dataset, UsageError
+
+SUFFIXES = (".npy", ".npz", ".csv", ".parquet", ".txt")
+_NPZ_X, _NPZ_Y = ("x", "images"), ("y", "labels")
+
+
+def read_path(path: Path, modality: str | None, image_size: int | None) -> Dataset:
+    """The dataset in `path`; the modality follows the format unless `modality` forces one."""
+    try:
+        return _read(path, modality, image_size)
+    except OSError as exc:  # permissions, I/O errors: whatever the format
+        raise DataError(f"{exc.filename or path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _read(path: Path, modality: str | None, image_size: int | None) -> Dataset:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        _allow(path, "an image folder", ("image",), modality)
+        return images.read_folder(path, image_size)
+    suffix = path.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        return _read_array(path, modality, image_size)
+    if suffix in (".csv", ".parquet"):
+        _allow(path, f"a {suffix} file", ("table",), modality)
+        return Dataset(str(path), "table", _read_table(path))
+    if suffix == ".txt":
+        _allow(path, "a .txt file", ("text",), modality)
+        return _read_text(path)
+    raise DataError(f"{path}: unsupported file type {suffix or '(none)'}; expected a folder of "
+                    f"images or one of {', '.join(SUFFIXES)}")
+
+
+def _allow(path: Path, what: str, possible: tuple[str, ...], modality: str | None) -> None:
+    if modality is not None and modality not in possible:
+        raise UsageError(f"{path}: {what} cannot be read as {modality} data "
+                         f"(possible: {', '.join(possible)})")
+
+
+def _read_array(path: Path, modality: str | None, image_size: int | None) -> Dataset:
+    x, y = _load_npz(path) if path.suffix.lower() == ".npz" else (_load_npy(path), None)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{path}: array must be numeric, got dtype {x.dtype}")
+    detected = {2: "table", 3: "image", 4: "image"}.get(x.ndim)
+    if detected is None:
+        raise DataError(f"{path}: expected a 2-D (table), 3-D or 4-D (images) array, "
+                        f"got shape {list(x.shape)}")
+    possible = {2: ("table", "sequence"), 3: ("image", "sequence"), 4: ("image",)}[x.ndim]
+    _allow(path, f"a {x.ndim}-D array", possible, modality)
+    modality = modality or detected
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: {len(y)} labels for {len(x)} samples")
+    if len(x) == 0:
+        raise DataError(f"{path}: empty (no samples)")
+    if modality == "image":
+        x = images.from_array(x, str(path))
+        x = images.resize(x, image_size) if image_size else x
+    elif modality == "sequence":
+        x = x.astype(np.float32).reshape(len(x), x.shape[1], -1)
+    else:
+        import pandas as pd
+
+        x = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
+    return Dataset(str(path), modality, x, y)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise DataError(f"{path}: not a .npy file (bad header)")
+    return _np_load(path, lambda: np.load(path, allow_pickle=False))
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    def load():
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.keys())
+            xk = next((k for k in _NPZ_X if k in keys), keys[0] if len(keys) == 1 else None)
+            if xk is None:
+                raise DataError(f"{path}: no array named x or images among {keys}")
+            yk = next((k for k in _NPZ_Y if k in keys), None)
+            x, y = z[xk], (None if yk is None else z[yk])
+        if not isinstance(x, np.ndarray) or not (y is None or isinstance(y, np.ndarray)):
+            raise ValueError("an entry is not a .npy array")  # np.load hands such bytes back raw
+        return x, y
+
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a .npz file, or truncated (no readable zip directory)")
+    return _np_load(path, load)
+
+
+def _np_load(path: Path, load):
+    try:
+        return load()
+    except DataError:
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "pickled" in str(exc):
+            raise DataError(f"{path}: holds an object array (pickled Python objects); refused, "
+                            "nothing is unpickled: save a numeric array instead") from None
+        raise DataError(f"{path}: malformed or truncated array file ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: malformed or truncated array file ({exc})") from None
+
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    try:
+        if path.suffix.lower() == ".parquet":
+            return _read_parquet(pd, path)
+        _check_ragged(path)
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty (no header, no rows)") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: malformed CSV ({str(exc).strip().splitlines()[-1]})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if len(df) == 0:
+        raise DataError(f"{path}: empty (a header but no rows)")
+    return df
+
+
+def _read_parquet(pd, path: Path):
+    try:
+        return pd.read_parquet(path)
+    except ImportError:
+        raise DataError(f"{path}: reading Parquet needs pyarrow: "
+                        "pip install 'plugkit[parquet]'") from None
+    except Exception as exc:  # pyarrow's ArrowInvalid and friends
+        raise DataError(f"{path}: malformed Parquet file ({exc})") from None
+
+
+def _check_ragged(path: Path) -> None:
+    """pandas pads short rows with NaN silently; a row with a different field count is an error."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        width = None
+        for row in reader:
+            if width is None:
+                width = len(row)
+            elif row and len(row) != width:
+                raise DataError(f"{path}: malformed CSV (line {reader.line_num} has {len(row)} "
+                                f"fields, the header has {width})")
+
+
+def _read_text(path: Path) -> Dataset:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line} is not valid UTF-8 ({exc.reason})") from None
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise DataError(f"{path}: empty (no non-empty lines)")
+    return Dataset(str(path), "text", lines, meta={"vocab": sorted(set("".join(lines)))})
