@@ -11,7 +11,7 @@ import sys
 import typer
 
 from plugkit import __version__
-from plugkit.cli import bench, doctor, families
+from plugkit.cli import bench, datasets, doctor, families
 from plugkit.errors import PlugkitError
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.command("list")(families.list_families)
 app.command("info")(families.info)
+app.command("datasets")(datasets.datasets)
 app.command("doctor")(doctor.doctor)
 app.add_typer(bench.app, name="bench")
 

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 
 from plugkit.errors import PlugkitError, UsageError
-
-MODALITIES = ("image", "table", "text", "sequence")
+from plugkit.family import MODALITIES
 
 
 class DataError(PlugkitError):

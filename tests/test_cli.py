@@ -1,0 +1,31 @@
+"""The CLI's small commands through typer's CliRunner."""
+
+import json
+
+from typer.testing import CliRunner
+
+import plugkit
+from plugkit.cli import app
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"plugkit {plugkit.__version__}"
+
+
+def test_datasets_lists_every_builtin_with_how_to_get_it():
+    result = runner.invoke(app, ["datasets", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert rows["digits"]["installed"] is True and rows["digits"]["modality"] == "image"
+    assert {"mnist-5k", "names", "shakespeare", "adult", "sunspots"} <= set(rows)
+    assert all(r["hint"] for r in rows.values())
+
+
+def test_doctor_json_reports_every_op():
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert set(report["ops"]) == set(plugkit.ops.OPS) and report["reason"]
