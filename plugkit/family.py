@@ -6,15 +6,17 @@ A family is one class, published under the entry-point group `plugkit.models`:
     markov = "plugkit_markov:Markov"
 
 It declares itself with class attributes (name, description, modalities, conditional,
-api_version, Options) and owns its networks, losses, one training step and its sampler; the
-core owns data, devices, seeds, the loop, checkpoints and logging. The per-step methods arrive
-with the trainer (issue 3, next increment); this module is the metadata half of the contract.
+api_version, Options, default_dataset) and owns its networks, losses, one training step and
+its sampler; the core owns data, devices, seeds, the loop, checkpoints and logging.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # keep `import plugkit.family` free of torch (plugkit --help, plugkit list)
+    import torch
 
 API_VERSION = 1
 MODALITIES = ("image", "table", "text", "sequence")
@@ -25,8 +27,29 @@ class NoOptions:
     """A family without options."""
 
 
+@dataclass(frozen=True)
+class DataInfo:
+    """What a family knows of its data when it builds itself (also stored in run.json)."""
+
+    modality: str
+    meta: dict = field(default_factory=dict)  # image: channels, height, width; text: vocab ...
+    classes: list[str] | None = None  # class names when the data has labels
+
+
+@dataclass
+class Batch:
+    """One training batch, on the family's device.
+
+    x: image float32 [B, C, H, W] in [0, 1]; sequence float32 [B, T, F].
+    y: int64 [B] class labels, or None when the data has none.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+
+
 class Family:
-    """Base class of every model family."""
+    """Base class of every model family: declare the class attributes, implement the methods."""
 
     name: ClassVar[str]
     description: ClassVar[str]  # one line, shown by `plugkit list`
@@ -34,6 +57,32 @@ class Family:
     conditional: ClassVar[bool] = False  # can it sample given a label?
     api_version: ClassVar[int] = API_VERSION  # the plugin API it was written for
     Options: ClassVar[type] = NoOptions  # a dataclass: typed fields, defaults, help in metadata
+    default_dataset: ClassVar[str | None] = None  # what `plugkit train NAME` uses without --data
+
+    def __init__(self, options: Any, info: DataInfo, device: torch.device) -> None:
+        """Build the networks and optimizers for data described by `info`, on `device`."""
+        self.options, self.info, self.device = options, info, device
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """Every network with weights, by name: what checkpoints save and DDP wraps."""
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimizer, by name: checkpoints save their state for exact resume."""
+        raise NotImplementedError
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One optimization step on `batch`; returns the losses to log, by name."""
+        raise NotImplementedError
+
+    def val_loss(self, batch: Batch) -> float:
+        """A loss on held-out data (mean per sample), comparable from epoch to epoch."""
+        raise NotImplementedError
+
+    def sample(self, n: int, *, generator: torch.Generator, labels: torch.Tensor | None = None,
+               **settings: Any) -> Any:
+        """n new samples in the data's representation (images: float [n, C, H, W] in [0, 1])."""
+        raise NotImplementedError
 
 
 def contract_errors(cls: object) -> list[str]:

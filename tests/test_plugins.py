@@ -120,9 +120,10 @@ def test_real_subprocess_one_line_errors_and_exit_codes(site):
     assert listed.returncode == 0 and "markov" in listed.stdout and "broken" in listed.stdout
     unknown = run_cli("info", "markof", pythonpath=str(site))
     assert unknown.returncode == 2
-    assert unknown.stderr.strip().splitlines() == [
-        "error: unknown family 'markof'; installed: crashes, markov, missing, notafamily, old "
-        "(see `plugkit list`)"]
+    lines = unknown.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: unknown family 'markof'; installed: crashes, markov, missing, notafamily, old")
+    assert lines[0].endswith("(see `plugkit list`)")
     broken = run_cli("info", "crashes", pythonpath=str(site))
     assert broken.returncode == 1 and len(broken.stderr.strip().splitlines()) == 1
     assert "Traceback" not in broken.stderr

@@ -6,12 +6,13 @@ every command imports what it needs inside its function.
 
 from __future__ import annotations
 
-import sys
+import functools
+from collections.abc import Callable
 
 import typer
 
 from plugkit import __version__
-from plugkit.cli import bench, datasets, doctor, families
+from plugkit.cli import bench, datasets, doctor, families, train
 from plugkit.errors import PlugkitError
 
 app = typer.Typer(
@@ -21,10 +22,27 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("list")(families.list_families)
-app.command("info")(families.info)
-app.command("datasets")(datasets.datasets)
-app.command("doctor")(doctor.doctor)
+
+
+def one_line_errors(command: Callable) -> Callable:
+    """Library errors become one line on stderr and their exit code (DESIGN.md §5)."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PlugkitError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return run
+
+
+for name, command in [("train", train.train), ("sample", train.sample),
+                      ("list", families.list_families), ("info", families.info),
+                      ("datasets", datasets.datasets), ("doctor", doctor.doctor)]:
+    app.command(name)(one_line_errors(command))
+bench.app.command("kernels")(one_line_errors(bench.kernels))
 app.add_typer(bench.app, name="bench")
 
 
@@ -44,21 +62,5 @@ def _root(
 
 
 def main() -> None:
-    """Console entry point: library errors become one line on stderr and an exit code."""
-    try:
-        app(standalone_mode=False)
-    except PlugkitError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    """Console entry point (standalone mode: click turns typer.Exit into the exit code)."""
+    app()

@@ -14,7 +14,6 @@ app = typer.Typer(
 )
 
 
-@app.command("kernels")
 def kernels(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",

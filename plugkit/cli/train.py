@@ -1,0 +1,68 @@
+"""`plugkit train` and `plugkit sample`: thin wrappers around plugkit.training and sampling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def train(
+    family: Annotated[str, typer.Argument(help="A family from `plugkit list`.")],
+    data: Annotated[str | None, typer.Option(
+        help="A built-in dataset (`plugkit datasets`) or a path; default: the family's own.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/FAMILY-DATA).")
+                   ] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training data.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of every random stream.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    option: Annotated[list[str] | None, typer.Option(
+        "-o", "--option", help="A family option key=value (repeatable; see `plugkit info`).")
+    ] = None,
+    modality: Annotated[str | None, typer.Option(help="Force image/table/text/sequence.")
+                        ] = None,
+    image_size: Annotated[int | None, typer.Option(help="Resize images to this square size.")
+                          ] = None,
+    max_time: Annotated[float | None, typer.Option(
+        help="Stop cleanly after this many seconds (resumable).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per epoch.")] = False,
+) -> None:
+    """Train a model family on a dataset; writes a run directory."""
+    from plugkit.training import TrainConfig
+    from plugkit.training import train as run_training
+
+    config = TrainConfig(family=family, data=data, out=out, epochs=epochs,
+                         batch_size=batch_size, seed=seed, device=device,
+                         options=option or [], modality=modality, image_size=image_size,
+                         max_time=max_time, resume=resume)
+
+    def report(row: dict) -> None:
+        if as_json:
+            typer.echo(json.dumps(row))
+        else:
+            losses = "  ".join(f"{k} {v:.4g}" for k, v in row.items()
+                               if k not in ("epoch", "step", "samples_per_s"))
+            typer.echo(f"epoch {row['epoch']}/{epochs}  {losses}  "
+                       f"{row['samples_per_s']:.0f} samples/s")
+
+    run_dir = run_training(config, report)
+    if not as_json:
+        typer.echo(f"saved {run_dir}")
+
+
+def sample(
+    run: Annotated[Path, typer.Argument(help="A run directory written by `plugkit train`.")],
+    n: Annotated[int, typer.Option("--n", help="How many samples.")] = 64,
+    out: Annotated[Path | None, typer.Option(
+        help="Output file: .png grid, .npz or .npy (default RUN/samples/samples.png).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
+) -> None:
+    """Draw samples from a trained run into a file (plus a sidecar JSON)."""
+    from plugkit.sampling import sample as draw
+
+    typer.echo(f"wrote {draw(run, n, out, seed)}")

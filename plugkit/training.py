@@ -1,0 +1,182 @@
+"""The training loop, written once for every family.
+
+The core owns data, device, seeds, batching, validation, checkpoints and the run directory; the
+family owns one training step. The data order of epoch e is a permutation seeded by (seed, e),
+and the checkpoint records (epoch, position) with every RNG stream and optimizer state, so a
+run can continue exactly where it stopped (`resume=True`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from plugkit import checkpoint, data, options, plugins, runs
+from plugkit.errors import PlugkitError, UsageError
+from plugkit.family import Batch, DataInfo, Family
+
+
+class Interrupted(PlugkitError):
+    """Ctrl-C: the run was saved and can be resumed."""
+
+    exit_code = 130
+
+
+@dataclass
+class TrainConfig:
+    family: str
+    data: str | None = None  # a built-in dataset or a path; None: the family's default
+    out: Path | None = None  # the run directory; None: runs/<family>-<data>
+    epochs: int = 10
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    options: list[str] = field(default_factory=list)  # "key=value" pairs
+    modality: str | None = None
+    image_size: int | None = None
+    val_fraction: float = 0.1
+    max_time: float | None = None  # seconds; stops cleanly after the current step
+    resume: bool = False
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is visible")
+    return torch.device(name)
+
+
+def _check(config: TrainConfig) -> None:
+    for name in ("epochs", "batch_size"):
+        if getattr(config, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, "
+                             f"got {getattr(config, name)}")
+
+
+def _tensors(ds: data.Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if ds.modality not in ("image", "sequence"):
+        raise UsageError(f"training on {ds.modality} data is not supported yet")
+    y = None if ds.labels is None else torch.from_numpy(ds.labels)
+    return torch.from_numpy(ds.x), y
+
+
+def _batches(x, y, index, batch_size, device):
+    for start in range(0, len(index), batch_size):
+        idx = index[start:start + batch_size]
+        yield Batch(x[idx].to(device), None if y is None else y[idx].to(device))
+
+
+def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset, spec: str) -> dict:
+    from plugkit import __version__
+
+    entry = plugins.entries()[cls.name]
+    return {
+        "family": cls.name, "family_version": entry.version, "distribution": entry.distribution,
+        "plugkit": __version__, "torch": torch.__version__,
+        "options": asdict(opts), "seed": config.seed, "epochs": config.epochs,
+        "batch_size": config.batch_size, "val_fraction": config.val_fraction,
+        "data": {"spec": spec, "modality": ds.modality, "size": len(ds), "meta": ds.meta,
+                 "classes": ds.classes, "image_size": config.image_size},
+        "status": "training",
+    }
+
+
+def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None) -> Path:
+    """Trains (or resumes) a run; returns its directory. `report` gets each epoch's metrics."""
+    _check(config)
+    cls = plugins.get(config.family)
+    opts = options.parse(cls.Options, config.options, cls.name)
+    spec = config.data or cls.default_dataset
+    if spec is None:
+        raise UsageError(f"family {cls.name} has no default dataset; give --data")
+    ds = data.load(spec, config.modality, config.image_size)
+    if ds.modality not in cls.modalities:
+        raise UsageError(f"family {cls.name} takes {', '.join(cls.modalities)} data, "
+                         f"but {spec} is {ds.modality}")
+    device = pick_device(config.device)
+    run_dir = Path(config.out or f"runs/{cls.name}-{Path(spec).stem}")
+    record = _record(config, cls, opts, ds, spec)
+    if config.resume:
+        previous = runs.read(run_dir)
+        if previous["family"] != cls.name:
+            raise UsageError(f"{run_dir} is a {previous['family']} run, not {cls.name}")
+    else:
+        runs.create(run_dir, record)
+
+    train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
+    torch.manual_seed(config.seed)
+    family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes), device)
+    loop = {"epoch": 0, "position": 0, "step": 0}
+    if config.resume:
+        checkpoint.load_weights(run_dir, family.modules())
+        state = checkpoint.load_state(run_dir)
+        for name, optimizer in family.optimizers().items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        checkpoint.set_rng_state(state["rng"])
+        loop = state["loop"]
+    _loop(family, config, run_dir, train_ds, val_ds, device, loop, report)
+    runs.update(run_dir, status="done")
+    return run_dir
+
+
+def _save(family: Family, run_dir: Path, **loop) -> None:
+    checkpoint.save_weights(run_dir, family.modules())
+    checkpoint.save_state(run_dir, family.optimizers(), **loop)
+
+
+def _loop(family, config, run_dir, train_ds, val_ds, device, loop, report) -> None:
+    x, y = _tensors(train_ds)
+    val_x, val_y = _tensors(val_ds)
+    steps_per_epoch = math.ceil(len(x) / config.batch_size)
+    started = time.monotonic()
+    epoch, position, step = loop["epoch"], loop["position"], loop["step"]
+    while epoch < config.epochs:
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(
+            config.seed * 1_000_003 + epoch))
+        totals: dict[str, float] = {}
+        seen, epoch_start = 0, time.monotonic()
+        try:
+            for batch in _batches(x, y, order[position * config.batch_size:],
+                                  config.batch_size, device):
+                losses = family.train_step(batch)
+                if not all(math.isfinite(v) for v in losses.values()):
+                    raise PlugkitError(f"training diverged at step {step + 1} (loss {losses}); "
+                                       f"the last good checkpoint is in {run_dir}")
+                for k, v in losses.items():
+                    totals[k] = totals.get(k, 0.0) + v * len(batch.x)
+                seen += len(batch.x)
+                position, step = position + 1, step + 1
+                if config.max_time is not None and time.monotonic() - started > config.max_time:
+                    break
+        except KeyboardInterrupt:
+            _save(family, run_dir, epoch=epoch, position=position, step=step)
+            runs.update(run_dir, status="interrupted")
+            raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step}; saved to "
+                              f"{run_dir}; continue with --resume") from None
+        finished = position >= steps_per_epoch
+        row = {"epoch": epoch + 1, "step": step,
+               **{k: v / max(seen, 1) for k, v in totals.items()},
+               "val_loss": _validate(family, val_x, val_y, config.batch_size, device),
+               "samples_per_s": seen / max(time.monotonic() - epoch_start, 1e-9)}
+        epoch, position = (epoch + 1, 0) if finished else (epoch, position)
+        _save(family, run_dir, epoch=epoch, position=position, step=step)
+        runs.append_metrics(run_dir, row)
+        report(row)
+        if config.max_time is not None and time.monotonic() - started > config.max_time:
+            return  # stopped cleanly; --resume continues from the saved position
+
+
+@torch.no_grad()
+def _validate(family, x, y, batch_size, device) -> float:
+    total = 0.0
+    for batch in _batches(x, y, torch.arange(len(x)), batch_size, device):
+        total += family.val_loss(batch) * len(batch.x)
+    return total / len(x)

@@ -1,0 +1,99 @@
+"""Training and sampling end to end through the CLI, on the bundled digits dataset."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from plugkit.cli import app
+
+runner = CliRunner()
+SMALL = ["-o", "hidden=32", "-o", "latent_dim=4", "--batch-size", "128"]
+
+
+def train(out, *args):
+    result = runner.invoke(app, ["train", "vae", "--out", str(out), "--json", *SMALL, *args])
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result, rows
+
+
+def test_train_writes_a_run_and_the_loss_goes_down(tmp_path):
+    result, rows = train(tmp_path / "run", "--epochs", "4")
+    assert result.exit_code == 0, result.output
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert rows[-1]["loss"] < rows[0]["loss"] and rows[-1]["val_loss"] < rows[0]["val_loss"]
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["family"] == "vae" and record["status"] == "done"
+    assert record["data"]["spec"] == "digits" and record["options"]["latent_dim"] == 4
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 4
+    weights = load_file(str(tmp_path / "run" / "model.safetensors"))
+    assert any(k.startswith("vae.encoder.") for k in weights)
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert state["loop"] == {"epoch": 4, "position": 0, "step": 4 * 13}
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    straight, _ = train(tmp_path / "straight", "--epochs", "2")
+    first, _ = train(tmp_path / "resumed", "--epochs", "1")
+    second, _ = train(tmp_path / "resumed", "--epochs", "2", "--resume")
+    assert straight.exit_code == first.exit_code == second.exit_code == 0, second.output
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sample_formats_and_sidecar(tmp_path):
+    assert train(tmp_path / "run", "--epochs", "1")[0].exit_code == 0
+    for name in ("grid.png", "x.npz", "x.npy"):
+        out = tmp_path / name
+        result = runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "10",
+                                     "--out", str(out), "--seed", "3"])
+        assert result.exit_code == 0, result.output
+        sidecar = json.loads((tmp_path / f"{name}.json").read_text())
+        assert sidecar["seed"] == 3 and sidecar["n"] == 10 and sidecar["family"] == "vae"
+    x = np.load(tmp_path / "x.npz", allow_pickle=False)["x"]
+    assert x.shape == (10, 1, 8, 8) and 0 <= x.min() and x.max() <= 1
+    assert np.array_equal(x, np.load(tmp_path / "x.npy", allow_pickle=False))  # same seed
+    from PIL import Image
+
+    assert Image.open(tmp_path / "grid.png").size == (4 * 9 + 1, 3 * 9 + 1)
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["train", "gam"], 2, "unknown family 'gam'; installed: "),
+    (["train", "vae", "-o", "latent=3"], 2, "unknown option 'latent' for vae; valid: latent_dim"),
+    (["train", "vae", "-o", "latent_dim=0"], 2, "option latent_dim must be >= 1, got 0"),
+    (["train", "vae", "--data", "nowhere.npz"], 1, "nowhere.npz"),
+    (["train", "vae", "--data", "names"], 2, "family vae takes image data, but names is text"),
+    (["train", "vae", "--epochs", "0"], 2, "--epochs must be at least 1, got 0"),
+    (["train", "vae", "--device", "tpu"], 2, "--device must be auto, cpu or cuda"),
+    (["sample", "missing-run"], 2, "missing-run is not a plugkit run (no run.json)"),
+])
+def test_bad_input_is_one_line_and_an_exit_code(tmp_path, monkeypatch, args, code, message):
+    monkeypatch.chdir(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "plugkit", *args], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == code, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert not (tmp_path / "runs").exists() or code == 0  # nothing half-written
+
+
+def test_sample_rejects_bad_requests(tmp_path):
+    assert train(tmp_path / "run", "--epochs", "1")[0].exit_code == 0
+    zero = runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "0"])
+    assert zero.exit_code == 2
+    (tmp_path / "run" / "run.json").write_text("{not json")
+    damaged = runner.invoke(app, ["sample", str(tmp_path / "run")])
+    assert damaged.exit_code == 1
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path):
+    assert train(tmp_path / "run", "--epochs", "1")[0].exit_code == 0
+    again, _ = train(tmp_path / "run", "--epochs", "1")
+    assert again.exit_code == 2
