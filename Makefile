@@ -29,8 +29,11 @@ test: setup
 test-fallback: setup
 	PLUGKIT_BACKEND=torch $(BIN)/python -m pytest -q
 
+# The main job: train the VAE on the bundled digits and draw a grid of new digits.
 demo: setup
-	$(BIN)/plugkit bench kernels
+	rm -rf runs/demo-vae-digits
+	$(BIN)/plugkit train vae --data digits --epochs 30 --out runs/demo-vae-digits
+	$(BIN)/plugkit sample runs/demo-vae-digits --n 64 --out runs/demo-vae-digits/samples/grid.png
 
 bench: setup
 	$(BIN)/plugkit bench kernels
