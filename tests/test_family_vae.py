@@ -1,10 +1,10 @@
 """The built-in VAE through the shared conformance suite (MLP and conv networks)."""
 
 import torch
+from plugkit_families.vae import VAE
 
 from plugkit.family import Batch, DataInfo
 from plugkit.testing import FamilyTests
-from plugkit_families.vae import VAE
 
 
 class TestVAEMLP(FamilyTests):
