@@ -106,7 +106,8 @@ class VAE(Family):
         return (rec + kl).mean().item()  # the negative ELBO, whatever beta trained with
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator, labels=None, **settings) -> torch.Tensor:
+    def sample(self, n: int, *, generator: torch.Generator, labels=None,
+               **settings) -> torch.Tensor:
         self.net.eval()
         z = torch.randn(n, self.options.latent_dim, generator=generator, device=self.device)
         return torch.sigmoid(self.net["decoder"](z))  # (n, C, H, W) pixel means in [0, 1]
