@@ -97,3 +97,12 @@ def test_an_existing_run_is_never_overwritten(tmp_path):
     assert train(tmp_path / "run", "--epochs", "1")[0].exit_code == 0
     again, _ = train(tmp_path / "run", "--epochs", "1")
     assert again.exit_code == 2
+
+
+def test_python_api(tmp_path):
+    import plugkit
+
+    run = plugkit.train("vae", "digits", out=tmp_path / "run", epochs=1,
+                        options=["hidden=32", "latent_dim=4"])
+    images = plugkit.load(run).sample(3, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (3, 1, 8, 8)
