@@ -106,3 +106,26 @@ def test_python_api(tmp_path):
                         options=["hidden=32", "latent_dim=4"])
     images = plugkit.load(run).sample(3, generator=torch.Generator().manual_seed(0))
     assert images.shape == (3, 1, 8, 8)
+
+
+def test_ctrl_c_saves_and_resume_finishes(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "plugkit", "train", "vae", "--out", str(out), "--epochs", "500",
+           *SMALL]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "continue with --resume" in stderr
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    loop = torch.load(out / "state.pt", weights_only=True)["loop"]
+    assert loop["step"] >= 13
+    resumed, rows = train(out, "--epochs", str(loop["epoch"] + 1), "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "run.json").read_text())["status"] == "done"
