@@ -8,9 +8,12 @@ run can continue exactly where it stopped (`resume=True`).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -132,7 +135,34 @@ def _save(family: Family, run_dir: Path, **loop) -> None:
     checkpoint.save_state(run_dir, family.optimizers(), **loop)
 
 
+@contextlib.contextmanager
+def _ctrl_c_requests() -> Iterator[Callable[[], bool]]:
+    """The first Ctrl-C only raises a flag that the loop checks between steps, so the saved
+    state is never caught half-way through an optimizer step; a second one stops at once."""
+    requested: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(requested)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _loop(family, config, run_dir, train_ds, val_ds, device, loop, report) -> None:
+    with _ctrl_c_requests() as stop_requested:
+        _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, stop_requested)
+
+
+def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report,
+            stop_requested) -> None:
     x, y = _tensors(train_ds)
     val_x, val_y = _tensors(val_ds)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
@@ -143,24 +173,23 @@ def _loop(family, config, run_dir, train_ds, val_ds, device, loop, report) -> No
             config.seed * 1_000_003 + epoch))
         totals: dict[str, float] = {}
         seen, epoch_start = 0, time.monotonic()
-        try:
-            for batch in _batches(x, y, order[position * config.batch_size:],
-                                  config.batch_size, device):
-                losses = family.train_step(batch)
-                if not all(math.isfinite(v) for v in losses.values()):
-                    raise PlugkitError(f"training diverged at step {step + 1} (loss {losses}); "
-                                       f"the last good checkpoint is in {run_dir}")
-                for k, v in losses.items():
-                    totals[k] = totals.get(k, 0.0) + v * len(batch.x)
-                seen += len(batch.x)
-                position, step = position + 1, step + 1
-                if config.max_time is not None and time.monotonic() - started > config.max_time:
-                    break
-        except KeyboardInterrupt:
-            _save(family, run_dir, epoch=epoch, position=position, step=step)
-            runs.update(run_dir, status="interrupted")
-            raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step}; saved to "
-                              f"{run_dir}; continue with --resume") from None
+        for batch in _batches(x, y, order[position * config.batch_size:],
+                              config.batch_size, device):
+            losses = family.train_step(batch)
+            if not all(math.isfinite(v) for v in losses.values()):
+                raise PlugkitError(f"training diverged at step {step + 1} (loss {losses}); "
+                                   f"the last good checkpoint is in {run_dir}")
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + v * len(batch.x)
+            seen += len(batch.x)
+            position, step = position + 1, step + 1
+            if stop_requested():
+                _save(family, run_dir, epoch=epoch, position=position, step=step)
+                runs.update(run_dir, status="interrupted")
+                raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step}; saved to "
+                                  f"{run_dir}; continue with --resume")
+            if config.max_time is not None and time.monotonic() - started > config.max_time:
+                break
         finished = position >= steps_per_epoch
         row = {"epoch": epoch + 1, "step": step,
                **{k: v / max(seen, 1) for k, v in totals.items()},
