@@ -149,6 +149,15 @@ def test_a_few_epochs_on_digits_by_hand():
     assert 0.05 < losses["d_loss"] < 5 and 0.05 < losses["g_loss"] < 10, losses
     fake = family.sample(256, generator=torch.Generator().manual_seed(0))
     assert abs(fake.mean().item() - x.mean().item()) < 0.15  # G learned the ink density
+    spread = fake.std(0).mean() / x.std(0).mean()
+    assert spread > 0.3, f"mode collapse: samples spread {spread:.2f} of the data's"
+
+
+@pytest.mark.parametrize("info", [DIGITS, RGB16])
+def test_a_batch_of_one(info):
+    """The core's last batch can hold a single image; BatchNorm in G must not refuse it."""
+    losses = build(info).train_step(Batch(images(info, n=1)))
+    assert all(math.isfinite(v) for v in losses.values())
 
 
 SMALL = ["hidden=32", "latent_dim=8"]
