@@ -1,0 +1,212 @@
+"""The built-in GAN family: build, one training step, sampling, options, the fused losses, and a
+short real run on digits through the core's trainer."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_ran, run_recorded
+from safetensors.torch import load_file
+
+from plugkit import options, plugins, sampling, training
+from plugkit.errors import UsageError
+from plugkit.family import Batch, DataInfo
+
+
+def _module():
+    """plugkit_families.gan once installed; before that, the file next to these tests."""
+    try:
+        from plugkit_families import gan
+    except ImportError:
+        path = Path(__file__).resolve().parents[1] / "plugins" / "gan.py"
+        spec = importlib.util.spec_from_file_location("plugkit_families_gan", path)
+        gan = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = gan  # the dataclass's type hints resolve through sys.modules
+        spec.loader.exec_module(gan)
+    return gan
+
+
+gan = _module()
+GAN, Options = gan.GAN, gan.Options
+CPU = torch.device("cpu")
+DIGITS = DataInfo("image", {"channels": 1, "height": 8, "width": 8}, None)
+RGB16 = DataInfo("image", {"channels": 3, "height": 16, "width": 16}, None)
+REGISTERED = pytest.mark.skipif("gan" not in plugins.entries(), reason="the gan entry point is "
+                                "not registered yet (pyproject [project.entry-points] + reinstall)")
+
+
+def build(info=DIGITS, **opts):
+    return GAN(Options(**{"hidden": 32, "latent_dim": 8, **opts}), info, CPU)
+
+
+def images(info, n=16):
+    m = info.meta
+    return torch.rand(n, m["channels"], m["height"], m["width"])
+
+
+def snapshot(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+@pytest.mark.parametrize("info,opts,conv", [
+    (DIGITS, {}, False),
+    (DIGITS, {"loss": "hinge", "d_steps": 2}, False),
+    (DIGITS, {"loss": "wasserstein"}, False),
+    (DIGITS, {"label_smoothing": 0.1}, False),
+    (RGB16, {}, True),  # auto picks DCGAN for sizes that are multiples of 4 and >= 16
+    (DIGITS, {"arch": "mlp"}, False),
+])
+def test_a_step_updates_both_networks(info, opts, conv):
+    family = build(info, **opts)
+    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in family.D.modules())
+    assert has_conv == conv
+    g, d = snapshot(family.G), snapshot(family.D)
+    losses = family.train_step(Batch(images(info)))
+    assert set(losses) == {"d_loss", "g_loss"}
+    assert all(isinstance(v, float) and math.isfinite(v) for v in losses.values())
+    # every weight moves (a bias may not: hinge's gradient for D's last bias is 0 while all
+    # logits lie in (-1, 1), as they do at initialisation)
+    for before, net in ((g, family.G), (d, family.D)):
+        for a, (name, b) in zip(before, net.named_parameters(), strict=True):
+            assert name.endswith("bias") or not torch.equal(a, b), name
+    assert all(p.requires_grad for p in family.D.parameters())  # the G step gives them back
+
+
+def test_wasserstein_clips_the_critic():
+    family = build(loss="wasserstein", clip=0.01)
+    family.train_step(Batch(images(DIGITS)))
+    assert max(p.abs().max().item() for p in family.D.parameters()) <= 0.01
+
+
+def test_contract_names():
+    family = build()
+    assert set(family.modules()) == {"generator", "discriminator"}
+    assert set(family.optimizers()) == {"g", "d"}
+    assert family.optimizers()["d"].defaults["betas"] == (0.5, 0.999)
+    assert GAN.name == "gan" and GAN.modalities == ("image",) and not GAN.conditional
+
+
+@pytest.mark.parametrize("info", [DIGITS, RGB16])
+def test_samples_are_images_and_reproducible(info):
+    family = build(info)
+    family.train_step(Batch(images(info)))  # moves BatchNorm statistics off their defaults
+    a = family.sample(10, generator=torch.Generator().manual_seed(3))
+    b = family.sample(10, generator=torch.Generator().manual_seed(3))
+    c = family.sample(10, generator=torch.Generator().manual_seed(4))
+    m = info.meta
+    assert a.shape == (10, m["channels"], m["height"], m["width"]) and a.dtype == torch.float32
+    assert 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_val_loss_is_repeatable_and_leaves_the_training_rng_alone():
+    family = build()
+    batch = Batch(images(DIGITS))
+    family.train_step(batch)
+    state = torch.get_rng_state()
+    first, second = family.val_loss(batch), family.val_loss(batch)
+    assert first == second and math.isfinite(first)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_options_validation():
+    opts = options.parse(Options, ["loss=hinge", "lr_d=4e-4", "d_steps=5"], "gan")
+    assert (opts.loss, opts.lr_d, opts.d_steps) == ("hinge", 4e-4, 5)
+    with pytest.raises(UsageError, match="label_smoothing applies only to loss=bce"):
+        options.parse(Options, ["loss=hinge", "label_smoothing=0.1"], "gan")
+    with pytest.raises(UsageError, match="loss must be one of bce, hinge, wasserstein"):
+        options.parse(Options, ["loss=lsgan"], "gan")
+    with pytest.raises(UsageError, match="d_steps must be >= 1"):
+        options.parse(Options, ["d_steps=0"], "gan")
+    with pytest.raises(ValueError):
+        Options(loss="wasserstein", label_smoothing=0.1)
+
+
+def test_the_fused_losses_run(backend):
+    family = build()
+    batch = Batch(images(DIGITS))
+    losses, names = run_recorded(family.train_step, batch)
+    assert all(math.isfinite(v) for v in losses.values())
+    assert_ran(backend, names, "gan_d_loss")
+    assert_ran(backend, names, "gan_g_loss")
+
+
+def test_a_few_epochs_on_digits_by_hand():
+    """The game stays balanced: neither loss collapses to 0 nor blows up."""
+    from plugkit import data
+
+    ds = data.load("digits", None, None)
+    x = torch.from_numpy(ds.x)
+    family = GAN(Options(hidden=64, latent_dim=16, lr_g=1e-3, lr_d=1e-3), DataInfo(
+        "image", ds.meta, ds.classes), CPU)
+    for _ in range(3 * len(x) // 128):  # three epochs of random batches
+        losses = family.train_step(Batch(x[torch.randint(len(x), (128,))]))
+    assert 0.05 < losses["d_loss"] < 5 and 0.05 < losses["g_loss"] < 10, losses
+    fake = family.sample(256, generator=torch.Generator().manual_seed(0))
+    assert abs(fake.mean().item() - x.mean().item()) < 0.15  # G learned the ink density
+    spread = fake.std(0).mean() / x.std(0).mean()
+    assert spread > 0.3, f"mode collapse: samples spread {spread:.2f} of the data's"
+
+
+@pytest.mark.parametrize("info", [DIGITS, RGB16])
+def test_a_batch_of_one(info):
+    """The core's last batch can hold a single image; BatchNorm in G must not refuse it."""
+    losses = build(info).train_step(Batch(images(info, n=1)))
+    assert all(math.isfinite(v) for v in losses.values())
+
+
+SMALL = ["hidden=32", "latent_dim=8"]
+
+
+def run(tmp_path, name, epochs, resume=False):
+    rows = []
+    config = training.TrainConfig(family="gan", out=tmp_path / name, epochs=epochs,
+                                  batch_size=128, options=SMALL, resume=resume)
+    return training.train(config, rows.append), rows
+
+
+@REGISTERED
+def test_trains_on_digits_through_the_core(tmp_path):
+    run_dir, rows = run(tmp_path, "run", 2)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(math.isfinite(r[k]) for r in rows for k in ("d_loss", "g_loss", "val_loss"))
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["family"] == "gan" and record["status"] == "done"
+    weights = load_file(str(run_dir / "model.safetensors"))
+    assert any(k.startswith("generator.") for k in weights)
+    assert any(k.startswith("discriminator.") for k in weights)
+    out = sampling.sample(run_dir, n=10, out=tmp_path / "x.npy", seed=1)
+    x = np.load(out, allow_pickle=False)
+    assert x.shape == (10, 1, 8, 8) and 0 <= x.min() and x.max() <= 1
+
+
+@REGISTERED
+def test_resume_continues_bit_for_bit(tmp_path):
+    straight, _ = run(tmp_path, "straight", 2)
+    run(tmp_path, "resumed", 1)
+    resumed, _ = run(tmp_path, "resumed", 2, resume=True)
+    a = load_file(str(straight / "model.safetensors"))
+    b = load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@REGISTERED
+def test_cli_train_and_sample(tmp_path):
+    from typer.testing import CliRunner
+
+    from plugkit.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "gan", "--out", str(tmp_path / "run"), "--epochs", "1",
+                                 "--batch-size", "128", "-o", "hidden=32", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert {"d_loss", "g_loss", "val_loss"} <= set(rows[-1])
+    sampled = runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "4",
+                                  "--out", str(tmp_path / "grid.png")])
+    assert sampled.exit_code == 0, sampled.output
