@@ -40,7 +40,9 @@ class DataInfo:
 class Batch:
     """One training batch, on the family's device.
 
-    x: image float32 [B, C, H, W] in [0, 1]; sequence float32 [B, T, F].
+    x: image float32 [B, C, H, W] in [0, 1]; sequence float32 [B, T, F]; text int64 [B, L]
+       tokens: characters 1..V (index in meta["vocab"] + 1), 0 = end of line, then padding
+       (plugkit.data.text encodes and decodes).
     y: int64 [B] class labels, or None when the data has none.
     """
 
@@ -81,7 +83,8 @@ class Family:
 
     def sample(self, n: int, *, generator: torch.Generator, labels: torch.Tensor | None = None,
                **settings: Any) -> Any:
-        """n new samples in the data's representation (images: float [n, C, H, W] in [0, 1])."""
+        """n new samples in the data's representation (images: float [n, C, H, W] in [0, 1];
+        text: list[str]). `settings` are the sampler's knobs (text: temperature, top_k, prefix)."""
         raise NotImplementedError
 
 

@@ -2,7 +2,8 @@
 
     plugkit.sampling.sample("runs/vae-digits", n=64, out="grid.png", seed=0)
 
-Images: .png (a grid), .npz (x and, when conditional, labels) or .npy. The sidecar
+Images: .png (a grid), .npz (x and, when conditional, labels) or .npy; text: .txt, one sample
+per line (sampler settings such as temperature=0.8, top_k=5, prefix="ma" pass through). The sidecar
 `<out>.json` records the run, the seed and the settings, so every sample file is traceable.
 """
 
@@ -21,6 +22,7 @@ from plugkit.errors import PlugkitError, UsageError
 from plugkit.family import DataInfo, Family
 
 IMAGE_FORMATS = (".png", ".npz", ".npy")
+TEXT_FORMATS = (".txt",)
 
 
 def load(run_dir: str | Path, device: str = "cpu") -> Family:
@@ -36,27 +38,50 @@ def load(run_dir: str | Path, device: str = "cpu") -> Family:
     return family
 
 
+TEXT_SETTINGS = ("temperature", "top_k", "prefix")
+
+
 def sample(run_dir: str | Path, n: int, out: str | Path | None = None, seed: int = 0,
            **settings: Any) -> Path:
-    """Writes n samples of a run to `out` (default: <run>/samples/samples.png); returns it."""
+    """Writes n samples of a run to `out` (default: <run>/samples/samples.png, or .txt for
+    text); returns it. `settings` go to the family's sampler (text: temperature, top_k, prefix).
+    """
     if n < 1:
         raise UsageError(f"--n must be at least 1, got {n}")
     run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir / "samples" / "samples.png"
-    if out.suffix not in IMAGE_FORMATS:
-        raise UsageError(f"--out must end in {', '.join(IMAGE_FORMATS)}, got {out.name!r}")
+    modality = runs.read(run_dir)["data"]["modality"]
+    is_text = modality == "text"
+    out = Path(out) if out is not None else run_dir / "samples" / (
+        "samples.txt" if is_text else "samples.png")
+    formats = TEXT_FORMATS if is_text else IMAGE_FORMATS
+    if out.suffix not in formats:
+        raise UsageError(f"--out must end in {', '.join(formats)} for {modality} samples, "
+                         f"got {out.name!r}")
+    misplaced = [k for k in settings if k in TEXT_SETTINGS and not is_text]
+    if misplaced:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in misplaced)
+        raise UsageError(f"{flags}: only for text runs, and {run_dir} is a {modality} run")
     family = load(run_dir)
     generator = torch.Generator(device=family.device).manual_seed(seed)
-    images = family.sample(n, generator=generator, **settings).cpu().numpy()  # (n, C, H, W)
+    drawn = family.sample(n, generator=generator, **settings)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        _write_images(out, images)
+        if is_text:
+            _write_text(out, drawn)
+        else:
+            _write_images(out, drawn.cpu().numpy())  # (n, C, H, W)
         sidecar = {"run": str(run_dir), "family": family.name, "n": n, "seed": seed,
                    "settings": settings, "file": out.name}
         atomic.write_text(out.with_name(out.name + ".json"), json.dumps(sidecar, indent=2) + "\n")
     except OSError as exc:
         raise PlugkitError(f"cannot write {out}: {exc.strerror or exc}") from None
     return out
+
+
+def _write_text(out: Path, lines: list[str]) -> None:
+    """One sample per line; a sample can hold no newline (the data's lines had none)."""
+    atomic.write(out, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in lines),
+                                                  encoding="utf-8"))
 
 
 def _write_images(out: Path, images: np.ndarray) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from plugkit import checkpoint, data, options, plugins, runs
+from plugkit.data import text
 from plugkit.errors import PlugkitError, UsageError
 from plugkit.family import Batch, DataInfo, Family
 
@@ -65,9 +66,12 @@ def _check(config: TrainConfig) -> None:
 
 
 def _tensors(ds: data.Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if ds.modality not in ("image", "sequence"):
+    """The dataset as Batch.x rows: images and sequences as they are, text as tokens."""
+    if ds.modality not in ("image", "sequence", "text"):
         raise UsageError(f"training on {ds.modality} data is not supported yet")
     y = None if ds.labels is None else torch.from_numpy(ds.labels)
+    if ds.modality == "text":  # int64 [N, L]: 1..V characters, 0 = end of line and padding
+        return torch.from_numpy(text.encode(ds.x, ds.meta["vocab"])), y
     return torch.from_numpy(ds.x), y
 
 

@@ -59,10 +59,19 @@ def sample(
     run: Annotated[Path, typer.Argument(help="A run directory written by `plugkit train`.")],
     n: Annotated[int, typer.Option("--n", help="How many samples.")] = 64,
     out: Annotated[Path | None, typer.Option(
-        help="Output file: .png grid, .npz or .npy (default RUN/samples/samples.png).")] = None,
+        help="Output file: .png grid, .npz or .npy for images, .txt for text "
+             "(default RUN/samples/samples.png or .txt).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
+    temperature: Annotated[float | None, typer.Option(
+        help="Text: divide the logits by this (<1 safer, >1 wilder; default 1).")] = None,
+    top_k: Annotated[int | None, typer.Option(
+        help="Text: draw only among the k likeliest next characters.")] = None,
+    prefix: Annotated[str | None, typer.Option(
+        help="Text: every sample starts with these characters.")] = None,
 ) -> None:
     """Draw samples from a trained run into a file (plus a sidecar JSON)."""
     from plugkit.sampling import sample as draw
 
-    typer.echo(f"wrote {draw(run, n, out, seed)}")
+    given = {"temperature": temperature, "top_k": top_k, "prefix": prefix}
+    settings = {k: v for k, v in given.items() if v is not None}  # image runs get none
+    typer.echo(f"wrote {draw(run, n, out, seed, **settings)}")

@@ -20,6 +20,7 @@ import numpy as np
 
 from plugkit.data import images
 from plugkit.data.dataset import Dataset
+from plugkit.data.text import text_meta
 from plugkit.errors import PlugkitError, UsageError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -101,7 +102,7 @@ def _fashion_mnist() -> Dataset:
 
 def _text(name: str, lines: list[str]) -> Dataset:
     lines = [line for line in lines if line]
-    return Dataset(name, "text", lines, meta={"vocab": sorted(set("".join(lines)))})
+    return Dataset(name, "text", lines, meta=text_meta(lines))
 
 
 def _names() -> Dataset:

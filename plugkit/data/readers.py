@@ -14,6 +14,7 @@ import numpy as np
 
 from plugkit.data import images
 from plugkit.data.dataset import DataError, Dataset, UsageError
+from plugkit.data.text import text_meta
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet", ".txt")
 _NPZ_X, _NPZ_Y = ("x", "images"), ("y", "labels")
@@ -171,4 +172,4 @@ def _read_text(path: Path) -> Dataset:
     lines = [line for line in lines if line]
     if not lines:
         raise DataError(f"{path}: empty (no non-empty lines)")
-    return Dataset(str(path), "text", lines, meta={"vocab": sorted(set("".join(lines)))})
+    return Dataset(str(path), "text", lines, meta=text_meta(lines))

@@ -1,0 +1,173 @@
+"""Character-level LSTM language model (Hochreiter & Schmidhuber, "Long Short-Term Memory",
+Neural Computation 1997; stacked as in Graves, "Generating Sequences With Recurrent Neural
+Networks", 2013, and Karpathy's char-rnn).
+
+A line of text is a sequence of characters followed by an end token (token 0). The model reads
+[end, c1, ..., c_{L-1}] -- the end token doubles as "start of line" -- and predicts
+[c1, ..., c_L, end] one character ahead. Each layer is one call to plugkit.ops.lstm_layer, so
+the whole time loop and its backward pass run in the fused native kernel. The loss is the
+negative log-likelihood in nats per character, the end token included (it says where names
+stop), padding after it excluded. Sampling runs the same layers one step at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plugkit import ops
+from plugkit.data import text
+from plugkit.errors import UsageError
+from plugkit.family import Batch, DataInfo, Family
+from plugkit.options import option
+
+
+@dataclass
+class Options:
+    hidden: int = option(256, "LSTM width of every layer", min=1)
+    layers: int = option(2, "stacked LSTM layers", min=1)
+    embed: int = option(64, "size of the character embedding", min=1)
+    dropout: float = option(0.0, "dropout between layers and before the output head",
+                            min=0.0, max=0.9)
+    lr: float = option(2e-3, "Adam learning rate", min=0.0, max=1.0)
+    max_len: int = option(0, "longest sample in characters (prefix included); 0: a bit above "
+                          "the longest training line", min=0)
+
+
+class LSTMStack(nn.Module):
+    """Stacked LSTM layers, parameters named and shaped like nn.LSTM's (weight_ih_l0 [4H, I],
+    weight_hh_l0 [4H, H], bias_ih_l0, bias_hh_l0 [4H], ...), so state dicts interchange."""
+
+    def __init__(self, inputs: int, hidden: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        self.hidden, self.layers, self.dropout = hidden, layers, dropout
+        bound = 1 / math.sqrt(hidden)  # PyTorch's LSTM init: U(-1/sqrt(H), 1/sqrt(H))
+        for k in range(layers):
+            size = inputs if k == 0 else hidden
+            for name, shape in (("weight_ih", (4 * hidden, size)), ("weight_hh", (4 * hidden, hidden)),
+                                ("bias_ih", (4 * hidden,)), ("bias_hh", (4 * hidden,))):
+                weight = nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
+                self.register_parameter(f"{name}_l{k}", weight)
+
+    def weights(self, k: int) -> list[torch.Tensor]:
+        return [getattr(self, f"{name}_l{k}")
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+    def forward(self, x: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
+        """x (T, B, I), state: per layer (h, c) each (B, H), or None for zeros."""
+        if state is None:
+            zeros = x.new_zeros(x.shape[1], self.hidden)  # (B, H)
+            state = [(zeros, zeros)] * self.layers
+        new_state = []
+        for k in range(self.layers):
+            if k > 0:
+                x = F.dropout(x, self.dropout, self.training)
+            x, (h, c) = ops.lstm_layer(x.contiguous(), *state[k], *self.weights(k))  # (T, B, H)
+            new_state.append((h, c))
+        return x, new_state
+
+
+class CharNet(nn.Module):
+    """Embedding -> stacked LSTM -> logits over the V characters plus the end token."""
+
+    def __init__(self, tokens: int, o: Options) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(tokens, o.embed)
+        self.lstm = LSTMStack(o.embed, o.hidden, o.layers, o.dropout)
+        self.head = nn.Linear(o.hidden, tokens)
+        self.dropout = o.dropout
+
+    def forward(self, idx: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
+        """idx (B, T) tokens -> logits (B, T, V+1) and the LSTM state after the last step."""
+        x = self.embed(idx).transpose(0, 1)  # (T, B, E): time-major for lstm_layer
+        y, state = self.lstm(x, state)  # (T, B, H)
+        y = F.dropout(y, self.dropout, self.training)
+        return self.head(y).transpose(0, 1), state  # (B, T, V+1)
+
+
+class CharLSTM(Family):
+    name = "lstm"
+    description = "character-level LSTM language model on the fused LSTM kernel"
+    modalities = ("text",)
+    Options = Options
+    default_dataset = "names"
+
+    def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
+        super().__init__(options, info, device)
+        self.vocab = list(info.meta["vocab"])
+        longest = info.meta.get("max_length", 248)  # runs from before max_length was recorded
+        self.max_len = options.max_len or longest + max(8, longest // 4)
+        self.net = CharNet(len(self.vocab) + 1, options).to(device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=options.lr)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"lstm": self.net}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"adam": self.optimizer}
+
+    def _nll(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean NLL per character (end token included) of token rows x (B, L), in nats."""
+        x = x[:, : int((x != text.END).sum(1).max()) + 1]  # drop the all-padding tail columns
+        inputs = F.pad(x[:, :-1], (1, 0), value=text.END)  # (B, L): end token as start of line
+        logits, _ = self.net(inputs)  # (B, L, V+1)
+        nll = F.cross_entropy(logits.transpose(1, 2), x, reduction="none")  # (B, L)
+        ended = (x == text.END).long()
+        mask = (ended.cumsum(1) - ended) == 0  # up to and including the first end token
+        return (nll * mask).sum() / mask.sum()
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        self.net.train()
+        loss = self._nll(batch.x)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)  # LSTMs have rare huge gradients
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def val_loss(self, batch: Batch) -> float:
+        self.net.eval()
+        with torch.no_grad():
+            return self._nll(batch.x).item()
+
+    def encode_prefix(self, prefix: str) -> torch.Tensor:
+        unknown = sorted(set(prefix) - set(self.vocab))
+        if unknown:
+            raise UsageError(f"--prefix has characters the model never saw: {unknown!r}; "
+                             f"its vocabulary is {''.join(self.vocab)!r}")
+        return torch.from_numpy(text.encode([prefix], self.vocab)[0, :len(prefix)])
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator, labels=None, temperature: float = 1.0,
+               top_k: int | None = None, prefix: str = "", **settings) -> list[str]:
+        if settings:
+            raise UsageError(f"unknown sampling settings for lstm: {', '.join(settings)}; "
+                             "valid: temperature, top_k, prefix")
+        if not temperature > 0:
+            raise UsageError(f"--temperature must be > 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise UsageError(f"--top-k must be at least 1, got {top_k}")
+        self.net.eval()
+        start = torch.cat([torch.zeros(1, dtype=torch.long), self.encode_prefix(prefix)])
+        idx = start.to(self.device).expand(n, -1)  # (n, 1 + len(prefix))
+        logits, state = self.net(idx, None)  # read the prefix in one call
+        steps = max(self.max_len - len(prefix), 0)
+        out = torch.zeros(n, steps + 1, dtype=torch.long, device=self.device)  # (n, steps+1)
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        for t in range(steps):
+            scores = logits[:, -1] / temperature  # (n, V+1)
+            if top_k is not None and top_k < scores.shape[1]:
+                kth = scores.topk(top_k, dim=1).values[:, -1:]  # (n, 1)
+                scores = scores.masked_fill(scores < kth, -math.inf)
+            nxt = torch.multinomial(scores.softmax(1), 1, generator=generator)  # (n, 1)
+            nxt = nxt.masked_fill(done[:, None], text.END)  # finished lines stay finished
+            out[:, t] = nxt[:, 0]
+            done |= nxt[:, 0] == text.END
+            if done.all():
+                break
+            logits, state = self.net(nxt, state)  # one step: lstm_layer with T = 1
+        return [prefix + line for line in text.decode(out.cpu(), self.vocab)]
