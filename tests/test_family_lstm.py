@@ -1,0 +1,136 @@
+"""The built-in char-level LSTM family: loss, layout, sampler, native op, and end to end."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import assert_ran, run_recorded
+from plugkit import plugins
+from plugkit.data import text
+from plugkit.errors import UsageError
+from plugkit.family import Batch, DataInfo
+
+try:
+    from plugkit_families import lstm
+except ImportError:  # an install that predates plugins/lstm.py: test the checkout's file
+    _spec = importlib.util.spec_from_file_location(
+        "plugkit_families_lstm", Path(__file__).parent.parent / "plugins" / "lstm.py")
+    lstm = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(lstm)
+
+LINES = ["abc", "ab", "cab", "b", "ca", "abcab", "bc", "a"]
+META = text.text_meta(LINES)  # vocab a, b, c; longest line 5
+REGISTERED = pytest.mark.skipif("lstm" not in plugins.entries(), reason=(
+    'the "lstm" entry point is not installed yet (pyproject: '
+    'lstm = "plugkit_families.lstm:CharLSTM", then reinstall)'))
+
+
+def family(**options):
+    small = {"hidden": 16, "layers": 2, "embed": 8, **options}
+    return lstm.CharLSTM(lstm.Options(**small), DataInfo("text", META), torch.device("cpu"))
+
+
+def batch(lines=LINES, length=None):
+    return Batch(torch.from_numpy(text.encode(lines, META["vocab"], length)))
+
+
+def test_layers_match_nn_lstm_with_the_same_state_dict():
+    fam = family()
+    ref = nn.LSTM(8, 16, num_layers=2)
+    ref.load_state_dict(fam.net.lstm.state_dict())  # same names and shapes as nn.LSTM's
+    x = torch.randn(7, 3, 8)
+    y, state = fam.net.lstm(x)
+    y_ref, (h_ref, c_ref) = ref(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.stack([h for h, _ in state]), h_ref, rtol=1e-5, atol=1e-5)
+    bound = 1 / 16 ** 0.5
+    assert all(p.abs().max() <= bound for p in fam.net.lstm.parameters())  # PyTorch's init
+
+
+def test_train_steps_lower_the_loss_on_a_fixed_batch():
+    fam = family(lr=1e-2)
+    b = batch()
+    losses = [fam.train_step(b)["loss"] for _ in range(40)]
+    assert losses[0] == pytest.approx(4 ** 0 * torch.log(torch.tensor(4.0)).item(), rel=0.1)
+    assert losses[-1] < 0.7 * losses[0]
+    val = fam.val_loss(b)
+    assert val == val and 0 < val < losses[0]  # finite, and learnt
+
+
+def test_loss_ignores_the_padding_after_the_end_token():
+    fam = family(dropout=0.3)
+    assert fam.val_loss(batch()) == pytest.approx(fam.val_loss(batch(length=12)), rel=1e-6)
+
+
+def test_sampling_is_deterministic_and_within_max_len():
+    fam = family(max_len=4)
+    draw = lambda seed, **kw: fam.sample(20, generator=torch.Generator().manual_seed(seed), **kw)
+    first = draw(1)
+    assert first == draw(1) and first != draw(2)
+    assert all(len(s) <= 4 and set(s) <= set("abc") for s in first)
+    assert fam.max_len == 4 and family().max_len == 5 + 8  # default: a bit above the data
+
+
+def test_prefix_top_k_and_temperature():
+    fam = family(lr=1e-2)
+    for _ in range(30):
+        fam.train_step(batch())
+    gen = torch.Generator().manual_seed(0)
+    with_prefix = fam.sample(10, generator=gen, prefix="ca")
+    assert all(s.startswith("ca") for s in with_prefix)
+    greedy = fam.sample(10, generator=gen, top_k=1)
+    assert len(set(greedy)) == 1  # k = 1 leaves one choice at every step
+    cold = fam.sample(10, generator=gen, temperature=1e-4)
+    assert cold == greedy
+    hot = fam.sample(50, generator=gen, temperature=5.0)
+    assert len(set(hot)) > 5
+    assert fam.sample(3, generator=gen, prefix="abcabcabcabcabc") == ["abcabcabcabcabc"] * 3
+
+
+def test_bad_sampling_settings_are_usage_errors():
+    fam = family()
+    gen = torch.Generator()
+    with pytest.raises(UsageError, match=r"never saw: \['x', 'z'\]"):
+        fam.sample(2, generator=gen, prefix="axz")
+    with pytest.raises(UsageError, match="temperature"):
+        fam.sample(2, generator=gen, temperature=0)
+    with pytest.raises(UsageError, match="top-k"):
+        fam.sample(2, generator=gen, top_k=0)
+    with pytest.raises(UsageError, match="beam"):
+        fam.sample(2, generator=gen, beam=3)
+
+
+def test_the_lstm_op_runs(backend):
+    fam = family()
+    _, names = run_recorded(fam.train_step, batch())
+    assert_ran(backend, names, "lstm_layer")
+    _, names = run_recorded(fam.sample, 2, generator=torch.Generator())
+    assert_ran(backend, names, "lstm_layer")
+
+
+@REGISTERED
+def test_train_and_sample_text_end_to_end(tmp_path):
+    from plugkit import sampling, training
+
+    data = tmp_path / "words.txt"
+    data.write_text("\n".join(LINES * 8) + "\n")
+    config = training.TrainConfig(family="lstm", data=str(data), out=tmp_path / "run", epochs=2,
+                                  batch_size=16, options=["hidden=16", "embed=8", "layers=1"])
+    rows = []
+    run = training.train(config, rows.append)
+    assert len(rows) == 2 and all(r["val_loss"] > 0 for r in rows)
+    out = sampling.sample(run, n=5, seed=3, prefix="a", temperature=0.8, top_k=2)
+    assert out == run / "samples" / "samples.txt"
+    lines = out.read_text().splitlines()
+    assert len(lines) == 5 and all(s.startswith("a") for s in lines)
+    sidecar = json.loads((run / "samples" / "samples.txt.json").read_text())
+    assert sidecar["settings"] == {"prefix": "a", "temperature": 0.8, "top_k": 2}
+    assert sampling.sample(run, n=5, seed=3, prefix="a", temperature=0.8, top_k=2,
+                           out=tmp_path / "again.txt").read_text().splitlines() == lines
+    with pytest.raises(UsageError, match=r"\.txt"):
+        sampling.sample(run, n=2, out=tmp_path / "x.png")
