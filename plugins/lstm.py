@@ -48,8 +48,9 @@ class LSTMStack(nn.Module):
         bound = 1 / math.sqrt(hidden)  # PyTorch's LSTM init: U(-1/sqrt(H), 1/sqrt(H))
         for k in range(layers):
             size = inputs if k == 0 else hidden
-            for name, shape in (("weight_ih", (4 * hidden, size)), ("weight_hh", (4 * hidden, hidden)),
-                                ("bias_ih", (4 * hidden,)), ("bias_hh", (4 * hidden,))):
+            shapes = {"weight_ih": (4 * hidden, size), "weight_hh": (4 * hidden, hidden),
+                      "bias_ih": (4 * hidden,), "bias_hh": (4 * hidden,)}
+            for name, shape in shapes.items():
                 weight = nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
                 self.register_parameter(f"{name}_l{k}", weight)
 

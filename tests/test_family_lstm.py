@@ -2,14 +2,15 @@
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_ran, run_recorded
 from torch import nn
 
-from helpers import assert_ran, run_recorded
 from plugkit import plugins
 from plugkit.data import text
 from plugkit.errors import UsageError
@@ -56,7 +57,7 @@ def test_train_steps_lower_the_loss_on_a_fixed_batch():
     fam = family(lr=1e-2)
     b = batch()
     losses = [fam.train_step(b)["loss"] for _ in range(40)]
-    assert losses[0] == pytest.approx(4 ** 0 * torch.log(torch.tensor(4.0)).item(), rel=0.1)
+    assert losses[0] == pytest.approx(math.log(4), rel=0.1)  # uniform over a, b, c and end
     assert losses[-1] < 0.7 * losses[0]
     val = fam.val_loss(b)
     assert val == val and 0 < val < losses[0]  # finite, and learnt
@@ -69,7 +70,10 @@ def test_loss_ignores_the_padding_after_the_end_token():
 
 def test_sampling_is_deterministic_and_within_max_len():
     fam = family(max_len=4)
-    draw = lambda seed, **kw: fam.sample(20, generator=torch.Generator().manual_seed(seed), **kw)
+
+    def draw(seed):
+        return fam.sample(20, generator=torch.Generator().manual_seed(seed))
+
     first = draw(1)
     assert first == draw(1) and first != draw(2)
     assert all(len(s) <= 4 and set(s) <= set("abc") for s in first)
