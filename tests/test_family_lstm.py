@@ -15,6 +15,7 @@ from plugkit import plugins
 from plugkit.data import text
 from plugkit.errors import UsageError
 from plugkit.family import Batch, DataInfo
+from plugkit.testing import FamilyTests
 
 try:
     from plugkit_families import lstm
@@ -138,3 +139,12 @@ def test_train_and_sample_text_end_to_end(tmp_path):
                            out=tmp_path / "again.txt").read_text().splitlines() == lines
     with pytest.raises(UsageError, match=r"\.txt"):
         sampling.sample(run, n=2, out=tmp_path / "x.png")
+
+
+class TestCharLSTMConformance(FamilyTests):
+    family = lstm.CharLSTM
+    info = DataInfo("text", META)
+    options = ["hidden=16", "embed=8", "lr=0.01"]
+
+    def batch(self):
+        return batch()
