@@ -85,7 +85,7 @@ def test_discovers_families_and_isolates_broken_ones(site):
 
 def test_get_explains_unknown_and_broken(site):
     assert plugins.get("markov").name == "markov"
-    with pytest.raises(UsageError, match=r"unknown family 'markof'; installed: crashes, markov"):
+    with pytest.raises(UsageError, match=r"unknown family 'markof'; installed: .*\bmarkov\b"):
         plugins.get("markof")
     with pytest.raises(PlugkitError, match="family 'crashes' is broken: cannot load"):
         plugins.get("crashes")
@@ -121,9 +121,9 @@ def test_real_subprocess_one_line_errors_and_exit_codes(site):
     unknown = run_cli("info", "markof", pythonpath=str(site))
     assert unknown.returncode == 2
     lines = unknown.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(
-        "error: unknown family 'markof'; installed: crashes, markov, missing, notafamily, old")
-    assert lines[0].endswith("(see `plugkit list`)")
+    assert len(lines) == 1 and lines[0].startswith("error: unknown family 'markof'; installed: ")
+    installed = lines[0].split("installed: ")[1].removesuffix(" (see `plugkit list`)")
+    assert {"crashes", "markov", "missing", "notafamily", "old"} <= set(installed.split(", "))
     broken = run_cli("info", "crashes", pythonpath=str(site))
     assert broken.returncode == 1 and len(broken.stderr.strip().splitlines()) == 1
     assert "Traceback" not in broken.stderr
