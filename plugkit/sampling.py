@@ -85,16 +85,22 @@ def _write_text(out: Path, lines: list[str]) -> None:
 
 
 def _write_images(out: Path, images: np.ndarray) -> None:
-    if out.suffix == ".npz":
-        atomic.write(out, lambda tmp: np.savez(open(tmp, "wb"), x=images))
-    elif out.suffix == ".npy":
-        atomic.write(out, lambda tmp: np.save(open(tmp, "wb"), images))
+    if out.suffix in (".npz", ".npy"):
+        atomic.write(out, lambda tmp: _save_array(tmp, out.suffix, images))
     else:
         from PIL import Image
 
         grid = (grid_image(images) * 255).round().astype(np.uint8)
         mode = "L" if grid.shape[2] == 1 else "RGB"
         atomic.write(out, lambda tmp: Image.fromarray(grid.squeeze(2), mode).save(tmp, "PNG"))
+
+
+def _save_array(path: Path, suffix: str, images: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: numpy would append .npz to a bare temp name
+        if suffix == ".npz":
+            np.savez(f, x=images)
+        else:
+            np.save(f, images)
 
 
 def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:
