@@ -129,3 +129,21 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path):
     resumed, rows = train(out, "--epochs", str(loop["epoch"] + 1), "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((out / "run.json").read_text())["status"] == "done"
+
+
+def test_unwritable_outputs_fail_cleanly(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    cases = [
+        (["train", "vae", "--epochs", "1", "--out", "/proc/plugkit-run"], 1, "cannot write"),
+        (["train", "vae", "--epochs", "1", "--out", str(a_file)], 2, "is a file, not a folder"),
+    ]
+    assert train(tmp_path / "run", "--epochs", "1")[0].exit_code == 0
+    cases += [
+        (["sample", str(tmp_path / "run"), "--out", "/proc/x.png"], 1, "cannot write /proc/x.png"),
+        (["sample", str(tmp_path / "run"), "--out", str(a_file / "x.png")], 1, "cannot write"),
+    ]
+    for args, code, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == code and message in result.stderr, (args, result.output)
+    assert not list(tmp_path.glob("**/*.tmp")) and a_file.read_text() == "not a folder"
