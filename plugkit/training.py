@@ -102,8 +102,16 @@ def _check_modality(cls: type[Family], spec: str, modality: str | None) -> None:
                          f"but {spec} is {modality}")
 
 
-def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None) -> Path:
-    """Trains (or resumes) a run; returns its directory. `report` gets each epoch's metrics."""
+StepHook = Callable[[int, int, int, dict], None]  # (epoch, position, steps_per_epoch, losses)
+
+
+def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None,
+          on_step: StepHook | None = None) -> Path:
+    """Trains (or resumes) a run; returns its directory.
+
+    `report` gets each epoch's metrics; `on_step`, if given, every step's position and losses
+    (the CLI's progress bar).
+    """
     _check(config)
     cls = plugins.get(config.family)
     opts = options.parse(cls.Options, config.options, cls.name)
@@ -135,7 +143,7 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
             optimizer.load_state_dict(state["optimizers"][name])
         checkpoint.set_rng_state(state["rng"])
         loop = state["loop"]
-    _loop(family, config, run_dir, train_ds, val_ds, device, loop, report)
+    _loop(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step)
     runs.update(run_dir, status="done")
     return run_dir
 
@@ -166,12 +174,13 @@ def _ctrl_c_requests() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _loop(family, config, run_dir, train_ds, val_ds, device, loop, report) -> None:
+def _loop(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step) -> None:
     with _ctrl_c_requests() as stop_requested:
-        _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, stop_requested)
+        _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report,
+                on_step or (lambda *_: None), stop_requested)
 
 
-def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report,
+def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step,
             stop_requested) -> None:
     x, y = _tensors(train_ds)
     val_x, val_y = _tensors(val_ds)
@@ -193,6 +202,7 @@ def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report,
                 totals[k] = totals.get(k, 0.0) + v * len(batch.x)
             seen += len(batch.x)
             position, step = position + 1, step + 1
+            on_step(epoch, position, steps_per_epoch, losses)
             if stop_requested():
                 _save(family, run_dir, epoch=epoch, position=position, step=step)
                 runs.update(run_dir, status="interrupted")

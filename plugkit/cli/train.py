@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -50,9 +53,45 @@ def train(
             typer.echo(f"epoch {row['epoch']}/{epochs}  {losses}  "
                        f"{row['samples_per_s']:.0f} samples/s")
 
-    run_dir = run_training(config, report)
+    if as_json or not sys.stdout.isatty():  # a pipe or a log file gets plain lines
+        run_dir = run_training(config, report)
+    else:
+        with _progress_bar(epochs, batch_size) as on_step:
+            run_dir = run_training(config, report, on_step)
     if not as_json:
         typer.echo(f"saved {run_dir}")
+
+
+@contextlib.contextmanager
+def _progress_bar(epochs: int, batch_size: int) -> Iterator:
+    """A rich progress bar over the current epoch: step, losses, samples/s and ETA."""
+    import time
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(),
+               MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("train", total=None, epoch=1, losses="", rate="")
+        epoch_start = {"epoch": -1, "time": 0.0, "position": 0}
+
+        def on_step(epoch: int, position: int, steps: int, losses: dict) -> None:
+            if epoch != epoch_start["epoch"]:
+                epoch_start.update(epoch=epoch, time=time.monotonic(), position=position - 1)
+            elapsed = max(time.monotonic() - epoch_start["time"], 1e-9)
+            rate = (position - epoch_start["position"]) * batch_size / elapsed
+            bar.update(task, completed=position, total=steps, epoch=epoch + 1,
+                       losses="  ".join(f"{k} {v:.4g}" for k, v in losses.items()),
+                       rate=f"{rate:.0f} samples/s")
+
+        yield on_step
 
 
 def sample(
