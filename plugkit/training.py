@@ -65,7 +65,7 @@ def _check(config: TrainConfig) -> None:
                              f"got {getattr(config, name)}")
 
 
-def _tensors(ds: data.Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+def as_tensors(ds: data.Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The dataset as Batch.x rows: images and sequences as they are, text as tokens."""
     if ds.modality not in ("image", "sequence", "text"):
         raise UsageError(f"training on {ds.modality} data is not supported yet")
@@ -182,8 +182,8 @@ def _loop(family, config, run_dir, train_ds, val_ds, device, loop, report, on_st
 
 def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step,
             stop_requested) -> None:
-    x, y = _tensors(train_ds)
-    val_x, val_y = _tensors(val_ds)
+    x, y = as_tensors(train_ds)
+    val_x, val_y = as_tensors(val_ds)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     started = time.monotonic()
     epoch, position, step = loop["epoch"], loop["position"], loop["step"]

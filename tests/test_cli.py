@@ -29,3 +29,11 @@ def test_doctor_json_reports_every_op():
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert set(report["ops"]) == set(plugkit.ops.OPS) and report["reason"]
+
+
+def test_bench_train_reports_both_loops():
+    from plugkit import bench_train
+
+    result = bench_train.run("vae", "digits", epochs=1, batch_size=256,
+                             opts=("hidden=16", "latent_dim=2"), repeats=1)
+    assert result["hand_written_s"] > 0 and result["plugkit_s"] > 0

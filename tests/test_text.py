@@ -38,7 +38,7 @@ def test_text_meta_records_vocab_and_longest_line():
 
 def test_training_turns_text_into_tokens():
     ds = Dataset("t", "text", ["ab", "b"], meta=text.text_meta(["ab", "b"]))
-    x, y = training._tensors(ds)
+    x, y = training.as_tensors(ds)
     assert y is None and x.dtype == torch.int64 and x.tolist() == [[1, 2, 0], [2, 0, 0]]
 
 

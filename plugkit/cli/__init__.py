@@ -43,6 +43,7 @@ for name, command in [("train", train.train), ("sample", train.sample),
                       ("datasets", datasets.datasets), ("doctor", doctor.doctor)]:
     app.command(name)(one_line_errors(command))
 bench.app.command("kernels")(one_line_errors(bench.kernels))
+bench.app.command("train")(one_line_errors(bench.train_loop))
 app.add_typer(bench.app, name="bench")
 
 
