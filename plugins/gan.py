@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from plugkit_families.common import use_conv
 from torch import nn
 
 from plugkit import ops
@@ -106,8 +107,7 @@ class GAN(Family):
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
         c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
-        conv = options.arch == "conv" or (options.arch == "auto" and h % 4 == 0 and w % 4 == 0
-                                          and min(h, w) >= 16)
+        conv = use_conv(options.arch, h, w)
         if conv:
             G, D = _conv_nets(c, h, w, max(options.hidden // 8, 8), options.latent_dim)
         else:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from plugkit_families.common import use_conv
 from torch import nn
 
 from plugkit import ops
@@ -64,8 +65,7 @@ class VAE(Family):
         super().__init__(options, info, device)
         c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
         self.shape = (c, h, w)
-        conv = options.arch == "conv" or (options.arch == "auto" and h % 4 == 0 and w % 4 == 0
-                                          and min(h, w) >= 16)
+        conv = use_conv(options.arch, h, w)
         if conv:
             encoder, decoder = _conv_nets(c, h, w, max(options.hidden // 8, 8), options.latent_dim)
         else:

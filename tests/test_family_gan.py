@@ -1,43 +1,36 @@
 """The built-in GAN family: build, one training step, sampling, options, the fused losses, and a
 short real run on digits through the core's trainer."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from helpers import assert_ran, run_recorded
+from plugkit_families.gan import GAN, Options
 from safetensors.torch import load_file
 
 from plugkit import options, plugins, sampling, training
 from plugkit.errors import UsageError
 from plugkit.family import Batch, DataInfo
+from plugkit.testing import FamilyTests
 
-
-def _module():
-    """plugkit_families.gan once installed; before that, the file next to these tests."""
-    try:
-        from plugkit_families import gan
-    except ImportError:
-        path = Path(__file__).resolve().parents[1] / "plugins" / "gan.py"
-        spec = importlib.util.spec_from_file_location("plugkit_families_gan", path)
-        gan = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = gan  # the dataclass's type hints resolve through sys.modules
-        spec.loader.exec_module(gan)
-    return gan
-
-
-gan = _module()
-GAN, Options = gan.GAN, gan.Options
 CPU = torch.device("cpu")
 DIGITS = DataInfo("image", {"channels": 1, "height": 8, "width": 8}, None)
 RGB16 = DataInfo("image", {"channels": 3, "height": 16, "width": 16}, None)
 REGISTERED = pytest.mark.skipif("gan" not in plugins.entries(), reason="the gan entry point is "
-                                "not registered yet (pyproject [project.entry-points] + reinstall)")
+                                "not registered (pyproject [project.entry-points] + reinstall)")
+
+
+class TestGANConformance(FamilyTests):
+    family = GAN
+    info = DIGITS
+    options = ["hidden=32", "latent_dim=8"]
+    loss_key = None  # adversarial: neither loss has to fall on a fixed batch
+
+    def batch(self):
+        return Batch(torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
 
 
 def build(info=DIGITS, **opts):
