@@ -109,9 +109,6 @@ void check_loss_grad(const at::Tensor& grad, const at::Tensor& logits) {
                     ", got ", grad.scalar_type(), " of shape ", grad.sizes(), " on ", grad.device());
 }
 
-#define PLUGKIT_DISPATCH_CUDA_FLOATS(TYPE, NAME, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
-
 at::Tensor d_loss(const at::Tensor& real, const at::Tensor& fake, c10::string_view kind_name,
                   double smoothing) {
   const GanKind kind = parse_gan_kind(kind_name);

@@ -2,6 +2,7 @@
 // cusparse.h, which minimal CUDA toolkits lack) so each .cu compiles quickly.
 #pragma once
 
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -9,6 +10,10 @@
 
 #include <algorithm>
 #include <cstdint>
+
+// The CUDA kernels' dtypes: float32/float64, and float16/bfloat16 storage with float32 math.
+#define PLUGKIT_DISPATCH_CUDA_FLOATS(TYPE, NAME, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
 namespace plugkit::cuda {
 

@@ -9,20 +9,16 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <algorithm>
 
 #include "common/pointwise.h"
+#include "cuda/launch.h"
 #include "lstm.h"
 
 namespace plugkit {
 namespace {
 
-constexpr int kThreads = 256;
-
-// Enough blocks to cover n units, capped (the kernels grid-stride over the rest).
-unsigned int blocks_for(int64_t n) {
-  return static_cast<unsigned int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 16));
-}
+using cuda::grid_for;
+using cuda::kThreads;
 
 // Consecutive threads take consecutive units of a row, so every gate access is coalesced.
 template <typename scalar_t>
@@ -77,9 +73,9 @@ void lstm_cell_forward_cuda(const at::Tensor& gates, const at::Tensor& c_prev,
   if (B * H == 0) return;
   const c10::cuda::CUDAGuard guard(gates.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gates.scalar_type(),
-                                  "plugkit_lstm_cell_cuda", [&] {
-    forward_kernel<scalar_t><<<blocks_for(B * H), kThreads, 0, stream>>>(
+  PLUGKIT_DISPATCH_CUDA_FLOATS(gates.scalar_type(),
+                               "plugkit_lstm_cell_cuda", [&] {
+    forward_kernel<scalar_t><<<grid_for(B * H), kThreads, 0, stream>>>(
         gates.const_data_ptr<scalar_t>(), c_prev.const_data_ptr<scalar_t>(),
         h.mutable_data_ptr<scalar_t>(), c.mutable_data_ptr<scalar_t>(),
         act.mutable_data_ptr<scalar_t>(), B, H);
@@ -94,9 +90,9 @@ void lstm_cell_backward_cuda(const at::Tensor& grad_h, const at::Tensor& grad_c,
   if (B * H == 0) return;
   const c10::cuda::CUDAGuard guard(act.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, act.scalar_type(),
-                                  "plugkit_lstm_cell_backward_cuda", [&] {
-    backward_kernel<scalar_t><<<blocks_for(B * H), kThreads, 0, stream>>>(
+  PLUGKIT_DISPATCH_CUDA_FLOATS(act.scalar_type(),
+                               "plugkit_lstm_cell_backward_cuda", [&] {
+    backward_kernel<scalar_t><<<grid_for(B * H), kThreads, 0, stream>>>(
         grad_h.const_data_ptr<scalar_t>(), grad_c.const_data_ptr<scalar_t>(),
         act.const_data_ptr<scalar_t>(), c_prev.const_data_ptr<scalar_t>(),
         c.const_data_ptr<scalar_t>(), dgates.mutable_data_ptr<scalar_t>(),

@@ -96,9 +96,6 @@ __global__ void backward_kernel(const scalar_t* __restrict__ dz, const scalar_t*
   }
 }
 
-#define PLUGKIT_DISPATCH_CUDA_FLOATS(TYPE, NAME, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
-
 std::tuple<at::Tensor, at::Tensor> reparameterize_kl(const at::Tensor& mu, const at::Tensor& logvar,
                                                      const std::optional<at::Tensor>& eps,
                                                      const std::optional<at::Tensor>& key) {
