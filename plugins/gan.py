@@ -1,6 +1,6 @@
-"""Generative adversarial network for images (Goodfellow et al., "Generative Adversarial Nets",
-NeurIPS 2014), with DCGAN's convolutional nets and Adam settings (Radford et al., "Unsupervised
-Representation Learning with Deep Convolutional GANs", ICLR 2016).
+"""Generative adversarial network for images and tables (Goodfellow et al., "Generative
+Adversarial Nets", NeurIPS 2014), with DCGAN's convolutional nets and Adam settings (Radford et
+al., "Unsupervised Representation Learning with Deep Convolutional GANs", ICLR 2016).
 
 A generator G maps noise z ~ N(0, I) to an image; a discriminator D gives one logit per image.
 They play a game: D learns to tell real images from G(z), G learns to fool D. Both losses come
@@ -12,7 +12,8 @@ from the fused kernels plugkit.ops.gan_d_loss / gan_g_loss, in one of three form
   wasserstein  Arjovsky et al., "Wasserstein GAN" (ICML 2017), D's weights clipped to keep it
                (roughly) Lipschitz
 G and D have their own learning rates (Heusel et al., "GANs Trained by a Two Time-Scale Update
-Rule", NeurIPS 2017) and D may take several steps per G step.
+Rule", NeurIPS 2017) and D may take several steps per G step. For tables, G writes encoded rows
+(plugkit.data.tabular) whose categorical columns are Gumbel-softmax samples, as CTGAN does.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from plugkit_families.common import use_conv
+from plugkit_families.common import GumbelSoftmax, draw_categories, mlp, use_conv
 from torch import nn
 
 from plugkit import ops
+from plugkit.data import tabular
 from plugkit.family import Batch, DataInfo, Family
 from plugkit.ops.gan import KINDS
 from plugkit.options import option
@@ -49,15 +51,6 @@ class Options:
             raise ValueError(f"label_smoothing applies only to loss=bce, not loss={self.loss}")
 
 
-def _mlp(sizes: list[int], act: type[nn.Module], norm: bool = False) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        hidden = i < len(sizes) - 2
-        layers += [nn.Linear(a, b)] + ([nn.BatchNorm1d(b)] if hidden and norm else [])
-        layers += [act()] if hidden else []
-    return nn.Sequential(*layers)
-
-
 class _LeakyReLU(nn.LeakyReLU):
     def __init__(self) -> None:
         super().__init__(0.2)  # DCGAN: leaky in D so that G gets gradients where D is unsure
@@ -68,11 +61,19 @@ def _mlp_nets(c: int, h: int, w: int, width: int, latent: int) -> tuple[nn.Modul
     epochs (measured: sample spread 5% of the data's, against 90% with it, after 30 epochs)."""
     pixels = c * h * w
     generator = nn.Sequential(
-        _mlp([latent, width, width, pixels], nn.ReLU, norm=True),  # (B, C*H*W) logits
+        mlp([latent, width, width, pixels], nn.ReLU, norm=True),  # (B, C*H*W) logits
         nn.Unflatten(1, (c, h, w)), nn.Sigmoid(),  # (B, C, H, W) in [0, 1]
     )
-    discriminator = nn.Sequential(nn.Flatten(), _mlp([pixels, width, width, 1], _LeakyReLU))
+    discriminator = nn.Sequential(nn.Flatten(), mlp([pixels, width, width, 1], _LeakyReLU))
     return generator, discriminator
+
+
+def _table_nets(spans: list[tabular.Span], width: int, latent: int) -> tuple[nn.Module, nn.Module]:
+    """MLPs over encoded rows (B, D); G's last layer makes its categorical spans nearly one-hot."""
+    features = spans[-1].end
+    generator = nn.Sequential(mlp([latent, width, width, features], nn.ReLU, norm=True),
+                              GumbelSoftmax(spans))
+    return generator, mlp([features, width, width, 1], _LeakyReLU)
 
 
 def _conv_nets(c: int, h: int, w: int, base: int, latent: int) -> tuple[nn.Module, nn.Module]:
@@ -99,23 +100,28 @@ def _conv_nets(c: int, h: int, w: int, base: int, latent: int) -> tuple[nn.Modul
 class GAN(Family):
     name = "gan"
     description = "generative adversarial network (MLP or DCGAN) with fused GAN-loss kernels"
-    modalities = ("image",)
+    modalities = ("image", "table")
     conditional = False
     Options = Options
     default_dataset = "digits"
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
-        c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
-        conv = use_conv(options.arch, h, w)
-        if conv:
-            G, D = _conv_nets(c, h, w, max(options.hidden // 8, 8), options.latent_dim)
+        if info.modality == "table":
+            G, D = _table_nets(tabular.spans(info.meta["encoding"]), options.hidden,
+                               options.latent_dim)
+        elif use_conv(options.arch, info.meta["height"], info.meta["width"]):
+            G, D = _conv_nets(*self._image_shape(), max(options.hidden // 8, 8),
+                              options.latent_dim)
         else:
-            G, D = _mlp_nets(c, h, w, options.hidden, options.latent_dim)
+            G, D = _mlp_nets(*self._image_shape(), options.hidden, options.latent_dim)
         self.G, self.D = G.to(device), D.to(device)
         betas = (0.5, 0.999)  # DCGAN: beta1 = 0.9 oscillates in the adversarial game
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=options.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=options.lr_d, betas=betas)
+
+    def _image_shape(self) -> tuple[int, int, int]:
+        return self.info.meta["channels"], self.info.meta["height"], self.info.meta["width"]
 
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.G, "discriminator": self.D}
@@ -176,4 +182,8 @@ class GAN(Family):
     def sample(self, n: int, *, generator: torch.Generator, labels=None,
                **settings) -> torch.Tensor:
         self.G.eval()
-        return self.G(self._z(n, generator))  # (n, C, H, W) in [0, 1]
+        z = self._z(n, generator)
+        if self.info.modality == "table":  # categories drawn with `generator`, not Gumbel noise
+            categorical = self.G[-1].categorical
+            return draw_categories(self.G[:-1](z), categorical, generator)  # (n, D)
+        return self.G(z)  # (n, C, H, W) in [0, 1]

@@ -1,13 +1,15 @@
-"""Character-level LSTM language model (Hochreiter & Schmidhuber, "Long Short-Term Memory",
-Neural Computation 1997; stacked as in Graves, "Generating Sequences With Recurrent Neural
-Networks", 2013, and Karpathy's char-rnn).
+"""LSTM for text (character-level) and real-valued sequences (Hochreiter & Schmidhuber, "Long
+Short-Term Memory", Neural Computation 1997; stacked as in Graves, "Generating Sequences With
+Recurrent Neural Networks", 2013, and Karpathy's char-rnn).
 
-A line of text is a sequence of characters followed by an end token (token 0). The model reads
+Text: a line is a sequence of characters followed by an end token (token 0). The model reads
 [end, c1, ..., c_{L-1}] -- the end token doubles as "start of line" -- and predicts
-[c1, ..., c_L, end] one character ahead. Each layer is one call to plugkit.ops.lstm_layer, so
-the whole time loop and its backward pass run in the fused native kernel. The loss is the
-negative log-likelihood in nats per character, the end token included (it says where names
-stop), padding after it excluded. Sampling runs the same layers one step at a time.
+[c1, ..., c_L, end] one character ahead. The loss is the negative log-likelihood in nats per
+character, the end token included (it says where names stop), padding after it excluded.
+Sequences (standardized [B, T, F] windows): the model reads [0, x1, ..., x_{T-1}] and predicts
+a diagonal Gaussian over x_t, the loss in nats per value.
+Each layer is one call to plugkit.ops.lstm_layer, so the whole time loop and its backward pass
+run in the fused native kernel. Sampling runs the same layers one step at a time.
 """
 
 from __future__ import annotations
@@ -90,19 +92,41 @@ class CharNet(nn.Module):
         return self.head(y).transpose(0, 1), state  # (B, T, V+1)
 
 
-class CharLSTM(Family):
+class SequenceNet(nn.Module):
+    """Linear input projection -> stacked LSTM -> mean and log-scale of the next value."""
+
+    def __init__(self, features: int, o: Options) -> None:
+        super().__init__()
+        self.embed = nn.Linear(features, o.embed)
+        self.lstm = LSTMStack(o.embed, o.hidden, o.layers, o.dropout)
+        self.head = nn.Linear(o.hidden, 2 * features)
+        self.dropout = o.dropout
+
+    def forward(self, x: torch.Tensor, state: list | None = None):
+        """x (B, T, F) -> (mean, log_sigma) each (B, T, F), and the LSTM state."""
+        y, state = self.lstm(self.embed(x).transpose(0, 1), state)  # (T, B, H)
+        y = F.dropout(y, self.dropout, self.training)
+        mean, log_sigma = self.head(y).transpose(0, 1).chunk(2, dim=2)
+        return mean, log_sigma.clamp(-7.0, 7.0), state  # the clamp keeps exp() finite
+
+
+class LSTM(Family):
     name = "lstm"
-    description = "character-level LSTM language model on the fused LSTM kernel"
-    modalities = ("text",)
+    description = "LSTM for text (char-level) and real-valued sequences on the fused LSTM kernel"
+    modalities = ("text", "sequence")
     Options = Options
     default_dataset = "names"
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
-        self.vocab = list(info.meta["vocab"])
-        longest = info.meta.get("max_length", 248)  # runs from before max_length was recorded
-        self.max_len = options.max_len or longest + max(8, longest // 4)
-        self.net = CharNet(len(self.vocab) + 1, options).to(device)
+        if info.modality == "sequence":
+            self.length, self.features = info.meta["length"], info.meta["features"]
+            self.net: nn.Module = SequenceNet(self.features, options).to(device)
+        else:
+            self.vocab = list(info.meta["vocab"])
+            longest = info.meta.get("max_length", 248)  # runs from before it was recorded
+            self.max_len = options.max_len or longest + max(8, longest // 4)
+            self.net = CharNet(len(self.vocab) + 1, options).to(device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=options.lr)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -111,29 +135,39 @@ class CharLSTM(Family):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
-    def _nll(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean NLL per character (end token included) of token rows x (B, L), in nats."""
+    def _nll(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Summed NLL in nats and how many predictions it sums: characters (end tokens
+        included) of token rows x (B, L), or values of sequences x (B, T, F)."""
+        if self.info.modality == "sequence":
+            mean, log_sigma, _ = self.net(F.pad(x[:, :-1], (0, 0, 1, 0)))  # zeros start (B, T, F)
+            z = (x - mean) * torch.exp(-log_sigma)
+            nll = 0.5 * z.square() + log_sigma + 0.5 * math.log(2 * math.pi)  # (B, T, F)
+            return nll.sum(), nll.numel()
         x = x[:, : int((x != text.END).sum(1).max()) + 1]  # drop the all-padding tail columns
         inputs = F.pad(x[:, :-1], (1, 0), value=text.END)  # (B, L): end token as start of line
         logits, _ = self.net(inputs)  # (B, L, V+1)
         nll = F.cross_entropy(logits.transpose(1, 2), x, reduction="none")  # (B, L)
         ended = (x == text.END).long()
         mask = (ended.cumsum(1) - ended) == 0  # up to and including the first end token
-        return (nll * mask).sum() / mask.sum()
+        return (nll * mask).sum(), int(mask.sum())
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.net.train()
-        loss = self._nll(batch.x)
+        total, count = self._nll(batch.x)
+        loss = total / count
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)  # LSTMs have rare huge gradients
         self.optimizer.step()
         return {"loss": loss.item()}
 
-    def val_loss(self, batch: Batch) -> float:
+    def val_loss(self, batch: Batch) -> tuple[float, int]:
+        """Per character (or value) over the whole validation set, not per line: the core sums
+        the (total, count) pairs of every batch."""
         self.net.eval()
         with torch.no_grad():
-            return self._nll(batch.x).item()
+            total, count = self._nll(batch.x)
+            return total.item(), count
 
     def encode_prefix(self, prefix: str) -> torch.Tensor:
         unknown = sorted(set(prefix) - set(self.vocab))
@@ -144,15 +178,17 @@ class CharLSTM(Family):
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator, labels=None, temperature: float = 1.0,
-               top_k: int | None = None, prefix: str = "", **settings) -> list[str]:
+               top_k: int | None = None, prefix: str = "", **settings) -> list[str] | torch.Tensor:
         if settings:
             raise UsageError(f"unknown sampling settings for lstm: {', '.join(settings)}; "
                              "valid: temperature, top_k, prefix")
+        self.net.eval()
+        if self.info.modality == "sequence":
+            return self._sample_sequences(n, generator)
         if not temperature > 0:
             raise UsageError(f"--temperature must be > 0, got {temperature}")
         if top_k is not None and top_k < 1:
             raise UsageError(f"--top-k must be at least 1, got {top_k}")
-        self.net.eval()
         start = torch.cat([torch.zeros(1, dtype=torch.long), self.encode_prefix(prefix)])
         idx = start.to(self.device).expand(n, -1)  # (n, 1 + len(prefix))
         logits, state = self.net(idx, None)  # read the prefix in one call
@@ -172,3 +208,14 @@ class CharLSTM(Family):
                 break
             logits, state = self.net(nxt, state)  # one step: lstm_layer with T = 1
         return [prefix + line for line in text.decode(out.cpu(), self.vocab)]
+
+    def _sample_sequences(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """(n, T, F) standardized sequences, each value drawn from the predicted Gaussian."""
+        x = torch.zeros(n, 1, self.features, device=self.device)  # the zero start value
+        state, out = None, []
+        for _ in range(self.length):
+            mean, log_sigma, state = self.net(x, state)  # (n, 1, F) each
+            noise = torch.randn(mean.shape, generator=generator, device=self.device)
+            x = mean + log_sigma.exp() * noise
+            out.append(x)
+        return torch.cat(out, dim=1)

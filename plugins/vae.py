@@ -1,10 +1,12 @@
-"""Variational autoencoder for images (Kingma & Welling, "Auto-Encoding Variational Bayes",
-ICLR 2014).
+"""Variational autoencoder for images and tables (Kingma & Welling, "Auto-Encoding Variational
+Bayes", ICLR 2014).
 
-The encoder maps an image to a diagonal Gaussian q(z|x) = N(mu, exp(logvar)); a sample
+The encoder maps a sample to a diagonal Gaussian q(z|x) = N(mu, exp(logvar)); a sample
 z = mu + exp(logvar/2) * eps and KL(q || N(0, I)) come from one fused kernel,
-plugkit.ops.reparameterize_kl. The decoder gives a Bernoulli logit per pixel. The loss is the
-negative ELBO per image in nats: reconstruction + beta * KL (beta = 1 is the plain VAE).
+plugkit.ops.reparameterize_kl. The decoder gives a Bernoulli logit per pixel for images, and for
+encoded table rows (plugkit.data.tabular) a Gaussian per numeric value with a learned scale and
+a categorical distribution per column, as TVAE. The loss is the negative ELBO per sample in
+nats: reconstruction + beta * KL (beta = 1 is the plain VAE).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from plugkit_families.common import use_conv
+from plugkit_families.common import TableLikelihood, mlp, use_conv
 from torch import nn
 
 from plugkit import ops
+from plugkit.data import tabular
 from plugkit.family import Batch, DataInfo, Family
 from plugkit.options import option
 
@@ -29,13 +32,6 @@ class Options:
                        "multiples of 4 and at least 16)", choices=("auto", "mlp", "conv"))
     lr: float = option(1e-3, "Adam learning rate", min=0.0, max=1.0)
     beta: float = option(1.0, "weight of the KL term (beta-VAE)", min=0.0)
-
-
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
-    return nn.Sequential(*layers)
 
 
 def _conv_nets(c: int, h: int, w: int, base: int, latent: int) -> tuple[nn.Module, nn.Module]:
@@ -57,25 +53,34 @@ def _conv_nets(c: int, h: int, w: int, base: int, latent: int) -> tuple[nn.Modul
 class VAE(Family):
     name = "vae"
     description = "variational autoencoder (MLP or conv) with a fused reparameterization kernel"
-    modalities = ("image",)
+    modalities = ("image", "table")
     Options = Options
     default_dataset = "digits"
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
-        c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
-        self.shape = (c, h, w)
-        conv = use_conv(options.arch, h, w)
-        if conv:
-            encoder, decoder = _conv_nets(c, h, w, max(options.hidden // 8, 8), options.latent_dim)
+        self.likelihood: TableLikelihood | None = None  # images: a Bernoulli per pixel
+        if info.modality == "table":
+            encoder, decoder = self._mlp_nets(tabular.width(info.meta["encoding"]))
+            self.likelihood = TableLikelihood(tabular.spans(info.meta["encoding"]))
         else:
-            pixels = c * h * w
-            encoder = nn.Sequential(nn.Flatten(), _mlp([pixels, options.hidden, options.hidden,
-                                                        2 * options.latent_dim]))
-            decoder = nn.Sequential(_mlp([options.latent_dim, options.hidden, options.hidden,
-                                          pixels]), nn.Unflatten(1, self.shape))
-        self.net = nn.ModuleDict({"encoder": encoder, "decoder": decoder}).to(device)
+            c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
+            if use_conv(options.arch, h, w):
+                encoder, decoder = _conv_nets(c, h, w, max(options.hidden // 8, 8),
+                                              options.latent_dim)
+            else:
+                encoder, decoder = self._mlp_nets(c * h * w)
+                encoder = nn.Sequential(nn.Flatten(), encoder)
+                decoder = nn.Sequential(decoder, nn.Unflatten(1, (c, h, w)))
+        nets = {"encoder": encoder, "decoder": decoder}
+        self.net = nn.ModuleDict(nets | ({"likelihood": self.likelihood} if self.likelihood
+                                         else {})).to(device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=options.lr)
+
+    def _mlp_nets(self, features: int) -> tuple[nn.Module, nn.Module]:
+        o = self.options
+        return (mlp([features, o.hidden, o.hidden, 2 * o.latent_dim]),
+                mlp([o.latent_dim, o.hidden, o.hidden, features]))
 
     def modules(self) -> dict[str, nn.Module]:
         return {"vae": self.net}
@@ -84,11 +89,13 @@ class VAE(Family):
         return {"adam": self.optimizer}
 
     def _losses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-image reconstruction NLL and KL, both [B], in nats."""
+        """Per-sample reconstruction NLL and KL, both [B], in nats."""
         mu, logvar = self.net["encoder"](x).chunk(2, dim=1)  # (B, latent) each
         z, kl = ops.reparameterize_kl(mu, logvar)  # (B, latent), (B,)
-        logits = self.net["decoder"](z)  # (B, C, H, W)
-        rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        out = self.net["decoder"](z)  # (B, C, H, W) pixel logits, or (B, D) row parameters
+        if self.likelihood is not None:
+            return self.likelihood.nll(out, x), kl
+        rec = F.binary_cross_entropy_with_logits(out, x, reduction="none").flatten(1).sum(1)
         return rec, kl
 
     def train_step(self, batch: Batch) -> dict[str, float]:
@@ -110,4 +117,7 @@ class VAE(Family):
                **settings) -> torch.Tensor:
         self.net.eval()
         z = torch.randn(n, self.options.latent_dim, generator=generator, device=self.device)
-        return torch.sigmoid(self.net["decoder"](z))  # (n, C, H, W) pixel means in [0, 1]
+        out = self.net["decoder"](z)
+        if self.likelihood is not None:
+            return self.likelihood.sample(out, generator)  # (n, D) encoded rows
+        return torch.sigmoid(out)  # (n, C, H, W) pixel means in [0, 1]

@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 from plugkit import data, options, plugins
+from plugkit.data import codec
 from plugkit.family import Batch, DataInfo
-from plugkit.training import TrainConfig, as_tensors, train
+from plugkit.training import TrainConfig, train
 
 
 def _bare_loop(family_name: str, dataset: str, epochs: int, batch_size: int, opts: list[str]):
@@ -19,7 +20,7 @@ def _bare_loop(family_name: str, dataset: str, epochs: int, batch_size: int, opt
     cls = plugins.get(family_name)
     ds = data.load(dataset)
     train_ds, _ = data.split(ds, 0.1, 0)
-    x, _ = as_tensors(train_ds)  # what the trainer feeds, without labels
+    x, _ = codec.encode(train_ds)  # what the trainer feeds, without labels
     torch.manual_seed(0)
     family = cls(options.parse(cls.Options, opts, cls.name),
                  DataInfo(ds.modality, ds.meta, ds.classes), torch.device("cpu"))

@@ -40,9 +40,10 @@ class DataInfo:
 class Batch:
     """One training batch, on the family's device.
 
-    x: image float32 [B, C, H, W] in [0, 1]; sequence float32 [B, T, F]; text int64 [B, L]
-       tokens: characters 1..V (index in meta["vocab"] + 1), 0 = end of line, then padding
-       (plugkit.data.text encodes and decodes).
+    x: image float32 [B, C, H, W] in [0, 1]; sequence float32 [B, T, F] standardized per
+       feature; table float32 [B, D] encoded rows (plugkit.data.tabular: spans(meta["encoding"])
+       gives the layout); text int64 [B, L] tokens: characters 1..V (index in meta["vocab"] +
+       1), 0 = end of line, then padding. plugkit.data.codec encodes and decodes all four.
     y: int64 [B] class labels, or None when the data has none.
     """
 
@@ -77,14 +78,19 @@ class Family:
         """One optimization step on `batch`; returns the losses to log, by name."""
         raise NotImplementedError
 
-    def val_loss(self, batch: Batch) -> float:
-        """A loss on held-out data (mean per sample), comparable from epoch to epoch."""
+    def val_loss(self, batch: Batch) -> float | tuple[float, int]:
+        """A loss on held-out data, comparable from epoch to epoch: the mean per sample, or a
+        (sum, count) pair when the natural unit is not the sample (characters of text), so the
+        core weights every unit equally across batches."""
         raise NotImplementedError
 
     def sample(self, n: int, *, generator: torch.Generator, labels: torch.Tensor | None = None,
                **settings: Any) -> Any:
-        """n new samples in the data's representation (images: float [n, C, H, W] in [0, 1];
-        text: list[str]). `settings` are the sampler's knobs (text: temperature, top_k, prefix)."""
+        """n new samples in Batch.x's representation (images: float [n, C, H, W] in [0, 1];
+        tables: encoded rows [n, D], categorical spans as one-hot or logits; sequences:
+        standardized [n, T, F]) -- except text, as list[str]. The core decodes them to the
+        data's own format. `settings` are the sampler's knobs (text: temperature, top_k,
+        prefix)."""
         raise NotImplementedError
 
 

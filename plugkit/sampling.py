@@ -2,9 +2,11 @@
 
     plugkit.sampling.sample("runs/vae-digits", n=64, out="grid.png", seed=0)
 
-Images: .png (a grid), .npz (x and, when conditional, labels) or .npy; text: .txt, one sample
-per line (sampler settings such as temperature=0.8, top_k=5, prefix="ma" pass through). The sidecar
-`<out>.json` records the run, the seed and the settings, so every sample file is traceable.
+Images: .png (a grid), .npz (x and, when conditional, labels) or .npy; tables: .csv or
+.parquet with the data's columns and dtypes; sequences: .npz/.npy [n, T, F] in the data's
+units; text: .txt, one sample per line (sampler settings such as temperature=0.8, top_k=5,
+prefix="ma" pass through). The sidecar `<out>.json` records the run, the seed and the settings,
+so every sample file is traceable.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import numpy as np
 import torch
 
 from plugkit import atomic, checkpoint, options, plugins, runs
+from plugkit.data import codec
 from plugkit.errors import PlugkitError, UsageError
 from plugkit.family import DataInfo, Family
 
-IMAGE_FORMATS = (".png", ".npz", ".npy")
-TEXT_FORMATS = (".txt",)
+FORMATS = {"image": (".png", ".npz", ".npy"), "text": (".txt",), "table": (".csv", ".parquet"),
+           "sequence": (".npz", ".npy")}  # the first is the default
 
 
 def load(run_dir: str | Path, device: str = "cpu") -> Family:
@@ -32,10 +35,14 @@ def load(run_dir: str | Path, device: str = "cpu") -> Family:
     cls = plugins.get(record["family"])
     opts = options.parse(cls.Options, [f"{k}={v}" for k, v in record["options"].items()],
                          cls.name)
-    info = DataInfo(record["data"]["modality"], record["data"]["meta"], record["data"]["classes"])
-    family = cls(opts, info, torch.device(device))
+    family = cls(opts, info_of(record), torch.device(device))
     checkpoint.load_weights(run_dir, family.modules())
     return family
+
+
+def info_of(record: dict) -> DataInfo:
+    data = record["data"]
+    return DataInfo(data["modality"], data["meta"], data["classes"])
 
 
 TEXT_SETTINGS = ("temperature", "top_k", "prefix")
@@ -43,33 +50,29 @@ TEXT_SETTINGS = ("temperature", "top_k", "prefix")
 
 def sample(run_dir: str | Path, n: int, out: str | Path | None = None, seed: int = 0,
            **settings: Any) -> Path:
-    """Writes n samples of a run to `out` (default: <run>/samples/samples.png, or .txt for
-    text); returns it. `settings` go to the family's sampler (text: temperature, top_k, prefix).
+    """Writes n samples of a run to `out` (default: <run>/samples/samples.<the modality's first
+    format>); returns it. `settings` go to the family's sampler (text: temperature, top_k,
+    prefix).
     """
     if n < 1:
         raise UsageError(f"--n must be at least 1, got {n}")
     run_dir = Path(run_dir)
     modality = runs.read(run_dir)["data"]["modality"]
-    is_text = modality == "text"
-    out = Path(out) if out is not None else run_dir / "samples" / (
-        "samples.txt" if is_text else "samples.png")
-    formats = TEXT_FORMATS if is_text else IMAGE_FORMATS
+    formats = FORMATS[modality]
+    out = Path(out) if out is not None else run_dir / "samples" / f"samples{formats[0]}"
     if out.suffix not in formats:
         raise UsageError(f"--out must end in {', '.join(formats)} for {modality} samples, "
                          f"got {out.name!r}")
-    misplaced = [k for k in settings if k in TEXT_SETTINGS and not is_text]
+    misplaced = [k for k in settings if k in TEXT_SETTINGS and modality != "text"]
     if misplaced:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in misplaced)
         raise UsageError(f"{flags}: only for text runs, and {run_dir} is a {modality} run")
     family = load(run_dir)
     generator = torch.Generator(device=family.device).manual_seed(seed)
-    drawn = family.sample(n, generator=generator, **settings)
+    drawn = codec.decode(family.info, family.sample(n, generator=generator, **settings))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if is_text:
-            _write_text(out, drawn)
-        else:
-            _write_images(out, drawn.cpu().numpy())  # (n, C, H, W)
+        WRITERS[modality](out, drawn)
         sidecar = {"run": str(run_dir), "family": family.name, "n": n, "seed": seed,
                    "settings": settings, "file": out.name}
         atomic.write_text(out.with_name(out.name + ".json"), json.dumps(sidecar, indent=2) + "\n")
@@ -84,9 +87,20 @@ def _write_text(out: Path, lines: list[str]) -> None:
                                                   encoding="utf-8"))
 
 
+def _write_table(out: Path, df: Any) -> None:
+    if out.suffix == ".parquet":
+        atomic.write(out, lambda tmp: df.to_parquet(tmp, index=False))
+    else:
+        atomic.write(out, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def _write_array(out: Path, x: np.ndarray) -> None:
+    atomic.write(out, lambda tmp: _save_array(tmp, out.suffix, x))
+
+
 def _write_images(out: Path, images: np.ndarray) -> None:
     if out.suffix in (".npz", ".npy"):
-        atomic.write(out, lambda tmp: _save_array(tmp, out.suffix, images))
+        _write_array(out, images)
     else:
         from PIL import Image
 
@@ -101,6 +115,10 @@ def _save_array(path: Path, suffix: str, images: np.ndarray) -> None:
             np.savez(f, x=images)
         else:
             np.save(f, images)
+
+
+WRITERS = {"image": _write_images, "text": _write_text, "table": _write_table,
+           "sequence": _write_array}
 
 
 def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:

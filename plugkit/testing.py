@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from plugkit import checkpoint, options
+from plugkit.data import codec, tabular
 from plugkit.family import Batch, DataInfo, Family
 
 
@@ -59,16 +60,27 @@ class FamilyTests:
         assert losses[-1] < losses[0], losses
 
     def test_val_loss_is_finite(self):
-        assert torch.isfinite(torch.tensor(self.build().val_loss(self.batch())))
+        loss = self.build().val_loss(self.batch())
+        if isinstance(loss, tuple):  # (sum, count): the core divides
+            loss, count = loss
+            assert count > 0
+        assert torch.isfinite(torch.tensor(float(loss)))
 
     def test_sample_shape_and_type(self):
         out = self.draw(self.build(), n=5)
+        meta = self.info.meta
         if self.info.modality == "image":
-            c, h, w = (self.info.meta[k] for k in ("channels", "height", "width"))
+            c, h, w = (meta[k] for k in ("channels", "height", "width"))
             assert out.shape == (5, c, h, w) and out.dtype == torch.float32
             assert 0 <= out.min() and out.max() <= 1
+        elif self.info.modality == "table":
+            assert out.shape == (5, tabular.width(meta["encoding"])) and out.isfinite().all()
+            rows = codec.decode(self.info, out)  # the core must be able to decode them
+            assert list(rows.columns) == [c["name"] for c in meta["encoding"]] and len(rows) == 5
+        elif self.info.modality == "sequence":
+            assert out.shape == (5, meta["length"], meta["features"]) and out.isfinite().all()
         else:
-            assert len(out) == 5
+            assert len(out) == 5 and all(isinstance(line, str) for line in out)
 
     def test_checkpoint_round_trip(self, tmp_path):
         trained = self.build()

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from plugkit import checkpoint, data, options, plugins, runs
-from plugkit.data import text
+from plugkit.data import codec
 from plugkit.errors import PlugkitError, UsageError
 from plugkit.family import Batch, DataInfo, Family
 
@@ -65,16 +65,6 @@ def _check(config: TrainConfig) -> None:
                              f"got {getattr(config, name)}")
 
 
-def as_tensors(ds: data.Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The dataset as Batch.x rows: images and sequences as they are, text as tokens."""
-    if ds.modality not in ("image", "sequence", "text"):
-        raise UsageError(f"training on {ds.modality} data is not supported yet")
-    y = None if ds.labels is None else torch.from_numpy(ds.labels)
-    if ds.modality == "text":  # int64 [N, L]: 1..V characters, 0 = end of line and padding
-        return torch.from_numpy(text.encode(ds.x, ds.meta["vocab"])), y
-    return torch.from_numpy(ds.x), y
-
-
 def _batches(x, y, index, batch_size, device):
     for start in range(0, len(index), batch_size):
         idx = index[start:start + batch_size]
@@ -98,7 +88,7 @@ def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset, spec
 
 def _check_modality(cls: type[Family], spec: str, modality: str | None) -> None:
     if modality is not None and modality not in cls.modalities:
-        raise UsageError(f"family {cls.name} takes {', '.join(cls.modalities)} data, "
+        raise UsageError(f"family {cls.name} takes {' or '.join(cls.modalities)} data, "
                          f"but {spec} is {modality}")
 
 
@@ -182,8 +172,8 @@ def _loop(family, config, run_dir, train_ds, val_ds, device, loop, report, on_st
 
 def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step,
             stop_requested) -> None:
-    x, y = as_tensors(train_ds)
-    val_x, val_y = as_tensors(val_ds)
+    x, y = codec.encode(train_ds)
+    val_x, val_y = codec.encode(val_ds)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     started = time.monotonic()
     epoch, position, step = loop["epoch"], loop["position"], loop["step"]
@@ -225,7 +215,9 @@ def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_
 
 @torch.no_grad()
 def _validate(family, x, y, batch_size, device) -> float:
-    total = 0.0
+    total, count = 0.0, 0
     for batch in _batches(x, y, torch.arange(len(x)), batch_size, device):
-        total += family.val_loss(batch) * len(batch.x)
-    return total / len(x)
+        loss = family.val_loss(batch)
+        part, weight = loss if isinstance(loss, tuple) else (loss * len(batch.x), len(batch.x))
+        total, count = total + part, count + weight
+    return total / count

@@ -52,3 +52,35 @@ def tolerance(dtype: torch.dtype) -> float:
     relative = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3,
                 torch.bfloat16: 2e-2}
     return relative[dtype]
+
+
+def small_table():
+    """A DataFrame with every column kind the tabular codec handles: float with gaps, int,
+    string categories with gaps, bool."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 40
+    income = rng.normal(50.0, 10.0, n).round(1)
+    income[::7] = np.nan
+    city = rng.choice(["Paris", "Rome", "Oslo"], n).astype(object)
+    city[::9] = None
+    return pd.DataFrame({"income": income, "age": rng.integers(18, 80, n), "city": city,
+                         "member": rng.random(n) < 0.3})
+
+
+def table_info():
+    """DataInfo of small_table(), as the core builds it when loading the data."""
+    from plugkit.data import dataset
+    from plugkit.family import DataInfo
+
+    ds = dataset.validate(dataset.Dataset("small", "table", small_table()))
+    return DataInfo("table", ds.meta)
+
+
+def table_batch(info):
+    from plugkit.data import tabular
+    from plugkit.family import Batch
+
+    return Batch(torch.from_numpy(tabular.encode(small_table(), info.meta["encoding"])))

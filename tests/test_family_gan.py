@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import assert_ran, run_recorded
+from helpers import assert_ran, run_recorded, table_batch, table_info
 from plugkit_families.gan import GAN, Options
 from safetensors.torch import load_file
 
@@ -31,6 +31,16 @@ class TestGANConformance(FamilyTests):
 
     def batch(self):
         return Batch(torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
+
+
+class TestGANTable(FamilyTests):
+    family = GAN
+    info = table_info()
+    options = ["hidden=32", "latent_dim=8"]
+    loss_key = None
+
+    def batch(self):
+        return table_batch(self.info)
 
 
 def build(info=DIGITS, **opts):
@@ -81,7 +91,7 @@ def test_contract_names():
     assert set(family.modules()) == {"generator", "discriminator"}
     assert set(family.optimizers()) == {"g", "d"}
     assert family.optimizers()["d"].defaults["betas"] == (0.5, 0.999)
-    assert GAN.name == "gan" and GAN.modalities == ("image",) and not GAN.conditional
+    assert GAN.name == "gan" and GAN.modalities == ("image", "table") and not GAN.conditional
 
 
 @pytest.mark.parametrize("info", [DIGITS, RGB16])

@@ -29,12 +29,12 @@ LINES = ["abc", "ab", "cab", "b", "ca", "abcab", "bc", "a"]
 META = text.text_meta(LINES)  # vocab a, b, c; longest line 5
 REGISTERED = pytest.mark.skipif("lstm" not in plugins.entries(), reason=(
     'the "lstm" entry point is not installed yet (pyproject: '
-    'lstm = "plugkit_families.lstm:CharLSTM", then reinstall)'))
+    'lstm = "plugkit_families.lstm:LSTM", then reinstall)'))
 
 
 def family(**options):
     small = {"hidden": 16, "layers": 2, "embed": 8, **options}
-    return lstm.CharLSTM(lstm.Options(**small), DataInfo("text", META), torch.device("cpu"))
+    return lstm.LSTM(lstm.Options(**small), DataInfo("text", META), torch.device("cpu"))
 
 
 def batch(lines=LINES, length=None):
@@ -60,8 +60,9 @@ def test_train_steps_lower_the_loss_on_a_fixed_batch():
     losses = [fam.train_step(b)["loss"] for _ in range(40)]
     assert losses[0] == pytest.approx(math.log(4), rel=0.1)  # uniform over a, b, c and end
     assert losses[-1] < 0.7 * losses[0]
-    val = fam.val_loss(b)
-    assert val == val and 0 < val < losses[0]  # finite, and learnt
+    total, count = fam.val_loss(b)
+    assert count == int((b.x != 0).sum() + len(b.x))  # every character and each end token
+    assert 0 < total / count < losses[0]  # finite, and learnt
 
 
 def test_loss_ignores_the_padding_after_the_end_token():
@@ -141,10 +142,22 @@ def test_train_and_sample_text_end_to_end(tmp_path):
         sampling.sample(run, n=2, out=tmp_path / "x.png")
 
 
-class TestCharLSTMConformance(FamilyTests):
-    family = lstm.CharLSTM
+class TestLSTMConformance(FamilyTests):
+    family = lstm.LSTM
     info = DataInfo("text", META)
     options = ["hidden=16", "embed=8", "lr=0.01"]
 
     def batch(self):
         return batch()
+
+
+class TestLSTMSequenceConformance(FamilyTests):
+    family = lstm.LSTM
+    info = DataInfo("sequence", {"length": 12, "features": 2, "mean": [0.0, 0.0],
+                                 "std": [1.0, 1.0]})
+    options = ["hidden=16", "embed=8", "lr=0.01"]
+
+    def batch(self):
+        t = torch.arange(12.0)
+        phase = torch.rand(8, 1, generator=torch.Generator().manual_seed(0)) * 6
+        return Batch(torch.stack([torch.sin(t + phase), torch.cos(t + phase)], dim=2))

@@ -1,6 +1,7 @@
 """The built-in VAE through the shared conformance suite (MLP and conv networks)."""
 
 import torch
+from helpers import table_batch, table_info
 from plugkit_families.vae import VAE
 
 from plugkit.family import Batch, DataInfo
@@ -23,3 +24,12 @@ class TestVAEConv(FamilyTests):
 
     def batch(self):
         return Batch(torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+
+
+class TestVAETable(FamilyTests):
+    family = VAE
+    info = table_info()
+    options = ["hidden=32", "latent_dim=4"]
+
+    def batch(self):
+        return table_batch(self.info)

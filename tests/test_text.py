@@ -5,9 +5,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from plugkit import training
 from plugkit.cli import app
-from plugkit.data import Dataset, text
+from plugkit.data import Dataset, codec, text
 
 
 def test_encode_decode_round_trip():
@@ -38,7 +37,7 @@ def test_text_meta_records_vocab_and_longest_line():
 
 def test_training_turns_text_into_tokens():
     ds = Dataset("t", "text", ["ab", "b"], meta=text.text_meta(["ab", "b"]))
-    x, y = training.as_tensors(ds)
+    x, y = codec.encode(ds)
     assert y is None and x.dtype == torch.int64 and x.tolist() == [[1, 2, 0], [2, 0, 0]]
 
 

@@ -69,7 +69,8 @@ def test_sample_formats_and_sidecar(tmp_path):
     (["train", "vae", "-o", "latent=3"], 2, "unknown option 'latent' for vae; valid: latent_dim"),
     (["train", "vae", "-o", "latent_dim=0"], 2, "option latent_dim must be >= 1, got 0"),
     (["train", "vae", "--data", "nowhere.npz"], 1, "nowhere.npz"),
-    (["train", "vae", "--data", "names"], 2, "family vae takes image data, but names is text"),
+    (["train", "vae", "--data", "names"], 2,
+     "family vae takes image or table data, but names is text"),
     (["train", "vae", "--epochs", "0"], 2, "--epochs must be at least 1, got 0"),
     (["train", "vae", "--device", "tpu"], 2, "--device must be auto, cpu or cuda"),
     (["sample", "missing-run"], 2, "missing-run is not a plugkit run (no run.json)"),
@@ -147,3 +148,21 @@ def test_unwritable_outputs_fail_cleanly(tmp_path):
         result = runner.invoke(app, args)
         assert result.exit_code == code and message in result.stderr, (args, result.output)
     assert not list(tmp_path.glob("**/*.tmp")) and a_file.read_text() == "not a folder"
+
+
+def test_validation_weights_sum_count_pairs_by_their_count():
+    """A family that returns (sum, count) -- the LSTM, per character -- is averaged over all
+    units, so a long line weighs more than a short one; a plain float is weighted per sample."""
+    from plugkit.training import _validate
+
+    class PerUnit:  # nonzero entries are the units ("characters")
+        def val_loss(self, batch):
+            return float(batch.x.sum()), int((batch.x != 0).sum())
+
+    class PerSample:
+        def val_loss(self, batch):
+            return float(batch.x.sum() / (batch.x != 0).sum())
+
+    x = torch.tensor([[2.0, 2.0, 2.0, 2.0], [8.0, 0.0, 0.0, 0.0]])  # batches of one row
+    assert _validate(PerUnit(), x, None, 1, "cpu") == pytest.approx(16 / 5)
+    assert _validate(PerSample(), x, None, 1, "cpu") == pytest.approx((2 + 8) / 2)

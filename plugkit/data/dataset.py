@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from plugkit.data import tabular
 from plugkit.errors import PlugkitError, UsageError
 from plugkit.family import MODALITIES
 
@@ -111,8 +112,11 @@ def _check_array(ds: Dataset) -> None:
         if x.min() < 0 or x.max() > 1:
             raise DataError(f"{ds.name}: image values must lie in [0, 1]")
         ds.meta.update(channels=x.shape[1], height=x.shape[2], width=x.shape[3])
-    else:
-        ds.meta.update(length=x.shape[1], features=x.shape[2])
+    else:  # per-feature moments: the codec standardizes sequences with them
+        std = x.std(axis=(0, 1), dtype=np.float64)
+        ds.meta.update(length=x.shape[1], features=x.shape[2],
+                       mean=x.mean(axis=(0, 1), dtype=np.float64).tolist(),
+                       std=np.where(std > 0, std, 1.0).tolist())
 
 
 def _check_table(ds: Dataset) -> None:
@@ -128,6 +132,7 @@ def _check_table(ds: Dataset) -> None:
         bad = next(str(c) for c in numeric.columns if np.isinf(numeric[c].to_numpy(float)).any())
         raise DataError(f"{ds.name}: column {bad!r} contains inf")
     ds.meta["columns"] = kinds
+    ds.meta["encoding"] = tabular.fit(df, kinds)
 
 
 def column_kind(column: Any) -> str:
