@@ -44,7 +44,7 @@ bench: setup
 	$(BIN)/plugkit bench kernels
 
 lint: setup
-	$(BIN)/ruff check plugkit plugins tests setup.py
+	$(BIN)/ruff check plugkit plugins tests examples setup.py
 
 clean:
 	rm -rf build $(VENV) plugkit/_C*.so plugkit/_build_info.json *.egg-info

@@ -84,3 +84,14 @@ def table_batch(info):
     from plugkit.family import Batch
 
     return Batch(torch.from_numpy(tabular.encode(small_table(), info.meta["encoding"])))
+
+
+def run_python(*args, cwd, pythonpath="", timeout=300):
+    """`python *args` in a subprocess with only `pythonpath` added: what a user's shell runs."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)

@@ -2,19 +2,11 @@
 through its distribution metadata, passes its own conformance tests and trains."""
 
 import json
-import os
-import subprocess
-import sys
 
+from helpers import run_python as run
 from typer.testing import CliRunner
 
 from plugkit.cli import app
-
-
-def run(*args, cwd, pythonpath):
-    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 def test_scaffold_installs_lists_tests_and_trains(tmp_path):
