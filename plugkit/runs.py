@@ -34,8 +34,11 @@ def dumps(record: dict) -> str:
 def create(run_dir: Path, record: dict) -> None:
     """A new run directory holding `record` as run.json; never overwrites another run."""
     if (run_dir / RUN_JSON).exists():
-        raise UsageError(f"{run_dir} already holds a run; continue it with --resume or choose "
-                         "another --out")
+        family = read(run_dir)["family"]
+        hint = ("continue it with --resume" if family == record["family"]
+                else f"it cannot be continued by {record['family']}")
+        raise UsageError(f"{run_dir} already holds a {family} run; {hint} or choose another "
+                         "--out")
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} is a file, not a folder")
     try:
