@@ -1,0 +1,95 @@
+"""The eval report: metrics.json for machines, report.html for people, both written atomically.
+
+report.html is one self-contained file (figures embedded as base64 PNG, no scripts, no fonts
+or styles from the network), so it opens offline and can be mailed around as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plugkit import atomic
+
+STYLE = """body{font:15px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{padding:.25em .8em;border-bottom:1px solid #ddd;
+text-align:right}td:first-child,th:first-child{text-align:left}figure{display:inline-block;
+margin:.5em}figcaption{font-size:13px;color:#555}img{max-width:100%}.note{color:#666}"""
+
+
+@dataclass
+class Figure:
+    caption: str
+    png: bytes
+
+
+@dataclass
+class Report:
+    title: str
+    summary: dict[str, Any]  # what was compared: source, modality, sizes, seed
+    measures: list[dict]  # name, value, floor, better ("lower"/"higher"/"0.5"), help
+    figures: list[Figure] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # per-column tables and the like
+
+    def add_figure(self, caption: str, fig: Any) -> None:
+        """Stores a matplotlib figure as PNG and closes it (figures hold a lot of memory)."""
+        import matplotlib.pyplot as plt
+
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        self.figures.append(Figure(caption, buffer.getvalue()))
+
+    def as_json(self) -> dict:
+        return {**self.summary, "measures": self.measures, "details": self.details}
+
+    def html(self) -> str:
+        rows = "".join(
+            f"<tr><td title='{_e(m.get('help', ''))}'>{_e(m['name'])}</td>"
+            f"<td>{_fmt(m['value'])}</td><td>{_fmt(m.get('floor'))}</td>"
+            f"<td>{_e(m.get('better', ''))}</td></tr>" for m in self.measures)
+        figures = "".join(
+            f"<figure><img alt='{_e(f.caption)}' src='data:image/png;base64,"
+            f"{base64.b64encode(f.png).decode()}'><figcaption>{_e(f.caption)}</figcaption>"
+            "</figure>" for f in self.figures)
+        summary = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>"
+                          for k, v in self.summary.items())
+        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(self.title)}"
+                f"</title><style>{STYLE}</style></head><body><h1>{_e(self.title)}</h1>"
+                f"<table>{summary}</table><h2>Measures</h2><p class='note'>Each measure next "
+                "to its floor: the same measure between two disjoint sets of real data of the "
+                "same size, i.e. what “as real as real” scores. docs/metrics.md defines each."
+                f"</p><table><tr><th>measure</th><th>synthetic</th><th>real floor</th>"
+                f"<th>better</th></tr>{rows}</table><h2>Figures</h2>{figures}</body></html>\n")
+
+    def write(self, out: Path) -> None:
+        """metrics.json, report.html and figures/*.png under `out`; each file appears whole."""
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "figures").mkdir(exist_ok=True)
+        for i, figure in enumerate(self.figures):
+            atomic.write(out / "figures" / f"{i:02d}.png", lambda tmp, f=figure:
+                         tmp.write_bytes(f.png))
+        atomic.write_text(out / "metrics.json", json.dumps(self.as_json(), indent=2,
+                                                           default=_plain) + "\n")
+        atomic.write_text(out / "report.html", self.html())
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return _e(value)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
