@@ -32,7 +32,7 @@ def total_variation(a: object, b: object) -> float:
     """Total variation distance between the value frequencies of two samples of labels:
     0.5 * sum_v |p(v) - q(v)|. Missing values count as one more label. In [0, 1]; 0 = the same
     frequencies, 1 = no label in common."""
-    x, y = pd.Series(np.asarray(a, dtype=object)), pd.Series(np.asarray(b, dtype=object))
+    x, y = pd.Series(a), pd.Series(b)
     if x.size == 0 or y.size == 0:
         raise UsageError("total variation needs two non-empty samples")
     codes, _ = pd.factorize(pd.concat([x, y], ignore_index=True), use_na_sentinel=False)
