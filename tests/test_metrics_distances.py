@@ -106,8 +106,8 @@ def test_kid_is_near_zero_for_one_distribution_and_clearly_positive_for_a_shift(
     a, b = rng.normal(size=(1000, 16)), rng.normal(size=(1000, 16))
     same = kid(a, b, subsets=20, subset_size=500)
     shifted = kid(a, b + 0.5, subsets=20, subset_size=500)
-    assert abs(same["kid"]) < 0.01
-    assert shifted["kid"] > 0.2 and shifted["kid"] > 20 * shifted["kid_std"]
+    assert abs(same["kid"]) < 0.02
+    assert shifted["kid"] > 0.5 and shifted["kid"] > 5 * shifted["kid_std"]
 
 
 def test_kid_is_deterministic_given_the_seed():
@@ -183,7 +183,7 @@ def test_fresh_samples_sit_at_the_holdout_level():
     train, holdout, fresh = (rng.normal(size=(1000, 4)) for _ in range(3))
     out = privacy(fresh, train, holdout)
     assert out["dcr_ratio"] == pytest.approx(1, abs=0.1)
-    assert out["closer_than_holdout"] == pytest.approx(0.5, abs=0.05)
+    assert out["closer_than_holdout"] == pytest.approx(0.5, abs=0.1)
     assert out["dcr_holdout_median"] == pytest.approx(np.median(closest_distances(holdout, train)))
     assert exact_copy_rate(fresh, train) == 0.0
 
@@ -211,7 +211,7 @@ def test_detection_of_a_partly_copying_generator_is_near_chance():
     rng = np.random.default_rng(15)
     real = rng.normal(size=(400, 6))
     fake = np.concatenate([real[:200], rng.normal(size=(200, 6))])
-    assert detection(real, fake)["auc"] == pytest.approx(0.5, abs=0.05)
+    assert detection(real, fake)["auc"] == pytest.approx(0.5, abs=0.08)  # unpaired: 0.22
 
 
 @pytest.mark.parametrize("model", ["hgb", "logistic"])

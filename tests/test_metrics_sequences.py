@@ -110,7 +110,7 @@ def test_tstr_forecast_known_mses_for_ar1():
     assert good["ratio"] == pytest.approx(1, abs=0.02)
     noise = rng.normal(0, np.sqrt(1 / (1 - phi**2)), size=(200, 50, 2))
     bad = tstr_forecast(noise, train, test, lags=3)
-    assert bad["ratio"] == pytest.approx(1 / (1 - phi**2), rel=0.1)
+    assert bad["ratio"] == pytest.approx(1 / (1 - phi**2), rel=0.15)
 
 
 @pytest.mark.parametrize(("call", "message"), [
