@@ -61,11 +61,12 @@ def sequence_detection(real: object, synthetic: object, *, seed: int = 0) -> dic
 
 def tstr_forecast(synthetic: object, train_real: object, test_real: object, *, lags: int = 5,
                   alpha: float = 1.0) -> dict:
-    """Train on synthetic, test on real, for one-step-ahead forecasting: a ridge regression
-    (sklearn Ridge, `alpha`) predicting x[t] from x[t-lags..t-1], fitted once on `synthetic`
-    and once on `train_real`, both scored by MSE on every step of `test_real`. Returns
-    {"mse_synthetic", "mse_real", "ratio"}: ratio = mse_synthetic / mse_real, 1 = synthetic
-    data teaches the forecaster as well as real data, above 1 = worse."""
+    """Train on synthetic, test on real (Esteban et al. 2017, see tables.tstr) for one-step-ahead
+    forecasting: a ridge regression (sklearn Ridge, `alpha`) predicting x[t] from
+    x[t-lags..t-1], fitted once on `synthetic` and once on `train_real`, both scored by MSE on
+    every step of `test_real`. Returns {"mse_synthetic", "mse_real", "ratio"}: ratio =
+    mse_synthetic / mse_real, 1 = synthetic data teaches the forecaster as well as real data,
+    above 1 = worse (nan if mse_real is 0)."""
     if lags < 1:
         raise UsageError(f"lags must be >= 1; got {lags}")
     synthetic, train_real = _pair(synthetic, train_real, ("synthetic", "train_real"),

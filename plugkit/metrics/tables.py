@@ -100,7 +100,8 @@ def tstr(synthetic: pd.DataFrame, train_real: pd.DataFrame, test_real: pd.DataFr
             "ratio": scores[0] / scores[1] if scores[1] > 0 else float("nan")}
 
 
-def _fit_and_score(x, y, x_test, y_test, classify: bool, categorical, seed: int) -> float:
+def _fit_and_score(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                   classify: bool, categorical: np.ndarray | None, seed: int) -> float:
     if classify and len(np.unique(y)) == 1:
         # One class to learn from: the model can only ever predict it.
         return float(accuracy_score(y_test, np.full_like(y_test, y[0])))
