@@ -1,6 +1,7 @@
 """Known answers for the feature-space distances, the privacy measures and detection."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.linalg
 from threadpoolctl import threadpool_limits
@@ -195,6 +196,7 @@ def test_exact_copy_rate_counts_rows_and_strings():
     assert exact_copy_rate(-0.0 * train, 0.0 * train) == 1.0  # -0.0 == 0.0 as numbers
     assert exact_copy_rate(np.zeros((4, 3, 2)), np.zeros((1, 3, 2))) == 1.0  # sequences
     assert exact_copy_rate(["anna", "bob", "anna", "zed"], ["anna", "carl"]) == 0.5
+    assert exact_copy_rate(pd.Series(["anna", "bob"], dtype="string"), ("bob",)) == 0.5
 
 
 # --- detection -----------------------------------------------------------------------------------
@@ -253,6 +255,7 @@ def test_floor_applies_the_measure_to_two_disjoint_halves():
     (lambda: privacy(np.zeros((5, 2)), np.zeros((5, 2)), np.zeros((5, 3))), "holdout and train"),
     (lambda: exact_copy_rate(np.zeros((5, 2)), np.zeros((5, 3))), "same shape"),
     (lambda: exact_copy_rate("abc", ["abc"]), "list of strings"),
+    (lambda: exact_copy_rate([{"a": 1}], [[1.0]]), "numeric records or a list of strings"),
     (lambda: detection(np.zeros((9, 2)), np.zeros((9, 2)), model="svm"), "unknown detection"),
     (lambda: detection(np.full((9, 2), np.nan), np.zeros((9, 2)), model="logistic"), "NaN"),
 ])

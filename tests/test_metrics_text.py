@@ -1,6 +1,7 @@
 """Known answers for the text measures, worked out by hand on small lists of strings."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from plugkit.errors import UsageError
@@ -16,6 +17,8 @@ def test_novelty_shares_on_a_constructed_example():
     assert novelty(samples, train, holdout) == pytest.approx(
         {"copied": 3 / 8, "holdout_only": 2 / 8, "new": 3 / 8, "unique": 7 / 8})
     assert exact_copy_rate(samples, train) == 3 / 8
+    assert novelty(pd.Series(samples), tuple(train), iter(holdout)) == novelty(samples, train,
+                                                                              holdout)
 
 
 def test_novelty_of_the_training_data_itself_is_all_copied():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -38,7 +38,10 @@ def same_width(a: np.ndarray, b: np.ndarray, names: str) -> None:
 def row_keys(x: object, name: str) -> np.ndarray:
     """Each row of `x` ([N, ...]) as one opaque scalar of its float64 bytes, so that numpy can
     compare, sort and count whole rows."""
-    arr = np.asarray(x, dtype=np.float64)
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"{name} must be numeric records or a list of strings: {err}") from None
     if arr.ndim == 0 or len(arr) == 0:
         raise UsageError(f"{name} must be a non-empty array of records; got shape {arr.shape}")
     rows = np.ascontiguousarray(arr.reshape(len(arr), -1) + 0.0)  # + 0.0 turns -0.0 into 0.0
@@ -46,8 +49,9 @@ def row_keys(x: object, name: str) -> np.ndarray:
 
 
 def strings(x: object, name: str) -> list[str]:
-    """`x` as a non-empty list of str (a lone str is a mistake, not a list of characters)."""
-    if isinstance(x, str) or not isinstance(x, Sequence | np.ndarray):
+    """`x` (a list, array, Series...) as a non-empty list of str; a lone str is a mistake, not
+    a list of characters."""
+    if isinstance(x, str | bytes) or not isinstance(x, Iterable):
         raise UsageError(f"{name} must be a list of strings; got {type(x).__name__}")
     items = list(x)
     if not items:

@@ -127,7 +127,7 @@ def exact_copy_rate(synthetic: object, train: object) -> float:
 
 
 def _is_text(x: object) -> bool:
-    if isinstance(x, np.ndarray):
+    if isinstance(x, np.ndarray | pd.Series):
         return x.dtype.kind in "OUS"
     return isinstance(x, list | tuple) and len(x) > 0 and isinstance(x[0], str)
 
