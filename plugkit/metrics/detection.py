@@ -22,7 +22,7 @@ MODELS = ("hgb", "logistic")
 
 
 def detection(real: object, fake: object, *, model: str = "hgb", seed: int = 0,
-              categorical: object = None) -> dict[str, float]:
+              categorical: np.ndarray | None = None) -> dict[str, float]:
     """Accuracy and ROC AUC of a classifier telling `real` rows from `fake` rows ([N, d] each),
     averaged over 5-fold stratified cross-validation. The larger set is first subsampled to the
     size of the smaller, so that 0.5 is chance for both scores.
@@ -91,7 +91,7 @@ def _occurrence(key: np.ndarray) -> np.ndarray:
     return out
 
 
-def _classifier(model: str, seed: int, categorical: object) -> ClassifierMixin:
+def _classifier(model: str, seed: int, categorical: np.ndarray | None) -> ClassifierMixin:
     if model == "logistic":
         if categorical is not None:
             raise UsageError("categorical columns need model='hgb'")
