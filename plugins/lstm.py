@@ -114,6 +114,7 @@ class LSTM(Family):
     name = "lstm"
     description = "LSTM for text (char-level) and real-valued sequences on the fused LSTM kernel"
     modalities = ("text", "sequence")
+    likelihood = True  # val_loss: nats per character (or value)
     Options = Options
     default_dataset = "names"
 

@@ -58,6 +58,7 @@ class Family:
     description: ClassVar[str]  # one line, shown by `plugkit list`
     modalities: ClassVar[tuple[str, ...]]  # a subset of MODALITIES
     conditional: ClassVar[bool] = False  # can it sample given a label?
+    likelihood: ClassVar[bool] = False  # is val_loss a negative log-likelihood (plugkit eval)?
     api_version: ClassVar[int] = API_VERSION  # the plugin API it was written for
     Options: ClassVar[type] = NoOptions  # a dataclass: typed fields, defaults, help in metadata
     default_dataset: ClassVar[str | None] = None  # what `plugkit train NAME` uses without --data

@@ -203,7 +203,7 @@ def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_
         finished = position >= steps_per_epoch
         row = {"epoch": epoch + 1, "step": step,
                **{k: v / max(seen, 1) for k, v in totals.items()},
-               "val_loss": _validate(family, val_x, val_y, config.batch_size, device),
+               "val_loss": validate(family, val_x, val_y, config.batch_size, device),
                "samples_per_s": seen / max(time.monotonic() - epoch_start, 1e-9)}
         epoch, position = (epoch + 1, 0) if finished else (epoch, position)
         _save(family, run_dir, epoch=epoch, position=position, step=step)
@@ -214,7 +214,9 @@ def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_
 
 
 @torch.no_grad()
-def _validate(family, x, y, batch_size, device) -> float:
+def validate(family, x, y, batch_size, device) -> float:
+    """The family's held-out loss over all of (x, y): per sample, or per unit when val_loss
+    returns (sum, count) pairs."""
     total, count = 0.0, 0
     for batch in _batches(x, y, torch.arange(len(x)), batch_size, device):
         loss = family.val_loss(batch)

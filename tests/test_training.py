@@ -159,7 +159,7 @@ def test_unwritable_outputs_fail_cleanly(tmp_path):
 def test_validation_weights_sum_count_pairs_by_their_count():
     """A family that returns (sum, count) -- the LSTM, per character -- is averaged over all
     units, so a long line weighs more than a short one; a plain float is weighted per sample."""
-    from plugkit.training import _validate
+    from plugkit.training import validate
 
     class PerUnit:  # nonzero entries are the units ("characters")
         def val_loss(self, batch):
@@ -170,5 +170,5 @@ def test_validation_weights_sum_count_pairs_by_their_count():
             return float(batch.x.sum() / (batch.x != 0).sum())
 
     x = torch.tensor([[2.0, 2.0, 2.0, 2.0], [8.0, 0.0, 0.0, 0.0]])  # batches of one row
-    assert _validate(PerUnit(), x, None, 1, "cpu") == pytest.approx(16 / 5)
-    assert _validate(PerSample(), x, None, 1, "cpu") == pytest.approx((2 + 8) / 2)
+    assert validate(PerUnit(), x, None, 1, "cpu") == pytest.approx(16 / 5)
+    assert validate(PerSample(), x, None, 1, "cpu") == pytest.approx((2 + 8) / 2)

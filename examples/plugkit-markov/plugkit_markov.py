@@ -54,6 +54,7 @@ class Markov(Family):
     name = "markov"
     description = "character n-gram model with learned smoothing (example plugin)"
     modalities = ("text",)
+    likelihood = True  # val_loss: nats per character, end of line included
     Options = Options
     default_dataset = "names"
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import typer
 
 from plugkit import __version__
-from plugkit.cli import bench, datasets, doctor, families, train
+from plugkit.cli import bench, datasets, doctor, evaluate, families, train
 from plugkit.errors import PlugkitError
 
 app = typer.Typer(
@@ -40,7 +40,7 @@ def one_line_errors(command: Callable) -> Callable:
 
 for name, command in [("train", train.train), ("sample", train.sample),
                       ("list", families.list_families), ("info", families.info),
-                      ("new-plugin", families.new_plugin),
+                      ("new-plugin", families.new_plugin), ("eval", evaluate.evaluate),
                       ("datasets", datasets.datasets), ("doctor", doctor.doctor)]:
     app.command(name)(one_line_errors(command))
 bench.app.command("kernels")(one_line_errors(bench.kernels))

@@ -135,7 +135,8 @@ def _adult() -> Dataset:
     train = pd.read_csv(root / "adult.data", **kw)
     test = pd.read_csv(root / "adult.test", skiprows=1, **kw)
     test["income"] = test["income"].str.rstrip(".")
-    return Dataset("adult", "table", pd.concat([train, test], ignore_index=True))
+    return Dataset("adult", "table", pd.concat([train, test], ignore_index=True),
+                   meta={"target": "income"})  # what eval's train-on-synthetic predicts
 
 
 def _sklearn_table(name: str) -> Callable[[], Dataset]:
@@ -146,7 +147,8 @@ def _sklearn_table(name: str) -> Callable[[], Dataset]:
         x = d.frame.drop(columns="target")
         classes = [str(c) for c in d.target_names]
         x["class"] = np.asarray(classes, dtype=object)[d.target.to_numpy()]
-        return Dataset(name, "table", x, d.target.to_numpy(np.int64), classes)
+        return Dataset(name, "table", x, d.target.to_numpy(np.int64), classes,
+                       meta={"target": "class"})
 
     return load
 

@@ -10,11 +10,14 @@ import base64
 import html
 import io
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugkit import atomic
+from plugkit.errors import PlugkitError
 
 STYLE = """body{font:15px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{padding:.25em .8em;border-bottom:1px solid #ddd;
@@ -68,15 +71,29 @@ class Report:
                 f"<th>better</th></tr>{rows}</table><h2>Figures</h2>{figures}</body></html>\n")
 
     def write(self, out: Path) -> None:
-        """metrics.json, report.html and figures/*.png under `out`; each file appears whole."""
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "figures").mkdir(exist_ok=True)
-        for i, figure in enumerate(self.figures):
-            atomic.write(out / "figures" / f"{i:02d}.png", lambda tmp, f=figure:
-                         tmp.write_bytes(f.png))
-        atomic.write_text(out / "metrics.json", json.dumps(self.as_json(), indent=2,
-                                                           default=_plain) + "\n")
-        atomic.write_text(out / "report.html", self.html())
+        """metrics.json, report.html and figures/*.png in the folder `out`, which appears whole
+        or not at all: everything is written to a sibling temp folder first, then renamed."""
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        except OSError as exc:
+            raise PlugkitError(f"cannot write the report to {out}: {exc.strerror or exc}") \
+                from None
+        try:
+            (tmp / "figures").mkdir()
+            for i, figure in enumerate(self.figures):
+                (tmp / "figures" / f"{i:02d}.png").write_bytes(figure.png)
+            (tmp / "metrics.json").write_text(json.dumps(self.as_json(), indent=2,
+                                                         default=_plain) + "\n")
+            (tmp / "report.html").write_text(self.html(), encoding="utf-8")
+            if out.is_dir():
+                shutil.rmtree(out)  # an earlier report of the same run: replaced as a whole
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise PlugkitError(f"cannot write the report to {out}: {exc.strerror or exc}") \
+                from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _e(value: Any) -> str:

@@ -32,6 +32,8 @@ class Sets:
     meta: dict  # the real data's meta (image size, table encoding, vocabulary ...)
     source: str
     run: Path | None = None
+    train_full: Dataset | None = None  # before the cut: privacy compares with every record
+    holdout_full: Dataset | None = None
 
     @property
     def n(self) -> int:
@@ -109,7 +111,7 @@ def _cut(sets: Sets, n: int, seed: int) -> Sets:
     rng = np.random.default_rng(seed)
     cut = {name: _subset(getattr(sets, name), n, rng)
            for name in ("synthetic", "train", "holdout")}
-    return replace(sets, **cut)
+    return replace(sets, train_full=sets.train, holdout_full=sets.holdout, **cut)
 
 
 def _subset(ds: Dataset, n: int, rng: np.random.Generator) -> Dataset:

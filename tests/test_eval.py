@@ -1,0 +1,121 @@
+"""`plugkit eval` end to end: known answers on constructed sample files for every modality,
+runs of each kind, the report files, and bad input."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from plugkit.cli import app
+from plugkit.data import load
+from plugkit.metrics.evaluate import evaluate
+
+runner = CliRunner()
+
+
+def measures(report):
+    return {m["name"]: m for m in report.measures}
+
+
+@pytest.fixture
+def iris_halves(tmp_path):
+    df = load("iris").x.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    df.iloc[:75].to_csv(tmp_path / "train.csv", index=False)
+    df.iloc[75:].to_csv(tmp_path / "hold.csv", index=False)
+    return tmp_path / "train.csv", tmp_path / "hold.csv"
+
+
+def test_a_copy_of_the_training_table_scores_its_floor_and_is_flagged(iris_halves):
+    train, hold = iris_halves
+    report = evaluate(str(train), against=str(train), holdout=str(hold), target="class")
+    m = measures(report)
+    assert report.summary["n"] == 75
+    for name in ("KS mean (numeric columns)", "TV mean (categorical columns)", "detection AUC",
+                 "association difference", "TSTR accuracy (class)"):
+        assert m[name]["value"] == pytest.approx(m[name]["floor"]), name  # same sets exactly
+    assert m["exact copies"]["value"] == 1.0
+    assert m["exact copies"]["floor"] < 0.05  # iris repeats one flower across the halves
+    assert m["DCR ratio"]["value"] == 0.0 and m["closer than holdout"]["value"] == 1.0
+
+
+def test_a_shuffled_table_is_detected(iris_halves, tmp_path):
+    train, hold = iris_halves
+    fake = pd.read_csv(hold)
+    rng = np.random.default_rng(0)
+    for column in fake.columns:  # every marginal kept, every association destroyed
+        fake[column] = rng.permutation(fake[column].to_numpy())
+    fake.to_csv(tmp_path / "fake.csv", index=False)
+    m = measures(evaluate(str(tmp_path / "fake.csv"), against=str(train), holdout=str(hold)))
+    assert m["association difference"]["value"] > 3 * m["association difference"]["floor"]
+    assert m["detection AUC"]["value"] > m["detection AUC"]["floor"] + 0.2
+    assert m["exact copies"]["value"] == 0.0
+
+
+def test_text_copies_and_heldout_lines(tmp_path):
+    lines = [f"name{i:03d}" for i in range(200)]
+    (tmp_path / "real.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "train.txt").write_text("\n".join(lines[:100]) + "\n")
+    (tmp_path / "hold.txt").write_text("\n".join(lines[100:]) + "\n")
+    copied = measures(evaluate(str(tmp_path / "train.txt"), against=str(tmp_path / "train.txt"),
+                               holdout=str(tmp_path / "hold.txt")))
+    assert copied["copies of training lines"]["value"] == 1.0 and copied["new"]["value"] == 0.0
+    held = measures(evaluate(str(tmp_path / "hold.txt"), against=str(tmp_path / "train.txt"),
+                             holdout=str(tmp_path / "hold.txt")))
+    assert held["held-out only"]["value"] == 1.0
+    assert held["copies of training lines"]["value"] == 0.0
+
+
+def test_noise_is_told_apart_from_sine_windows(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.arange(32)
+    real = np.sin(0.4 * t + rng.uniform(0, 6, (400, 1)))[:, :, None].astype(np.float32)
+    noise = rng.normal(0, real.std(), real.shape).astype(np.float32)
+    np.save(tmp_path / "real.npy", real)
+    np.save(tmp_path / "noise.npy", noise)
+    m = measures(evaluate(str(tmp_path / "noise.npy"), against=str(tmp_path / "real.npy"),
+                          modality="sequence"))
+    assert m["detection accuracy"]["value"] > 0.9 and m["detection accuracy"]["floor"] < 0.7
+    assert m["autocorrelation distance"]["value"] > 5 * m["autocorrelation distance"]["floor"]
+    assert m["TSTR one-step MSE"]["value"] > 10 * m["TSTR one-step MSE"]["floor"]
+
+
+def test_table_run_writes_a_self_contained_report(tmp_path):
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", "vae", "--data", "iris", "--out", str(run),
+                                  "--epochs", "3", "-o", "hidden=32"])
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(app, ["eval", str(run), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "detection AUC" in result.stdout
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["modality"] == "table" and metrics["n"] == 15 and metrics["seed"] == 1
+    page = (run / "eval" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # histograms, embedding, training curves
+    assert "http" not in page and "<script" not in page  # opens offline, runs nothing
+    assert len(list((run / "eval" / "figures").glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["x.csv"], 2, "needs --against"),
+    (["grid.png", "--against", "digits"], 2, "a PNG grid cannot be evaluated"),
+    (["other.csv", "--against", "iris"], 2, "has other columns than the real data"),
+    (["empty.csv", "--against", "iris"], 1, "empty"),
+    (["iris.csv", "--against", "iris", "--target", "nope"], 2, "nope"),
+    (["digits.npy", "--against", "digits"], 2, "shape"),
+    (["run-without-weights"], 1, "no trained weights"),
+])
+def test_bad_input_is_one_line_and_leaves_no_report(tmp_path, monkeypatch, args, code, message):
+    monkeypatch.chdir(tmp_path)
+    load("iris").x.to_csv("iris.csv", index=False)
+    pd.DataFrame({"a": [1, 2]}).to_csv("other.csv", index=False)
+    open("empty.csv", "w").close()
+    np.save("digits.npy", np.zeros((10, 1, 9, 9), np.float32))
+    (tmp_path / "run-without-weights").mkdir()
+    (tmp_path / "run-without-weights" / "run.json").write_text(json.dumps(
+        {"family": "vae", "data": {"spec": "digits", "modality": "image"}}))
+    result = runner.invoke(app, ["eval", *args, "--out", "report"])
+    assert result.exit_code == code, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert not (tmp_path / "report").exists()
