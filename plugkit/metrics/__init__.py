@@ -9,6 +9,9 @@ floats, ready for JSON. One module per job:
     text        novelty, distinct-n, character and length distributions for strings
     sequences   marginals, autocorrelation, detection and forecasting TSTR for [N, T, F]
     baseline    the real-vs-real floor every distance is reported next to
+    features    the image feature network, trained on the real data (no downloads)
+    sets        what is compared: synthetic, train and held-out sets of one size
+    evaluate    every measure of a modality; report and figures: what eval writes
     univariate, associations   building blocks: KS, total variation, Cramér's V, eta
 
 docs/metrics.md gives each formula, its range and what good looks like.
