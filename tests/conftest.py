@@ -25,3 +25,17 @@ def device(request):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """The eval feature nets are cached per test session, never in the user's ~/.cache."""
+    import os
+
+    before = os.environ.get("PLUGKIT_CACHE")
+    os.environ["PLUGKIT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("PLUGKIT_CACHE")
+    else:
+        os.environ["PLUGKIT_CACHE"] = before

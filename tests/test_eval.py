@@ -119,3 +119,49 @@ def test_bad_input_is_one_line_and_leaves_no_report(tmp_path, monkeypatch, args,
     assert result.exit_code == code, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
     assert not (tmp_path / "report").exists()
+
+
+def test_image_run_eval_measures_and_report(tmp_path):
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", "vae", "--out", str(run), "--epochs", "2",
+                                  "-o", "hidden=64", "--batch-size", "128"])
+    assert trained.exit_code == 0, trained.output
+    report = evaluate(str(run), out=tmp_path / "report")
+    m = measures(report)
+    assert report.summary["n"] == 180  # digits' held-out tenth
+    assert m["Fréchet distance"]["value"] > m["Fréchet distance"]["floor"] > 0
+    assert m["detection accuracy"]["floor"] < 0.65  # real against real: hard to tell apart
+    assert m["detection accuracy"]["value"] > m["detection accuracy"]["floor"]
+    assert 0 <= m["precision"]["value"] <= 1 and m["exact copies"]["value"] == 0
+    assert report.details["feature_net_accuracy"] > 0.9  # a feature space worth trusting
+    again = evaluate(str(run))  # deterministic given the seed, feature net from the cache
+    assert [x["value"] for x in again.measures] == [x["value"] for x in report.measures]
+    assert len(list((tmp_path / "report" / "figures").glob("*.png"))) == 3
+
+
+def test_text_run_reports_heldout_nll_per_character(tmp_path):
+    names = [f"{a}{b}{c}" for a in "bdk" for b in "aeiou" for c in "lnrs"] * 3
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", "lstm", "--data", str(tmp_path / "names.txt"),
+                                  "--out", str(run), "--epochs", "3", "--json", "-o",
+                                  "hidden=32", "-o", "layers=1"])
+    assert trained.exit_code == 0, trained.output
+    last = json.loads(trained.stdout.strip().splitlines()[-1])
+    m = measures(evaluate(str(run)))
+    assert m["held-out NLL (nats/char)"]["value"] == pytest.approx(last["val_loss"], rel=1e-5)
+    assert 0 <= m["new"]["value"] <= 1 and m["unique"]["value"] > 0
+
+
+def test_sequence_run_eval(tmp_path):
+    t = np.arange(24.0)
+    waves = np.sin(0.5 * t + np.random.default_rng(0).uniform(0, 6, (300, 1)))
+    np.save(tmp_path / "waves.npy", waves[:, :, None].astype(np.float32))
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", "lstm", "--data", str(tmp_path / "waves.npy"),
+                                  "--modality", "sequence", "--out", str(run), "--epochs", "2",
+                                  "-o", "hidden=16", "-o", "layers=1"])
+    assert trained.exit_code == 0, trained.output
+    m = measures(evaluate(str(run)))
+    assert {"marginal KS", "autocorrelation distance", "detection accuracy",
+            "TSTR one-step MSE", "DCR ratio"} <= m.keys()
