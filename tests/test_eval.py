@@ -121,9 +121,10 @@ def test_bad_input_is_one_line_and_leaves_no_report(tmp_path, monkeypatch, args,
     assert not (tmp_path / "report").exists()
 
 
-def test_image_run_eval_measures_and_report(tmp_path):
+@pytest.mark.parametrize("family", ["vae", "gan"])
+def test_image_run_eval_measures_and_report(tmp_path, family):
     run = tmp_path / "run"
-    trained = runner.invoke(app, ["train", "vae", "--out", str(run), "--epochs", "2",
+    trained = runner.invoke(app, ["train", family, "--out", str(run), "--epochs", "2",
                                   "-o", "hidden=64", "--batch-size", "128"])
     assert trained.exit_code == 0, trained.output
     report = evaluate(str(run), out=tmp_path / "report")
@@ -165,3 +166,16 @@ def test_sequence_run_eval(tmp_path):
     m = measures(evaluate(str(run)))
     assert {"marginal KS", "autocorrelation distance", "detection accuracy",
             "TSTR one-step MSE", "DCR ratio"} <= m.keys()
+
+
+def test_label_accuracy_of_labelled_image_samples(tmp_path):
+    digits = load("digits")
+    np.savez(tmp_path / "train.npz", x=digits.x[:1200], labels=digits.labels[:1200])
+    np.savez(tmp_path / "hold.npz", x=digits.x[1200:], labels=digits.labels[1200:])
+    wrong = (digits.labels[1200:] + 1) % 10
+    np.savez(tmp_path / "wrong.npz", x=digits.x[1200:], labels=wrong)
+    common = {"against": str(tmp_path / "train.npz"), "holdout": str(tmp_path / "hold.npz")}
+    right = measures(evaluate(str(tmp_path / "hold.npz"), **common))["label accuracy"]
+    assert right["value"] == right["floor"] > 0.9  # the held-out images, labelled correctly
+    assert measures(evaluate(str(tmp_path / "wrong.npz"), **common))["label accuracy"][
+        "value"] < 0.1
