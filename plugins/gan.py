@@ -45,6 +45,8 @@ class Options:
     lr_g: float = option(2e-4, "generator Adam learning rate", min=0.0, max=1.0)
     lr_d: float = option(2e-4, "discriminator Adam learning rate", min=0.0, max=1.0)
     d_steps: int = option(1, "discriminator steps per generator step", min=1, max=100)
+    batch_norm: bool = option(True, "BatchNorm in G, as DCGAN (its per-process statistics make "
+                              "multi-process runs differ slightly from one process)")
 
     def __post_init__(self) -> None:
         if self.label_smoothing != 0.0 and self.loss != "bce":
@@ -56,27 +58,30 @@ class _LeakyReLU(nn.LeakyReLU):
         super().__init__(0.2)  # DCGAN: leaky in D so that G gets gradients where D is unsure
 
 
-def _mlp_nets(c: int, h: int, w: int, width: int, latent: int) -> tuple[nn.Module, nn.Module]:
+def _mlp_nets(c: int, h: int, w: int, width: int, latent: int,
+              norm: bool) -> tuple[nn.Module, nn.Module]:
     """BatchNorm in G, as DCGAN: without it G collapses onto one digit on digits within a few
     epochs (measured: sample spread 5% of the data's, against 90% with it, after 30 epochs)."""
     pixels = c * h * w
     generator = nn.Sequential(
-        mlp([latent, width, width, pixels], nn.ReLU, norm=True),  # (B, C*H*W) logits
+        mlp([latent, width, width, pixels], nn.ReLU, norm=norm),  # (B, C*H*W) logits
         nn.Unflatten(1, (c, h, w)), nn.Sigmoid(),  # (B, C, H, W) in [0, 1]
     )
     discriminator = nn.Sequential(nn.Flatten(), mlp([pixels, width, width, 1], _LeakyReLU))
     return generator, discriminator
 
 
-def _table_nets(spans: list[tabular.Span], width: int, latent: int) -> tuple[nn.Module, nn.Module]:
+def _table_nets(spans: list[tabular.Span], width: int, latent: int,
+                norm: bool) -> tuple[nn.Module, nn.Module]:
     """MLPs over encoded rows (B, D); G's last layer makes its categorical spans nearly one-hot."""
     features = spans[-1].end
-    generator = nn.Sequential(mlp([latent, width, width, features], nn.ReLU, norm=True),
+    generator = nn.Sequential(mlp([latent, width, width, features], nn.ReLU, norm=norm),
                               GumbelSoftmax(spans))
     return generator, mlp([features, width, width, 1], _LeakyReLU)
 
 
-def _conv_nets(c: int, h: int, w: int, base: int, latent: int) -> tuple[nn.Module, nn.Module]:
+def _conv_nets(c: int, h: int, w: int, base: int, latent: int,
+               norm: bool) -> tuple[nn.Module, nn.Module]:
     """DCGAN-style: two transposed convolutions up in G, two stride-2 convolutions down in D.
 
     BatchNorm in G only: in D it would couple the images of a batch, and WGAN's critic must
@@ -86,7 +91,7 @@ def _conv_nets(c: int, h: int, w: int, base: int, latent: int) -> tuple[nn.Modul
     generator = nn.Sequential(
         nn.Linear(latent, flat), nn.ReLU(), nn.Unflatten(1, (2 * base, h // 4, w // 4)),
         nn.ConvTranspose2d(2 * base, base, 4, 2, 1),  # (B, base, H/2, W/2)
-        nn.BatchNorm2d(base), nn.ReLU(),
+        nn.BatchNorm2d(base) if norm else nn.Identity(), nn.ReLU(),
         nn.ConvTranspose2d(base, c, 4, 2, 1), nn.Sigmoid(),  # (B, C, H, W) in [0, 1]
     )
     discriminator = nn.Sequential(
@@ -109,12 +114,13 @@ class GAN(Family):
         super().__init__(options, info, device)
         if info.modality == "table":
             G, D = _table_nets(tabular.spans(info.meta["encoding"]), options.hidden,
-                               options.latent_dim)
+                               options.latent_dim, options.batch_norm)
         elif use_conv(options.arch, info.meta["height"], info.meta["width"]):
             G, D = _conv_nets(*self._image_shape(), max(options.hidden // 8, 8),
-                              options.latent_dim)
+                              options.latent_dim, options.batch_norm)
         else:
-            G, D = _mlp_nets(*self._image_shape(), options.hidden, options.latent_dim)
+            G, D = _mlp_nets(*self._image_shape(), options.hidden, options.latent_dim,
+                             options.batch_norm)
         self.G, self.D = G.to(device), D.to(device)
         betas = (0.5, 0.999)  # DCGAN: beta1 = 0.9 oscillates in the adversarial game
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=options.lr_g, betas=betas)
@@ -133,6 +139,11 @@ class GAN(Family):
         # the global torch RNG by default: the core seeds it and checkpoints its state
         return torch.randn(n, self.options.latent_dim, generator=generator, device=self.device)
 
+    def _noise(self, batch: Batch) -> torch.Tensor:
+        """z for each real row, from Batch.randn: the same numbers whatever the number of
+        processes. BatchNorm in G needs at least two rows."""
+        return batch.randn(self.options.latent_dim) if len(batch.x) > 1 else self._z(2)
+
     def _d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         o = self.options
         real_logits = self.D(real).flatten()  # (B,)
@@ -143,9 +154,8 @@ class GAN(Family):
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.G.train()
         self.D.train()
-        n = max(len(batch.x), 2)  # as many fakes as reals; BatchNorm in G needs two or more
         for _ in range(self.options.d_steps):  # every D step sees the same real batch, fresh z
-            fake = self.G(self._z(n)).detach()  # (B, C, H, W); no gradient into G here
+            fake = self.G(self._noise(batch)).detach()  # (B, C, H, W); no gradient into G
             d_loss = self._d_loss(batch.x, fake)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
@@ -156,7 +166,8 @@ class GAN(Family):
                         p.clamp_(-self.options.clip, self.options.clip)
         # G step: D's weights are only read, so D needs no gradients of its own
         self.D.requires_grad_(False)
-        g_loss = ops.gan_g_loss(self.D(self.G(self._z(n))).flatten(), kind=self.options.loss)
+        g_loss = ops.gan_g_loss(self.D(self.G(self._noise(batch))).flatten(),
+                                kind=self.options.loss)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()

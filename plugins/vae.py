@@ -88,10 +88,11 @@ class VAE(Family):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
-    def _losses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _losses(self, x: torch.Tensor, eps: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample reconstruction NLL and KL, both [B], in nats."""
         mu, logvar = self.net["encoder"](x).chunk(2, dim=1)  # (B, latent) each
-        z, kl = ops.reparameterize_kl(mu, logvar)  # (B, latent), (B,)
+        z, kl = ops.reparameterize_kl(mu, logvar, eps=eps)  # (B, latent), (B,)
         out = self.net["decoder"](z)  # (B, C, H, W) pixel logits, or (B, D) row parameters
         if self.likelihood is not None:
             return self.likelihood.nll(out, x), kl
@@ -100,7 +101,9 @@ class VAE(Family):
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.net.train()
-        rec, kl = self._losses(batch.x)
+        # eps from Batch.randn: each sample gets the same noise whatever the number of
+        # processes (the kernel's own Philox stream is keyed per call, not per sample)
+        rec, kl = self._losses(batch.x, batch.randn(self.options.latent_dim))
         loss = (rec + self.options.beta * kl).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

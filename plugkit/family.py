@@ -45,10 +45,25 @@ class Batch:
        gives the layout); text int64 [B, L] tokens: characters 1..V (index in meta["vocab"] +
        1), 0 = end of line, then padding. plugkit.data.codec encodes and decodes all four.
     y: int64 [B] class labels, or None when the data has none.
+    start, total: where these rows sit in the global batch of a multi-process step (one
+       process: 0 and B), for randn.
     """
 
     x: torch.Tensor
     y: torch.Tensor | None = None
+    start: int = 0
+    total: int | None = None
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        """Standard normal noise [B, *shape] for this batch's rows. It is drawn for the whole
+        global batch from the global RNG (which the core seeds and checkpoints) and sliced, so
+        every sample gets the same numbers whatever the number of processes: use it for per-row
+        noise in train_step."""
+        import torch
+
+        total = self.total if self.total is not None else len(self.x)
+        noise = torch.randn(total, *shape, device=self.x.device)
+        return noise[self.start:self.start + len(self.x)]
 
 
 class Family:

@@ -31,8 +31,10 @@ def dumps(record: dict) -> str:
     return json.dumps(record, indent=2, default=_plain) + "\n"
 
 
-def create(run_dir: Path, record: dict) -> None:
-    """A new run directory holding `record` as run.json; never overwrites another run."""
+def create(run_dir: Path, record: dict, write: bool = True) -> None:
+    """A new run directory holding `record` as run.json; never overwrites another run.
+    write=False only checks (every rank of a multi-process run checks before the main one
+    writes)."""
     if (run_dir / RUN_JSON).exists():
         family = read(run_dir)["family"]
         hint = ("continue it with --resume" if family == record["family"]
@@ -41,6 +43,8 @@ def create(run_dir: Path, record: dict) -> None:
                          "--out")
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} is a file, not a folder")
+    if not write:
+        return
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic.write_text(run_dir / RUN_JSON, dumps(record))

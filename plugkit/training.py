@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from plugkit import checkpoint, data, options, plugins, runs
+from plugkit import checkpoint, data, distributed, options, plugins, runs
 from plugkit.data import codec
 from plugkit.errors import PlugkitError, UsageError
 from plugkit.family import Batch, DataInfo, Family
@@ -65,10 +65,13 @@ def _check(config: TrainConfig) -> None:
                              f"got {getattr(config, name)}")
 
 
-def _batches(x, y, index, batch_size, device):
-    for start in range(0, len(index), batch_size):
-        idx = index[start:start + batch_size]
-        yield Batch(x[idx].to(device), None if y is None else y[idx].to(device))
+def _batches(x, y, index, batch_size, device, world=None):
+    """Batches of `index`; in a multi-process run, this rank's share of each global batch."""
+    world = world or distributed.World()
+    for begin in range(0, len(index), batch_size):
+        start, idx = world.shard(index[begin:begin + batch_size])
+        yield Batch(x[idx].to(device), None if y is None else y[idx].to(device), start,
+                    min(batch_size, len(index) - begin))
 
 
 def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset, spec: str) -> dict:
@@ -112,7 +115,7 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
     _check_modality(cls, spec, known.modality if known else None)
     ds = data.load(spec, config.modality, config.image_size)
     _check_modality(cls, spec, ds.modality)
-    device = pick_device(config.device)
+    world, device = distributed.init(pick_device(config.device))
     run_dir = Path(config.out or f"runs/{cls.name}-{Path(spec).stem}")
     record = _record(config, cls, opts, ds, spec)
     if config.resume:
@@ -120,7 +123,10 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
         if previous["family"] != cls.name:
             raise UsageError(f"{run_dir} is a {previous['family']} run, not {cls.name}")
     else:
-        runs.create(run_dir, record)
+        runs.create(run_dir, record, write=False)  # every rank checks before any writes
+        world.barrier()
+        if world.main:
+            runs.create(run_dir, record)
 
     train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
     torch.manual_seed(config.seed)
@@ -133,14 +139,20 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
             optimizer.load_state_dict(state["optimizers"][name])
         checkpoint.set_rng_state(state["rng"])
         loop = state["loop"]
-    _loop(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step)
-    runs.update(run_dir, status="done")
+    world.average_gradients(family.optimizers())
+    if not world.main:  # only the main rank reports
+        report, on_step = (lambda row: None), None
+    _loop(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step, world)
+    if world.main:
+        runs.update(run_dir, status="done")
+    distributed.finish(world)
     return run_dir
 
 
-def _save(family: Family, run_dir: Path, **loop) -> None:
-    checkpoint.save_weights(run_dir, family.modules())
-    checkpoint.save_state(run_dir, family.optimizers(), **loop)
+def _save(family: Family, run_dir: Path, world: distributed.World, **loop) -> None:
+    if world.main:  # every rank holds the same weights, optimizer state and RNG streams
+        checkpoint.save_weights(run_dir, family.modules())
+        checkpoint.save_state(run_dir, family.optimizers(), **loop)
 
 
 @contextlib.contextmanager
@@ -164,14 +176,15 @@ def _ctrl_c_requests() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _loop(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step) -> None:
+def _loop(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step,
+          world) -> None:
     with _ctrl_c_requests() as stop_requested:
         _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report,
-                on_step or (lambda *_: None), stop_requested)
+                on_step or (lambda *_: None), stop_requested, world)
 
 
 def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step,
-            stop_requested) -> None:
+            stop_requested, world) -> None:
     x, y = codec.encode(train_ds)
     val_x, val_y = codec.encode(val_ds)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
@@ -183,9 +196,9 @@ def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_
         totals: dict[str, float] = {}
         seen, epoch_start = 0, time.monotonic()
         for batch in _batches(x, y, order[position * config.batch_size:],
-                              config.batch_size, device):
+                              config.batch_size, device, world):
             losses = family.train_step(batch)
-            if not all(math.isfinite(v) for v in losses.values()):
+            if world.any(not all(math.isfinite(v) for v in losses.values())):
                 raise PlugkitError(f"training diverged at step {step + 1} (loss {losses}); "
                                    f"the last good checkpoint is in {run_dir}")
             for k, v in losses.items():
@@ -193,24 +206,31 @@ def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_
             seen += len(batch.x)
             position, step = position + 1, step + 1
             on_step(epoch, position, steps_per_epoch, losses)
-            if stop_requested():
-                _save(family, run_dir, epoch=epoch, position=position, step=step)
-                runs.update(run_dir, status="interrupted")
+            if world.any(stop_requested()):
+                _save(family, run_dir, world, epoch=epoch, position=position, step=step)
+                if world.main:
+                    runs.update(run_dir, status="interrupted")
                 raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step}; saved to "
                                   f"{run_dir}; continue with --resume")
-            if config.max_time is not None and time.monotonic() - started > config.max_time:
+            if world.any(_out_of_time(config, started)):
                 break
         finished = position >= steps_per_epoch
+        totals, seen = world.mean(totals, seen)
         row = {"epoch": epoch + 1, "step": step,
                **{k: v / max(seen, 1) for k, v in totals.items()},
                "val_loss": validate(family, val_x, val_y, config.batch_size, device),
                "samples_per_s": seen / max(time.monotonic() - epoch_start, 1e-9)}
         epoch, position = (epoch + 1, 0) if finished else (epoch, position)
-        _save(family, run_dir, epoch=epoch, position=position, step=step)
-        runs.append_metrics(run_dir, row)
+        _save(family, run_dir, world, epoch=epoch, position=position, step=step)
+        if world.main:
+            runs.append_metrics(run_dir, row)
         report(row)
-        if config.max_time is not None and time.monotonic() - started > config.max_time:
+        if world.any(_out_of_time(config, started)):
             return  # stopped cleanly; --resume continues from the saved position
+
+
+def _out_of_time(config: TrainConfig, started: float) -> bool:
+    return config.max_time is not None and time.monotonic() - started > config.max_time
 
 
 @torch.no_grad()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,9 @@ def train(
         help="Stop cleanly after this many seconds (resumable).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per epoch.")] = False,
+    nproc: Annotated[int, typer.Option(help="Data-parallel processes on this machine (spawned "
+                                       "through torch.distributed.run; --batch-size is the "
+                                       "global batch).")] = 1,
 ) -> None:
     """Train a model family on a dataset; writes a run directory."""
     from plugkit.training import TrainConfig
@@ -43,6 +47,8 @@ def train(
                          batch_size=batch_size, seed=seed, device=device,
                          options=option or [], modality=modality, image_size=image_size,
                          max_time=max_time, resume=resume)
+    if nproc != 1:
+        _spawn(nproc, config, as_json)
 
     def report(row: dict) -> None:
         if as_json:
@@ -58,8 +64,35 @@ def train(
     else:
         with _progress_bar(epochs, batch_size) as on_step:
             run_dir = run_training(config, report, on_step)
-    if not as_json:
+    if not as_json and os.environ.get("RANK", "0") == "0":  # one line, not one per process
         typer.echo(f"saved {run_dir}")
+
+
+def _spawn(nproc: int, config, as_json: bool) -> None:
+    """Runs this same training as `python -m torch.distributed.run --nproc-per-node N -m
+    plugkit train ...` and exits with its status (plain torchrun works the same way)."""
+    import subprocess
+
+    from plugkit.errors import UsageError
+
+    if nproc < 1:
+        raise UsageError(f"--nproc must be at least 1, got {nproc}")
+    if "WORLD_SIZE" in os.environ:
+        raise UsageError("--nproc inside torchrun: torchrun already started the processes")
+    args = [config.family, "--epochs", str(config.epochs), "--batch-size",
+            str(config.batch_size), "--seed", str(config.seed), "--device", config.device]
+    for flag, value in (("--data", config.data), ("--out", config.out),
+                        ("--modality", config.modality), ("--image-size", config.image_size),
+                        ("--max-time", config.max_time)):
+        args += [flag, str(value)] if value is not None else []
+    for pair in config.options:
+        args += ["-o", pair]
+    args += ["--resume"] * config.resume + ["--json"] * as_json
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "plugkit", "train", *args]
+    threads = str(max(1, (os.cpu_count() or 1) // nproc))  # share the cores, don't oversubscribe
+    env = {"OMP_NUM_THREADS": threads, **os.environ}
+    raise typer.Exit(subprocess.run(command, env=env).returncode)
 
 
 @contextlib.contextmanager
