@@ -2,37 +2,101 @@
 
 model.safetensors holds every module's weights ("<module>.<parameter>"); state.pt holds the
 optimizers, RNG streams and loop counters and is read with torch.load(weights_only=True), the
-restricted unpickler that refuses code. Both are written atomically.
+restricted unpickler that refuses code.
+
+The two form one checkpoint, and a crash (kill -9, power cut) at any instant must leave a pair
+that belongs together. Both are staged as complete temp files first; the old weights move to
+model.prev.safetensors, the new ones take their place, and renaming state.pt in is the commit.
+Weights carry their step in the safetensors metadata, so resuming picks whichever weights file
+matches the committed state.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from plugkit import atomic
 from plugkit.errors import PlugkitError
 
-WEIGHTS, STATE = "model.safetensors", "state.pt"
+WEIGHTS, STATE, PREVIOUS = "model.safetensors", "state.pt", "model.prev.safetensors"
+
+
+def _tensors(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    return {f"{name}.{key}": t.detach().cpu().contiguous()
+            for name, module in modules.items() for key, t in module.state_dict().items()}
 
 
 def save_weights(run_dir: Path, modules: dict[str, torch.nn.Module]) -> None:
-    tensors = {f"{name}.{key}": t.detach().cpu().contiguous()
-               for name, module in modules.items() for key, t in module.state_dict().items()}
-    atomic.write(run_dir / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
+    """Weights alone (no training state), e.g. for tests and exports."""
+    atomic.write(run_dir / WEIGHTS, lambda tmp: save_file(_tensors(modules), str(tmp)))
 
 
-def load_weights(run_dir: Path, modules: dict[str, torch.nn.Module]) -> None:
-    """Weights into `modules` (on any device: the file is read to CPU first)."""
+def save(run_dir: Path, modules: dict[str, torch.nn.Module],
+         optimizers: dict[str, torch.optim.Optimizer], **loop: Any) -> None:
+    """Weights and training state as one crash-consistent checkpoint (module docstring)."""
+    metadata = {"step": str(loop["step"])}
+    weights = atomic.stage(run_dir / WEIGHTS,
+                           lambda tmp: save_file(_tensors(modules), str(tmp), metadata))
     try:
-        tensors = load_file(str(run_dir / WEIGHTS), device="cpu")
+        state = atomic.stage(run_dir / STATE, lambda tmp: torch.save(
+            {"optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+             "rng": rng_state(), "loop": loop}, tmp))
+    except BaseException:
+        weights.unlink(missing_ok=True)
+        raise
+    if (run_dir / WEIGHTS).exists():
+        os.replace(run_dir / WEIGHTS, run_dir / PREVIOUS)  # still matches the current state
+    os.replace(weights, run_dir / WEIGHTS)
+    os.replace(state, run_dir / STATE)  # the commit point
+    (run_dir / PREVIOUS).unlink(missing_ok=True)
+
+
+def resume(run_dir: Path, modules: dict[str, torch.nn.Module]) -> dict[str, Any]:
+    """The committed training state, with the weights that belong to it loaded."""
+    state = load_state(run_dir)
+    step = str(state["loop"]["step"])
+    for file in (WEIGHTS, PREVIOUS):
+        if (run_dir / file).exists() and _step(run_dir / file) in (step, None):
+            load_weights(run_dir, modules, file)
+            return state
+    raise PlugkitError(f"{run_dir}: no weights file matches the training state (step {step}); "
+                       "the checkpoint is damaged")
+
+
+def remove_staged(run_dir: Path) -> None:
+    """Deletes temp files a crash left half-way through a save (never the committed files)."""
+    for name in (WEIGHTS, STATE):
+        for leftover in run_dir.glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def _step(path: Path) -> str | None:
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}).get("step")
     except Exception as exc:
-        raise PlugkitError(f"{run_dir / WEIGHTS}: cannot read weights ({exc})") from None
+        raise PlugkitError(f"{path}: cannot read weights ({exc})") from None
+
+
+def load_weights(run_dir: Path, modules: dict[str, torch.nn.Module],
+                 file: str | None = None) -> None:
+    """Weights into `modules` (on any device: the file is read to CPU first). By default the
+    newest complete weights: model.safetensors, or the previous file after a crash mid-save."""
+    if file is None:
+        file = PREVIOUS if not (run_dir / WEIGHTS).exists() and \
+            (run_dir / PREVIOUS).exists() else WEIGHTS
+    try:
+        tensors = load_file(str(run_dir / file), device="cpu")
+    except Exception as exc:
+        raise PlugkitError(f"{run_dir / file}: cannot read weights ({exc})") from None
     for name, module in modules.items():
         prefix = f"{name}."
         own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -40,7 +104,7 @@ def load_weights(run_dir: Path, modules: dict[str, torch.nn.Module]) -> None:
             module.load_state_dict(own)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise PlugkitError(f"{run_dir / WEIGHTS} does not fit {name}: {first}") from None
+            raise PlugkitError(f"{run_dir / file} does not fit {name}: {first}") from None
 
 
 def rng_state() -> dict[str, Any]:
@@ -65,12 +129,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_state(run_dir: Path, optimizers: dict[str, torch.optim.Optimizer], **loop: Any) -> None:
-    state = {"optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-             "rng": rng_state(), "loop": loop}
-    atomic.write(run_dir / STATE, lambda tmp: torch.save(state, tmp))
 
 
 def load_state(run_dir: Path) -> dict[str, Any]:

@@ -75,3 +75,22 @@ def update(run_dir: Path, **fields: Any) -> None:
 def append_metrics(run_dir: Path, row: dict) -> None:
     with open(run_dir / METRICS, "a") as f:
         f.write(json.dumps(row, default=_plain) + "\n")
+
+
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """Drops the rows logged after `step` (a crash after logging, before the checkpoint)."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _row_step(line) <= step]
+    if len(kept) != len(lines):
+        atomic.write_text(path, "".join(kept))
+
+
+def _row_step(line: str) -> float:
+    """A row's step; a line torn by a crash mid-write counts as past every checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")

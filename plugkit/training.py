@@ -133,12 +133,14 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
     family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes), device)
     loop = {"epoch": 0, "position": 0, "step": 0}
     if config.resume:
-        checkpoint.load_weights(run_dir, family.modules())
-        state = checkpoint.load_state(run_dir)
+        state = checkpoint.resume(run_dir, family.modules())
         for name, optimizer in family.optimizers().items():
             optimizer.load_state_dict(state["optimizers"][name])
         checkpoint.set_rng_state(state["rng"])
         loop = state["loop"]
+        if world.main:  # what a crash left: rows logged past the checkpoint, staged files
+            runs.truncate_metrics(run_dir, loop["step"])
+            checkpoint.remove_staged(run_dir)
     world.average_gradients(family.optimizers())
     if not world.main:  # only the main rank reports
         report, on_step = (lambda row: None), None
@@ -151,8 +153,7 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
 
 def _save(family: Family, run_dir: Path, world: distributed.World, **loop) -> None:
     if world.main:  # every rank holds the same weights, optimizer state and RNG streams
-        checkpoint.save_weights(run_dir, family.modules())
-        checkpoint.save_state(run_dir, family.optimizers(), **loop)
+        checkpoint.save(run_dir, family.modules(), family.optimizers(), **loop)
 
 
 @contextlib.contextmanager
@@ -221,9 +222,9 @@ def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_
                "val_loss": validate(family, val_x, val_y, config.batch_size, device),
                "samples_per_s": seen / max(time.monotonic() - epoch_start, 1e-9)}
         epoch, position = (epoch + 1, 0) if finished else (epoch, position)
-        _save(family, run_dir, world, epoch=epoch, position=position, step=step)
-        if world.main:
+        if world.main:  # logged first: a resume drops rows past the checkpoint it finds
             runs.append_metrics(run_dir, row)
+        _save(family, run_dir, world, epoch=epoch, position=position, step=step)
         report(row)
         if world.any(_out_of_time(config, started)):
             return  # stopped cleanly; --resume continues from the saved position
