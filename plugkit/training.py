@@ -152,6 +152,12 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
 
 
 def _save(family: Family, run_dir: Path, world: distributed.World, **loop) -> None:
+    """Checkpoints the run, unless its weights have gone bad: a NaN or inf is never saved
+    over the last good checkpoint."""
+    if not all(torch.isfinite(p).all() for m in family.modules().values()
+               for p in m.parameters()):
+        raise PlugkitError(f"training diverged: parameters became NaN or inf by step "
+                           f"{loop['step']}; the last good checkpoint is in {run_dir}")
     if world.main:  # every rank holds the same weights, optimizer state and RNG streams
         checkpoint.save(run_dir, family.modules(), family.optimizers(), **loop)
 

@@ -96,3 +96,43 @@ def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path):
                                          '{"epoch": 3, "st')
     runs.truncate_metrics(tmp_path, 5)
     assert (tmp_path / runs.METRICS).read_text() == '{"epoch": 1, "step": 5}\n'
+
+
+def diverge(monkeypatch, at_step, how):
+    """Makes the VAE's train_step go bad at a given step: a NaN loss or a NaN weight."""
+    from plugkit_families.vae import VAE
+
+    real_step, count = VAE.train_step, []
+
+    def train_step(self, batch):
+        losses = real_step(self, batch)
+        count.append(1)
+        if len(count) >= at_step:
+            if how == "loss":
+                return {**losses, "loss": float("nan")}
+            with torch.no_grad():
+                next(self.net.parameters()).fill_(float("inf"))
+        return losses
+
+    monkeypatch.setattr(VAE, "train_step", train_step)
+
+
+@pytest.mark.parametrize("how, at_step, message", [
+    ("loss", 20, "training diverged at step 20"),
+    ("weights", 26, "parameters became NaN or inf by step 26"),  # epoch 2's last step
+])
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, how,
+                                                             at_step, message):
+    from typer.testing import CliRunner
+
+    from plugkit.cli import app
+
+    diverge(monkeypatch, at_step, how)  # epochs of 13 steps
+    result = CliRunner().invoke(app, ["train", "vae", "--epochs", "4", "--out",
+                                      str(tmp_path / "run"), *SMALL])
+    assert result.exit_code == 1 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert state["loop"]["step"] == 13  # epoch 1's checkpoint, untouched
+    weights = load_file(str(tmp_path / "run" / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
