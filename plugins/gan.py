@@ -107,6 +107,7 @@ class GAN(Family):
     description = "generative adversarial network (MLP or DCGAN) with fused GAN-loss kernels"
     modalities = ("image", "table")
     conditional = False
+    val_loss_ranks_models = False  # D's held-out loss says how D is doing, not how G is
     Options = Options
     default_dataset = "digits"
 

@@ -27,6 +27,7 @@ from plugkit import atomic
 from plugkit.errors import PlugkitError
 
 WEIGHTS, STATE, PREVIOUS = "model.safetensors", "state.pt", "model.prev.safetensors"
+BEST = "best.safetensors"  # the weights of the lowest validation loss so far
 
 
 def _tensors(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
@@ -34,9 +35,9 @@ def _tensors(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
             for name, module in modules.items() for key, t in module.state_dict().items()}
 
 
-def save_weights(run_dir: Path, modules: dict[str, torch.nn.Module]) -> None:
-    """Weights alone (no training state), e.g. for tests and exports."""
-    atomic.write(run_dir / WEIGHTS, lambda tmp: save_file(_tensors(modules), str(tmp)))
+def save_weights(run_dir: Path, modules: dict[str, torch.nn.Module], file: str = WEIGHTS) -> None:
+    """Weights alone, without training state (the best weights, tests, exports)."""
+    atomic.write(run_dir / file, lambda tmp: save_file(_tensors(modules), str(tmp)))
 
 
 def save(run_dir: Path, modules: dict[str, torch.nn.Module],

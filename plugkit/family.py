@@ -74,6 +74,8 @@ class Family:
     modalities: ClassVar[tuple[str, ...]]  # a subset of MODALITIES
     conditional: ClassVar[bool] = False  # can it sample given a label?
     likelihood: ClassVar[bool] = False  # is val_loss a negative log-likelihood (plugkit eval)?
+    val_loss_ranks_models: ClassVar[bool] = True  # lower val_loss = better model (best weights,
+    # early stopping); False when it measures something else (a GAN's discriminator)
     api_version: ClassVar[int] = API_VERSION  # the plugin API it was written for
     Options: ClassVar[type] = NoOptions  # a dataclass: typed fields, defaults, help in metadata
     default_dataset: ClassVar[str | None] = None  # what `plugkit train NAME` uses without --data

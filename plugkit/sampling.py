@@ -28,15 +28,19 @@ FORMATS = {"image": (".png", ".npz", ".npy"), "text": (".txt",), "table": (".csv
            "sequence": (".npz", ".npy")}  # the first is the default
 
 
-def load(run_dir: str | Path, device: str = "cpu") -> Family:
-    """The trained family of a run, weights loaded, on `device`."""
+def load(run_dir: str | Path, device: str = "cpu", weights: str = "best") -> Family:
+    """The trained family of a run on `device`, with its best weights (lowest validation loss,
+    when the family keeps them) or weights="last" (the latest checkpoint)."""
+    if weights not in ("best", "last"):
+        raise UsageError(f"--weights must be best or last, got {weights!r}")
     run_dir = Path(run_dir)
     record = runs.read(run_dir)
     cls = plugins.get(record["family"])
     opts = options.parse(cls.Options, [f"{k}={v}" for k, v in record["options"].items()],
                          cls.name)
     family = cls(opts, info_of(record), torch.device(device))
-    checkpoint.load_weights(run_dir, family.modules())
+    best = weights == "best" and (run_dir / checkpoint.BEST).exists()
+    checkpoint.load_weights(run_dir, family.modules(), checkpoint.BEST if best else None)
     return family
 
 
@@ -49,7 +53,7 @@ TEXT_SETTINGS = ("temperature", "top_k", "prefix")
 
 
 def sample(run_dir: str | Path, n: int, out: str | Path | None = None, seed: int = 0,
-           **settings: Any) -> Path:
+           weights: str = "best", **settings: Any) -> Path:
     """Writes n samples of a run to `out` (default: <run>/samples/samples.<the modality's first
     format>); returns it. `settings` go to the family's sampler (text: temperature, top_k,
     prefix).
@@ -67,14 +71,14 @@ def sample(run_dir: str | Path, n: int, out: str | Path | None = None, seed: int
     if misplaced:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in misplaced)
         raise UsageError(f"{flags}: only for text runs, and {run_dir} is a {modality} run")
-    family = load(run_dir)
+    family = load(run_dir, weights=weights)
     generator = torch.Generator(device=family.device).manual_seed(seed)
     drawn = codec.decode(family.info, family.sample(n, generator=generator, **settings))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         WRITERS[modality](out, drawn)
         sidecar = {"run": str(run_dir), "family": family.name, "n": n, "seed": seed,
-                   "settings": settings, "file": out.name}
+                   "weights": weights, "settings": settings, "file": out.name}
         atomic.write_text(out.with_name(out.name + ".json"), json.dumps(sidecar, indent=2) + "\n")
     except OSError as exc:
         raise PlugkitError(f"cannot write {out}: {exc.strerror or exc}") from None

@@ -45,6 +45,7 @@ class TrainConfig:
     image_size: int | None = None
     val_fraction: float = 0.1
     max_time: float | None = None  # seconds; stops cleanly after the current step
+    patience: int | None = None  # stop after this many epochs without a better val_loss
     resume: bool = False
 
 
@@ -59,8 +60,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def _check(config: TrainConfig) -> None:
-    for name in ("epochs", "batch_size"):
-        if getattr(config, name) < 1:
+    for name in ("epochs", "batch_size", "patience"):
+        if getattr(config, name) is not None and getattr(config, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, "
                              f"got {getattr(config, name)}")
 
@@ -107,6 +108,9 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
     """
     _check(config)
     cls = plugins.get(config.family)
+    if config.patience is not None and not cls.val_loss_ranks_models:
+        raise UsageError(f"--patience: {cls.name}'s validation loss does not rank models, so "
+                         "it cannot stop early on it")
     opts = options.parse(cls.Options, config.options, cls.name)
     spec = config.data or cls.default_dataset
     if spec is None:
@@ -151,7 +155,7 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
     return run_dir
 
 
-def _save(family: Family, run_dir: Path, world: distributed.World, **loop) -> None:
+def _save(family: Family, run_dir: Path, world: distributed.World, loop: dict) -> None:
     """Checkpoints the run, unless its weights have gone bad: a NaN or inf is never saved
     over the last good checkpoint."""
     if not all(torch.isfinite(p).all() for m in family.modules().values()
@@ -192,48 +196,70 @@ def _loop(family, config, run_dir, train_ds, val_ds, device, loop, report, on_st
 
 def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step,
             stop_requested, world) -> None:
+    """Runs epochs from `loop` (epoch, position, step; best val_loss and epochs since it),
+    which every checkpoint stores, so a resumed run continues exactly."""
     x, y = codec.encode(train_ds)
     val_x, val_y = codec.encode(val_ds)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     started = time.monotonic()
-    epoch, position, step = loop["epoch"], loop["position"], loop["step"]
-    while epoch < config.epochs:
+    loop = {"best": math.inf, "since_best": 0, **loop}
+    while loop["epoch"] < config.epochs:
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(
-            config.seed * 1_000_003 + epoch))
+            config.seed * 1_000_003 + loop["epoch"]))
         totals: dict[str, float] = {}
         seen, epoch_start = 0, time.monotonic()
-        for batch in _batches(x, y, order[position * config.batch_size:],
+        for batch in _batches(x, y, order[loop["position"] * config.batch_size:],
                               config.batch_size, device, world):
             losses = family.train_step(batch)
             if world.any(not all(math.isfinite(v) for v in losses.values())):
-                raise PlugkitError(f"training diverged at step {step + 1} (loss {losses}); "
-                                   f"the last good checkpoint is in {run_dir}")
+                raise PlugkitError(f"training diverged at step {loop['step'] + 1} (loss "
+                                   f"{losses}); the last good checkpoint is in {run_dir}")
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + v * len(batch.x)
             seen += len(batch.x)
-            position, step = position + 1, step + 1
-            on_step(epoch, position, steps_per_epoch, losses)
+            loop["position"] += 1
+            loop["step"] += 1
+            on_step(loop["epoch"], loop["position"], steps_per_epoch, losses)
             if world.any(stop_requested()):
-                _save(family, run_dir, world, epoch=epoch, position=position, step=step)
+                _save(family, run_dir, world, loop)
                 if world.main:
                     runs.update(run_dir, status="interrupted")
-                raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step}; saved to "
-                                  f"{run_dir}; continue with --resume")
+                raise Interrupted(f"interrupted at epoch {loop['epoch'] + 1}, step "
+                                  f"{loop['step']}; saved to {run_dir}; continue with --resume")
             if world.any(_out_of_time(config, started)):
                 break
-        finished = position >= steps_per_epoch
+        finished = loop["position"] >= steps_per_epoch
         totals, seen = world.mean(totals, seen)
-        row = {"epoch": epoch + 1, "step": step,
+        row = {"epoch": loop["epoch"] + 1, "step": loop["step"],
                **{k: v / max(seen, 1) for k, v in totals.items()},
                "val_loss": validate(family, val_x, val_y, config.batch_size, device),
                "samples_per_s": seen / max(time.monotonic() - epoch_start, 1e-9)}
-        epoch, position = (epoch + 1, 0) if finished else (epoch, position)
+        if finished:
+            loop.update(epoch=loop["epoch"] + 1, position=0)
+            _track_best(family, run_dir, world, loop, row["val_loss"])
         if world.main:  # logged first: a resume drops rows past the checkpoint it finds
             runs.append_metrics(run_dir, row)
-        _save(family, run_dir, world, epoch=epoch, position=position, step=step)
+        _save(family, run_dir, world, loop)
         report(row)
         if world.any(_out_of_time(config, started)):
             return  # stopped cleanly; --resume continues from the saved position
+        if config.patience is not None and loop["since_best"] >= config.patience:
+            if world.main:
+                runs.update(run_dir, stopped_early=loop["epoch"])
+            return
+
+
+def _track_best(family, run_dir, world, loop, val_loss) -> None:
+    """Keeps the weights of the lowest validation loss (best.safetensors), for families whose
+    validation loss ranks models (not the GAN's: it measures D)."""
+    if not type(family).val_loss_ranks_models:
+        return
+    if val_loss < loop["best"]:
+        loop.update(best=val_loss, since_best=0)
+        if world.main:
+            checkpoint.save_weights(run_dir, family.modules(), checkpoint.BEST)
+    else:
+        loop["since_best"] += 1
 
 
 def _out_of_time(config: TrainConfig, started: float) -> bool:

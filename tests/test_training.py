@@ -172,3 +172,33 @@ def test_validation_weights_sum_count_pairs_by_their_count():
     x = torch.tensor([[2.0, 2.0, 2.0, 2.0], [8.0, 0.0, 0.0, 0.0]])  # batches of one row
     assert validate(PerUnit(), x, None, 1, "cpu") == pytest.approx(16 / 5)
     assert validate(PerSample(), x, None, 1, "cpu") == pytest.approx((2 + 8) / 2)
+
+
+def test_best_weights_and_early_stopping(tmp_path, monkeypatch):
+    """The lowest validation loss keeps its weights; --patience stops after that many epochs
+    without a better one; sampling uses the best weights unless asked for the last."""
+    from plugkit_families.vae import VAE
+
+    from plugkit import checkpoint
+
+    losses = iter([5.0, 3.0, 4.0, 4.5, 2.0, 1.0])  # best at epoch 2, no better for 2 epochs
+    monkeypatch.setattr(VAE, "val_loss", lambda self, batch: next(losses))
+    monkeypatch.setattr("plugkit.training.validate",
+                        lambda family, *args: family.val_loss(None))
+    result, rows = train(tmp_path / "run", "--epochs", "6", "--patience", "2")
+    assert result.exit_code == 0, result.output
+    assert [r["val_loss"] for r in rows] == [5.0, 3.0, 4.0, 4.5]  # stopped after epoch 4
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["stopped_early"] == 4 and record["status"] == "done"
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert state["loop"]["best"] == 3.0 and state["loop"]["since_best"] == 2
+    best = load_file(str(tmp_path / "run" / checkpoint.BEST))
+    last = load_file(str(tmp_path / "run" / checkpoint.WEIGHTS))
+    assert any(not torch.equal(best[k], last[k]) for k in best)  # epoch 2's, not epoch 4's
+    for weights in ("best", "last"):
+        out = tmp_path / f"{weights}.npy"
+        assert runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "4", "--out",
+                                   str(out), "--weights", weights]).exit_code == 0
+    assert not np.array_equal(np.load(tmp_path / "best.npy"), np.load(tmp_path / "last.npy"))
+    gan = runner.invoke(app, ["train", "gan", "--out", str(tmp_path / "g"), "--patience", "2"])
+    assert gan.exit_code == 2 and "does not rank models" in gan.stderr

@@ -33,6 +33,8 @@ def train(
                           ] = None,
     max_time: Annotated[float | None, typer.Option(
         help="Stop cleanly after this many seconds (resumable).")] = None,
+    patience: Annotated[int | None, typer.Option(
+        help="Stop after this many epochs without a lower validation loss.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per epoch.")] = False,
     nproc: Annotated[int, typer.Option(help="Data-parallel processes on this machine (spawned "
@@ -46,7 +48,7 @@ def train(
     config = TrainConfig(family=family, data=data, out=out, epochs=epochs,
                          batch_size=batch_size, seed=seed, device=device,
                          options=option or [], modality=modality, image_size=image_size,
-                         max_time=max_time, resume=resume)
+                         max_time=max_time, patience=patience, resume=resume)
     if nproc != 1:
         _spawn(nproc, config, as_json)
 
@@ -83,7 +85,7 @@ def _spawn(nproc: int, config, as_json: bool) -> None:
             str(config.batch_size), "--seed", str(config.seed), "--device", config.device]
     for flag, value in (("--data", config.data), ("--out", config.out),
                         ("--modality", config.modality), ("--image-size", config.image_size),
-                        ("--max-time", config.max_time)):
+                        ("--max-time", config.max_time), ("--patience", config.patience)):
         args += [flag, str(value)] if value is not None else []
     for pair in config.options:
         args += ["-o", pair]
@@ -131,9 +133,12 @@ def sample(
     run: Annotated[Path, typer.Argument(help="A run directory written by `plugkit train`.")],
     n: Annotated[int, typer.Option("--n", help="How many samples.")] = 64,
     out: Annotated[Path | None, typer.Option(
-        help="Output file: .png grid, .npz or .npy for images, .txt for text "
-             "(default RUN/samples/samples.png or .txt).")] = None,
+        help="Output file: .png grid, .npz or .npy for images, .csv or .parquet for tables, "
+             ".npz or .npy for sequences, .txt for text (default RUN/samples/samples.<first>)."
+    )] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
+    weights: Annotated[str, typer.Option(
+        help="best (lowest validation loss, where the family keeps them) or last.")] = "best",
     temperature: Annotated[float | None, typer.Option(
         help="Text: divide the logits by this (<1 safer, >1 wilder; default 1).")] = None,
     top_k: Annotated[int | None, typer.Option(
@@ -146,4 +151,4 @@ def sample(
 
     given = {"temperature": temperature, "top_k": top_k, "prefix": prefix}
     settings = {k: v for k, v in given.items() if v is not None}  # image runs get none
-    typer.echo(f"wrote {draw(run, n, out, seed, **settings)}")
+    typer.echo(f"wrote {draw(run, n, out, seed, weights=weights, **settings)}")
