@@ -43,6 +43,7 @@ class TrainConfig:
     options: list[str] = field(default_factory=list)  # "key=value" pairs
     modality: str | None = None
     image_size: int | None = None
+    window: int | None = None  # cut one long series into windows of this many steps
     val_fraction: float = 0.1
     max_time: float | None = None  # seconds; stops cleanly after the current step
     patience: int | None = None  # stop after this many epochs without a better val_loss
@@ -85,7 +86,8 @@ def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset, spec
         "options": asdict(opts), "seed": config.seed, "epochs": config.epochs,
         "batch_size": config.batch_size, "val_fraction": config.val_fraction,
         "data": {"spec": spec, "modality": ds.modality, "size": len(ds), "meta": ds.meta,
-                 "classes": ds.classes, "image_size": config.image_size},
+                 "classes": ds.classes, "image_size": config.image_size,
+                 "window": config.window},
         "status": "training",
     }
 
@@ -116,8 +118,9 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
     if spec is None:
         raise UsageError(f"family {cls.name} has no default dataset; give --data")
     known = data.builtin.REGISTRY.get(spec)  # a built-in's modality is known before loading
-    _check_modality(cls, spec, known.modality if known else None)
-    ds = data.load(spec, config.modality, config.image_size)
+    if config.window is None:
+        _check_modality(cls, spec, known.modality if known else None)
+    ds = data.load(spec, config.modality, config.image_size, config.window)
     _check_modality(cls, spec, ds.modality)
     world, device = distributed.init(pick_device(config.device))
     run_dir = Path(config.out or f"runs/{cls.name}-{Path(spec).stem}")

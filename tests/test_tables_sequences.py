@@ -115,3 +115,26 @@ def test_sequence_flags_and_formats_are_checked(tmp_path):
     result = runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "2", "--temperature",
                                  "0.5"])
     assert result.exit_code == 2 and "only for text runs" in result.output
+
+
+def test_a_long_series_is_cut_into_windows_for_training_and_eval(tmp_path):
+    t = np.arange(600.0)
+    pd.DataFrame({"temp": 10 + 5 * np.sin(t / 12), "load": np.cos(t / 30)}).to_csv(
+        tmp_path / "series.csv", index=False)
+    ds = dataset_windows(tmp_path / "series.csv", 48)
+    assert ds.modality == "sequence" and ds.x.shape == (600 - 48 + 1, 48, 2)
+    np.testing.assert_allclose(ds.x[5, :, 0], 10 + 5 * np.sin(t[5:53] / 12), rtol=1e-6)
+    cli("train", "lstm", "--data", str(tmp_path / "series.csv"), "--window", "48", "--out",
+        str(tmp_path / "run"), "--epochs", "1", "-o", "hidden=8", "-o", "layers=1")
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["data"]["window"] == 48 and record["data"]["modality"] == "sequence"
+    cli("sample", str(tmp_path / "run"), "--n", "3", "--out", str(tmp_path / "w.npy"))
+    assert np.load(tmp_path / "w.npy").shape == (3, 48, 2)
+    bad = runner.invoke(app, ["train", "lstm", "--data", "names", "--window", "8"])
+    assert bad.exit_code == 2 and "one long series" in bad.stderr
+
+
+def dataset_windows(path, length):
+    from plugkit.data import load
+
+    return load(str(path), window=length)

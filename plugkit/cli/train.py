@@ -31,6 +31,9 @@ def train(
                         ] = None,
     image_size: Annotated[int | None, typer.Option(help="Resize images to this square size.")
                           ] = None,
+    window: Annotated[int | None, typer.Option(
+        help="Cut one long series (rows = time steps) into every window of this length.")
+    ] = None,
     max_time: Annotated[float | None, typer.Option(
         help="Stop cleanly after this many seconds (resumable).")] = None,
     patience: Annotated[int | None, typer.Option(
@@ -48,7 +51,7 @@ def train(
     config = TrainConfig(family=family, data=data, out=out, epochs=epochs,
                          batch_size=batch_size, seed=seed, device=device,
                          options=option or [], modality=modality, image_size=image_size,
-                         max_time=max_time, patience=patience, resume=resume)
+                         window=window, max_time=max_time, patience=patience, resume=resume)
     if nproc != 1:
         _spawn(nproc, config, as_json)
 
@@ -85,6 +88,7 @@ def _spawn(nproc: int, config, as_json: bool) -> None:
             str(config.batch_size), "--seed", str(config.seed), "--device", config.device]
     for flag, value in (("--data", config.data), ("--out", config.out),
                         ("--modality", config.modality), ("--image-size", config.image_size),
+                        ("--window", config.window),
                         ("--max-time", config.max_time), ("--patience", config.patience)):
         args += [flag, str(value)] if value is not None else []
     for pair in config.options:

@@ -21,8 +21,16 @@ from plugkit.errors import UsageError
 __all__ = ["MODALITIES", "DataError", "Dataset", "available_datasets", "load", "split"]
 
 
-def load(spec: str, modality: str | None = None, image_size: int | None = None) -> Dataset:
-    """The dataset `spec` names: a built-in (see available_datasets()) or a file/folder path."""
+def load(spec: str, modality: str | None = None, image_size: int | None = None,
+         window: int | None = None) -> Dataset:
+    """The dataset `spec` names: a built-in (see available_datasets()) or a file/folder path;
+    with `window`, every window of that many steps of the long series it holds."""
+    if window is not None:
+        if modality not in (None, "sequence"):
+            raise UsageError(f"--window makes sequences, not {modality} data")
+        from plugkit.data.windows import windows
+
+        return windows(load(spec, None, image_size), window)
     check_modality(modality)
     if image_size is not None and image_size < 1:
         raise UsageError(f"image size must be a positive integer, got {image_size}")

@@ -50,7 +50,7 @@ def from_run(run_dir: Path, n: int | None, seed: int) -> Sets:
         raise PlugkitError(f"{run_dir} has no trained weights yet (no {checkpoint.WEIGHTS}); "
                            "train at least one epoch")
     spec = record["data"]
-    real = data.load(spec["spec"], spec["modality"], spec.get("image_size"))
+    real = data.load(spec["spec"], spec["modality"], spec.get("image_size"), spec.get("window"))
     train, holdout = data.split(real, record["val_fraction"], record["seed"])
     size = _size(n, train, holdout)
     family = sampling.load(run_dir)

@@ -1,0 +1,44 @@
+"""Long series to training windows: `plugkit train lstm --data series.csv --window 48`.
+
+A sequence family trains on many equal-length sequences [N, T, F]; a user often has one long
+series instead (a CSV with a row per time step and a numeric column per feature, or a 1-D/2-D
+array). Cutting every window of `length` steps, `stride` apart, turns the one into the other;
+the run records the window so eval and resume cut the same ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from plugkit.data.dataset import DataError, Dataset, validate
+from plugkit.errors import UsageError
+
+
+def windows(ds: Dataset, length: int, stride: int = 1) -> Dataset:
+    """Every window of `length` consecutive rows of the series in `ds`, `stride` apart."""
+    if length < 2 or stride < 1:
+        raise UsageError(f"--window must be at least 2 and the stride at least 1, got "
+                         f"{length} and {stride}")
+    series = _series(ds)  # (T, F)
+    if len(series) < length:
+        raise DataError(f"{ds.name}: {len(series)} time steps, fewer than one window of "
+                        f"{length}")
+    view = np.lib.stride_tricks.sliding_window_view(series, length, axis=0)  # (N, F, length)
+    x = np.ascontiguousarray(view[::stride].transpose(0, 2, 1), dtype=np.float32)
+    return validate(Dataset(ds.name, "sequence", x, meta={"window": [length, stride]}))
+
+
+def _series(ds: Dataset) -> np.ndarray:
+    if ds.modality == "table":
+        kinds = ds.meta.get("columns", {})
+        text = [name for name, kind in kinds.items() if kind != "numeric"]
+        if text:
+            raise DataError(f"{ds.name}: windows need numeric columns; {text[0]!r} is not")
+        values = ds.x.to_numpy(dtype=np.float64)
+        if np.isnan(values).any():
+            raise DataError(f"{ds.name}: the series has missing values; fill them first")
+        return values
+    if ds.modality == "sequence" and len(ds.x) == 1:
+        return ds.x[0]
+    raise UsageError(f"--window cuts one long series (a table of numeric columns, rows in time "
+                     f"order), but {ds.name} is {ds.modality} data of {len(ds)} samples")
