@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import os
 import re
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from plugkit.data import images
-from plugkit.data.dataset import Dataset
+from plugkit.data.dataset import DataError, Dataset
 from plugkit.data.text import text_meta
 from plugkit.errors import PlugkitError, UsageError
 
@@ -83,11 +85,22 @@ def _mnist_5k() -> Dataset:
 
 
 def _idx(path: Path) -> np.ndarray:
-    """An IDX file: byte 3 = number of dims, one big-endian uint32 per dim, then uint8 data."""
-    data = gzip.decompress(path.read_bytes())
-    ndim = data[3]
-    shape = np.frombuffer(data, ">u4", ndim, offset=4)
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    """A gzipped IDX file: bytes 0-1 zero, byte 2 = 0x08 (uint8 data), byte 3 = number of dims,
+    one big-endian uint32 per dim, then the data. A damaged install fails here, by name."""
+    try:
+        data = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, not gzip, cut short
+        raise DataError(f"{path}: cannot read as a gzipped IDX file ({exc})") from None
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or data[3] == 0:
+        raise DataError(f"{path}: not an IDX file of uint8 data (header {data[:4].hex()!r})")
+    ndim, start = data[3], 4 + 4 * data[3]
+    if len(data) < start:
+        raise DataError(f"{path}: IDX header cut short ({len(data)} bytes for {ndim} dims)")
+    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, offset=4))
+    if len(data) - start != math.prod(shape):
+        raise DataError(f"{path}: the IDX header says shape {list(shape)}, "
+                        f"{math.prod(shape):,} bytes, but {len(data) - start:,} follow it")
+    return np.frombuffer(data, np.uint8, offset=start).reshape(shape)
 
 
 def _fashion_mnist() -> Dataset:

@@ -7,7 +7,13 @@ carry code) is refused before any of it runs. Every failure is a DataError namin
 from __future__ import annotations
 
 import csv
+import lzma
+import math
+import os
+import tokenize
+import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +24,9 @@ from plugkit.data.text import text_meta
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet", ".txt")
 _NPZ_X, _NPZ_Y = ("x", "images"), ("y", "labels")
+_PICKLED = ("holds an object array (pickled Python objects); refused, nothing is unpickled: "
+            "save a numeric array instead")
+MAX_TOKENS = 2**28  # text lines are padded to the longest: N * (L + 1) int64 tokens (2 GiB)
 
 
 def read_path(path: Path, modality: str | None, image_size: int | None) -> Dataset:
@@ -34,6 +43,8 @@ def _read(path: Path, modality: str | None, image_size: int | None) -> Dataset:
     if path.is_dir():
         _allow(path, "an image folder", ("image",), modality)
         return images.read_folder(path, image_size)
+    if not path.is_file():  # a FIFO would block the read forever, /dev/zero never end
+        raise DataError(f"{path}: not a regular file")
     suffix = path.suffix.lower()
     if suffix in (".npy", ".npz"):
         return _read_array(path, modality, image_size)
@@ -68,6 +79,8 @@ def _read_array(path: Path, modality: str | None, image_size: int | None) -> Dat
         raise DataError(f"{path}: {len(y)} labels for {len(x)} samples")
     if len(x) == 0:
         raise DataError(f"{path}: empty (no samples)")
+    if x.size == 0:
+        raise DataError(f"{path}: every sample is empty (shape {list(x.shape)})")
     if modality == "image":
         x = images.from_array(x, str(path))
         x = images.resize(x, image_size) if image_size else x
@@ -81,14 +94,49 @@ def _read_array(path: Path, modality: str | None, image_size: int | None) -> Dat
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    with open(path, "rb") as f:
-        if f.read(6) != b"\x93NUMPY":
-            raise DataError(f"{path}: not a .npy file (bad header)")
-    return _np_load(path, lambda: np.load(path, allow_pickle=False))
+    def load():
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise DataError(f"{path}: not a .npy file (bad header)")
+            f.seek(0)
+            _check_npy(f, os.fstat(f.fileno()).st_size, str(path))
+        return np.load(path, allow_pickle=False)
+
+    return _np_load(path, load)
+
+
+def _check_npy(f, size: int, where: str) -> None:
+    """Reads the .npy header at `f` and checks it against the `size` bytes the file holds, so a
+    truncated file or a header that lies is refused before numpy allocates what it claims."""
+    major, _ = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if major == 1 else \
+        np.lib.format.read_array_header_2_0  # 3.0 differs from 2.0 only in the text encoding
+    shape, _, dtype = read(f)
+    if dtype.hasobject:
+        raise DataError(f"{where}: {_PICKLED}")
+    need, have = math.prod(shape) * dtype.itemsize, size - f.tell()
+    if need > have:
+        raise DataError(f"{where}: truncated: the header promises {need:,} bytes of data, "
+                        f"the file holds {have:,}")
+    if need > _memory():
+        raise DataError(f"{where}: {need / 2**30:,.1f} GiB of data, more than this machine's "
+                        "memory")
+
+
+def _memory() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: no limit known
+        return math.inf
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     def load():
+        with zipfile.ZipFile(path) as archive:  # every member's header before any data
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    with archive.open(info) as f:
+                        _check_npy(f, info.file_size, f"{path}: {info.filename}")
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.keys())
             xk = next((k for k in _NPZ_X if k in keys), keys[0] if len(keys) == 1 else None)
@@ -105,18 +153,29 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return _np_load(path, load)
 
 
+# What numpy and zipfile raise on damaged bytes: a header that does not parse (numpy tokenizes
+# it: TokenError, SyntaxError), a bad zip or compressed stream, a compression method zipfile
+# lacks (NotImplementedError), data cut short.
+_DAMAGED = (ValueError, TypeError, SyntaxError, tokenize.TokenError, OSError, EOFError,
+            zipfile.BadZipFile, zlib.error, lzma.LZMAError, NotImplementedError, OverflowError)
+
+
 def _np_load(path: Path, load):
     try:
-        return load()
+        with warnings.catch_warnings(action="ignore"):  # junk headers parse with SyntaxWarnings
+            return load()
     except DataError:
         raise
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "pickled" in str(exc):
-            raise DataError(f"{path}: holds an object array (pickled Python objects); refused, "
-                            "nothing is unpickled: save a numeric array instead") from None
-        raise DataError(f"{path}: malformed or truncated array file ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: malformed or truncated array file ({exc})") from None
+    except _DAMAGED as exc:
+        if isinstance(exc, ValueError) and ("allow_pickle" in str(exc) or "pickled" in str(exc)):
+            raise DataError(f"{path}: {_PICKLED}") from None
+        raise DataError(f"{path}: malformed or truncated array file ({_first_line(exc)})") from None
+    except MemoryError:
+        raise DataError(f"{path}: too large to load into this machine's memory") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _read_table(path: Path):
@@ -153,12 +212,15 @@ def _check_ragged(path: Path) -> None:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         width = None
-        for row in reader:
-            if width is None:
-                width = len(row)
-            elif row and len(row) != width:
-                raise DataError(f"{path}: malformed CSV (line {reader.line_num} has {len(row)} "
-                                f"fields, the header has {width})")
+        try:
+            for row in reader:
+                if width is None:
+                    width = len(row)
+                elif row and len(row) != width:
+                    raise DataError(f"{path}: malformed CSV (line {reader.line_num} has "
+                                    f"{len(row)} fields, the header has {width})")
+        except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+            raise DataError(f"{path}: malformed CSV (line {reader.line_num}: {exc})") from None
 
 
 def _read_text(path: Path) -> Dataset:
@@ -172,4 +234,8 @@ def _read_text(path: Path) -> Dataset:
     lines = [line for line in lines if line]
     if not lines:
         raise DataError(f"{path}: empty (no non-empty lines)")
+    longest = max(map(len, lines))
+    if len(lines) * (longest + 1) > MAX_TOKENS:
+        raise DataError(f"{path}: a line of {longest:,} characters: padding all {len(lines):,} "
+                        f"lines to it takes over {MAX_TOKENS * 8 // 2**30} GiB; split long lines")
     return Dataset(str(path), "text", lines, meta=text_meta(lines))
