@@ -133,7 +133,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def load_state(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / STATE
     try:
-        return torch.load(run_dir / STATE, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise PlugkitError(f"{run_dir / STATE}: cannot read training state ({exc})") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+        if lines[0].startswith("Weights only load failed"):  # torch's multi-line refusal
+            what = next((line for line in lines if "GLOBAL" in line), lines[-1])
+            raise PlugkitError(f"{path}: refused, it holds more than plain training state "
+                               f"({what}); nothing in it was run") from None
+        raise PlugkitError(f"{path}: cannot read training state ({lines[0]})") from None

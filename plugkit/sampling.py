@@ -7,14 +7,26 @@ Images: .png (a grid), .npz (x and, when conditional, labels) or .npy; tables: .
 units; text: .txt, one sample per line (sampler settings such as temperature=0.8, top_k=5,
 prefix="ma" pass through). The sidecar `<out>.json` records the run, the seed and the settings,
 so every sample file is traceable.
+
+Any n fits in memory: samples are drawn BLOCK at a time (block k by its own generator, keyed by
+the seed and k: see `blocks`) and streamed into the temp file: .csv rows, .txt lines, .parquet
+row groups, .npy/.npz data after a header written for the full shape. Only the .png grid is
+built in memory, up to GRID_MAX tiles. The temp file becomes `out` when it is complete; on any
+error (a full disk, Ctrl-C) nothing is left behind.
 """
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
 import math
+import os
+import re
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -50,13 +62,16 @@ def info_of(record: dict) -> DataInfo:
 
 
 TEXT_SETTINGS = ("temperature", "top_k", "prefix")
+BLOCK = 10_000  # samples per draw: what is held in memory at once, and the unit of seeding
+GRID_MAX = 10_000  # the .png grid is built in memory: 10,000 tiles is already a huge picture
 
 
 def sample(run_dir: str | Path, n: int, out: str | Path | None = None, seed: int = 0,
            weights: str = "best", **settings: Any) -> Path:
     """Writes n samples of a run to `out` (default: <run>/samples/samples.<the modality's first
     format>); returns it. `settings` go to the family's sampler (text: temperature, top_k,
-    prefix).
+    prefix). Samples are drawn and written in blocks (see `blocks`), so memory stays bounded
+    whatever n is; the file and its sidecar appear whole, or not at all.
     """
     if n < 1:
         raise UsageError(f"--n must be at least 1, got {n}")
@@ -67,62 +82,165 @@ def sample(run_dir: str | Path, n: int, out: str | Path | None = None, seed: int
     if out.suffix not in formats:
         raise UsageError(f"--out must end in {', '.join(formats)} for {modality} samples, "
                          f"got {out.name!r}")
+    if out.suffix == ".png" and n > GRID_MAX:
+        raise UsageError(f"--n {n:,} is too many for a .png grid (at most {GRID_MAX:,}); "
+                         "write .npz or .npy instead")
     misplaced = [k for k in settings if k in TEXT_SETTINGS and modality != "text"]
     if misplaced:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in misplaced)
         raise UsageError(f"{flags}: only for text runs, and {run_dir} is a {modality} run")
     family = load(run_dir, weights=weights)
-    generator = torch.Generator(device=family.device).manual_seed(seed)
-    drawn = codec.decode(family.info, family.sample(n, generator=generator, **settings))
+    sidecar = {"run": str(run_dir), "family": family.name, "n": n, "seed": seed,
+               "weights": weights, "settings": settings, "file": out.name}
     try:
+        drawn = blocks(family, n, seed, **settings)
+        drawn = itertools.chain([next(drawn)], drawn)  # bad settings fail before any file exists
         out.parent.mkdir(parents=True, exist_ok=True)
-        WRITERS[modality](out, drawn)
-        sidecar = {"run": str(run_dir), "family": family.name, "n": n, "seed": seed,
-                   "weights": weights, "settings": settings, "file": out.name}
-        atomic.write_text(out.with_name(out.name + ".json"), json.dumps(sidecar, indent=2) + "\n")
+        _write(out, lambda tmp: WRITERS[out.suffix](tmp, drawn, n),
+               json.dumps(sidecar, indent=2) + "\n")
     except OSError as exc:
-        raise PlugkitError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise PlugkitError(f"cannot write {out}: {_reason(exc)}") from None
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        raise PlugkitError(f"out of memory drawing {min(n, BLOCK):,} samples at a time for "
+                           f"{out}; nothing was written") from None
     return out
 
 
-def _write_text(out: Path, lines: list[str]) -> None:
+def blocks(family: Family, n: int, seed: int, **settings: Any) -> Iterator[Any]:
+    """The n samples in blocks of BLOCK, each decoded to the data's own representation.
+
+    Block k is drawn by its own generator, seeded with `seed` itself for k = 0 (so n <= BLOCK
+    gives exactly one draw of n from `seed`) and with a hash of (seed, k) after that. A block
+    never depends on n or on the blocks before it, so the samples depend on (seed, BLOCK)
+    alone: changing BLOCK changes the samples of n > BLOCK.
+    """
+    for k, start in enumerate(range(0, n, BLOCK)):
+        generator = torch.Generator(device=family.device).manual_seed(block_seed(seed, k))
+        with torch.no_grad():  # a sampler that keeps its graph would hold every block's memory
+            drawn = family.sample(min(BLOCK, n - start), generator=generator, **settings)
+        yield codec.decode(family.info, drawn)
+
+
+def block_seed(seed: int, k: int) -> int:
+    if k == 0:
+        return seed
+    return int(np.random.SeedSequence([seed % 2**64, k]).generate_state(1, np.uint64)[0])
+
+
+def _write(out: Path, fill: Callable[[Path], None], sidecar: str) -> None:
+    """The samples and their sidecar, each staged complete, then renamed into place samples
+    first: a failure before that leaves neither file, and no temp file either."""
+    staged = [atomic.stage(out, fill)]
+    try:
+        staged.append(atomic.stage(_sidecar(out), lambda tmp: tmp.write_text(sidecar)))
+        for tmp, target in zip(staged, (out, _sidecar(out)), strict=True):
+            os.replace(tmp, target)
+    finally:
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)  # gone already when its rename succeeded
+
+
+def _sidecar(out: Path) -> Path:
+    return out.with_name(out.name + ".json")
+
+
+def _reason(exc: OSError) -> str:
+    found = re.search(r"\[errno (\d+)\]", str(exc))  # pyarrow's OSErrors carry it in the text
+    code = exc.errno or (int(found[1]) if found else None)
+    if code == errno.ENOSPC:
+        return "the disk is full (no space left on device); nothing was written"
+    if code in (errno.EEXIST, errno.ENOTDIR):
+        return "a file stands where a folder is expected"
+    return os.strerror(code) if code else (str(exc).splitlines() or [repr(exc)])[0]
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or \
+        "can't allocate memory" in str(exc)
+
+
+# Writers: (temp path, blocks, n). Each streams block after block into the temp file.
+
+def _write_text(tmp: Path, drawn: Iterable[list[str]], n: int) -> None:
     """One sample per line; a sample can hold no newline (the data's lines had none)."""
-    atomic.write(out, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in lines),
-                                                  encoding="utf-8"))
+    with open(tmp, "w", encoding="utf-8") as f:
+        for lines in drawn:
+            f.write("".join(f"{line}\n" for line in lines))
 
 
-def _write_table(out: Path, df: Any) -> None:
-    if out.suffix == ".parquet":
-        atomic.write(out, lambda tmp: df.to_parquet(tmp, index=False))
-    else:
-        atomic.write(out, lambda tmp: df.to_csv(tmp, index=False))
+def _write_csv(tmp: Path, drawn: Iterable[Any], n: int) -> None:
+    with open(tmp, "w", encoding="utf-8", newline="") as f:  # newline="": pandas writes \n
+        for k, df in enumerate(drawn):
+            df.to_csv(f, header=k == 0, index=False)
 
 
-def _write_array(out: Path, x: np.ndarray) -> None:
-    atomic.write(out, lambda tmp: _save_array(tmp, out.suffix, x))
+def _write_parquet(tmp: Path, drawn: Iterable[Any], n: int) -> None:
+    """One row group per block, all in the first block's schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for df in drawn:
+            if writer is None:
+                schema = _typed(pa, pa.Table.from_pandas(df, preserve_index=False).schema)
+                writer = pq.ParquetWriter(tmp, schema)
+            writer.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False))
+    finally:
+        if writer is not None:
+            writer.close()
 
 
-def _write_images(out: Path, images: np.ndarray) -> None:
-    if out.suffix in (".npz", ".npy"):
-        _write_array(out, images)
-    else:
-        from PIL import Image
-
-        grid = (grid_image(images) * 255).round().astype(np.uint8)
-        mode = "L" if grid.shape[2] == 1 else "RGB"
-        atomic.write(out, lambda tmp: Image.fromarray(grid.squeeze(2), mode).save(tmp, "PNG"))
+def _typed(pa, schema):
+    """A column all missing in the first block has no type yet: make it strings, what
+    categories nearly always are (a later block of bools or numbers there would fail)."""
+    for i, field in enumerate(schema):
+        if pa.types.is_null(field.type):
+            schema = schema.set(i, field.with_type(pa.string()))
+    return schema
 
 
-def _save_array(path: Path, suffix: str, images: np.ndarray) -> None:
-    with open(path, "wb") as f:  # a file object: numpy would append .npz to a bare temp name
-        if suffix == ".npz":
-            np.savez(f, x=images)
-        else:
-            np.save(f, images)
+def _write_npy(tmp: Path, drawn: Iterable[np.ndarray], n: int) -> None:
+    with open(tmp, "wb") as f:
+        _stream_npy(f, drawn, n)
 
 
-WRITERS = {"image": _write_images, "text": _write_text, "table": _write_table,
-           "sequence": _write_array}
+def _write_npz(tmp: Path, drawn: Iterable[np.ndarray], n: int) -> None:
+    """What np.savez(x=...) writes (an uncompressed zip holding x.npy), streamed into the zip."""
+    with zipfile.ZipFile(tmp, "w", allowZip64=True) as z, \
+            z.open("x.npy", "w", force_zip64=True) as f:
+        _stream_npy(f, drawn, n)
+
+
+def _stream_npy(f: IO[bytes], drawn: Iterable[np.ndarray], n: int) -> None:
+    """A .npy of n rows: the header for the full shape first, then each block's bytes."""
+    rows, header = 0, None
+    for x in drawn:
+        x = np.ascontiguousarray(x)
+        if header is None:
+            header = {"descr": np.lib.format.dtype_to_descr(x.dtype), "fortran_order": False,
+                      "shape": (n, *x.shape[1:])}
+            np.lib.format.write_array_header_1_0(f, header)
+        assert np.lib.format.dtype_to_descr(x.dtype) == header["descr"], "blocks differ"
+        assert x.shape[1:] == header["shape"][1:], "blocks differ in shape"
+        f.write(memoryview(x).cast("B"))
+        rows += len(x)
+    assert rows == n, f"drew {rows} samples, not {n}"
+
+
+def _write_png(tmp: Path, drawn: Iterable[np.ndarray], n: int) -> None:
+    from PIL import Image
+
+    grid = (grid_image(np.concatenate(list(drawn))) * 255).round().astype(np.uint8)
+    mode = "L" if grid.shape[2] == 1 else "RGB"
+    Image.fromarray(grid.squeeze(2), mode).save(tmp, "PNG")
+
+
+WRITERS = {".txt": _write_text, ".csv": _write_csv, ".parquet": _write_parquet,
+           ".npy": _write_npy, ".npz": _write_npz, ".png": _write_png}
 
 
 def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:

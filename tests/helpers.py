@@ -95,3 +95,33 @@ def run_python(*args, cwd, pythonpath="", timeout=300):
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def tiny_run(kind: str, folder):
+    """A run trained for one epoch in a second or two: kind is image (vae on digits), table
+    (vae on small_table), text (lstm on words) or sequence (lstm on sine windows)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from plugkit import training
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lstm = ["hidden=16", "embed=8", "layers=1"]
+    if kind == "table":
+        small_table().to_csv(folder / "people.csv", index=False)
+        family, data, options = "vae", str(folder / "people.csv"), ["hidden=16"]
+    elif kind == "text":
+        (folder / "words.txt").write_text("\n".join(["anna", "bob", "carla", "dan"] * 8) + "\n")
+        family, data, options = "lstm", str(folder / "words.txt"), lstm
+    elif kind == "sequence":
+        waves = np.sin(np.arange(16.0) + np.arange(40.0)[:, None])[:, :, None]  # (40, 16, 1)
+        np.save(folder / "waves.npy", waves.astype(np.float32))
+        family, data, options = "lstm", str(folder / "waves.npy"), lstm
+    else:
+        family, data, options = "vae", "digits", ["hidden=32", "latent_dim=4"]
+    config = training.TrainConfig(family=family, data=data, out=folder / "run", epochs=1,
+                                  batch_size=128, options=options,
+                                  modality="sequence" if kind == "sequence" else None)
+    return training.train(config)
