@@ -31,8 +31,11 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 # The whole suite with the pure-PyTorch fallback only (what a machine without a compiler runs).
+# The suite parts whose result depends on the operator backend, run again on the fallback
+# (the rest -- eval, readers, faults, multi-process -- is backend-independent).
 test-fallback: setup
-	PLUGKIT_BACKEND=torch $(BIN)/python -m pytest -q
+	PLUGKIT_BACKEND=torch $(BIN)/python -m pytest -q tests/test_backend.py tests/test_ops_*.py \
+		tests/test_properties_ops.py tests/test_family_*.py tests/test_training.py
 
 # The main job: train the VAE on the bundled digits and draw a grid of new digits.
 demo: setup
