@@ -12,16 +12,25 @@ from the fused kernels plugkit.ops.gan_d_loss / gan_g_loss, in one of three form
   wasserstein  Arjovsky et al., "Wasserstein GAN" (ICML 2017), D's weights clipped to keep it
                (roughly) Lipschitz
 G and D have their own learning rates (Heusel et al., "GANs Trained by a Two Time-Scale Update
-Rule", NeurIPS 2017) and D may take several steps per G step. For tables, G writes encoded rows
-(plugkit.data.tabular) whose categorical columns are Gumbel-softmax samples, as CTGAN does.
+Rule", NeurIPS 2017) and D may take several steps per G step.
+
+Tables follow CTGAN (Xu et al., "Modeling Tabular Data using Conditional GAN", NeurIPS 2019):
+G writes encoded rows (plugkit.data.tabular: tanh offsets within modes, Gumbel-softmax one-hot
+spans) given noise and a conditional vector that names one categorical column's value; D judges
+rows with their condition, `pac` at a time (PacGAN: Lin et al., NeurIPS 2018: a pack of
+collapsed samples is easier to spot than one), with dropout; G also pays the cross-entropy of
+not producing the category it was asked for. Conditions are drawn by training-by-sampling
+(plugins/tabular_heads.py), which is also how `plugkit sample --where column=value` works.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
-from plugkit_families.common import GumbelSoftmax, draw_categories, mlp, use_conv
+from plugkit_families.common import mlp, use_conv
+from plugkit_families.tabular_heads import Conditions, RowHead, residual_mlp
 from torch import nn
 
 from plugkit import ops
@@ -45,6 +54,8 @@ class Options:
     lr_g: float = option(2e-4, "generator Adam learning rate", min=0.0, max=1.0)
     lr_d: float = option(2e-4, "discriminator Adam learning rate", min=0.0, max=1.0)
     d_steps: int = option(1, "discriminator steps per generator step", min=1, max=100)
+    pac: int = option(10, "tables: rows D judges together (PacGAN)", min=1, max=64)
+    dropout: float = option(0.5, "tables: dropout in D's hidden layers", min=0.0, max=0.9)
 
     def __post_init__(self) -> None:
         if self.label_smoothing != 0.0 and self.loss != "bce":
@@ -68,12 +79,17 @@ def _mlp_nets(c: int, h: int, w: int, width: int, latent: int) -> tuple[nn.Modul
     return generator, discriminator
 
 
-def _table_nets(spans: list[tabular.Span], width: int, latent: int) -> tuple[nn.Module, nn.Module]:
-    """MLPs over encoded rows (B, D); G's last layer makes its categorical spans nearly one-hot."""
-    features = spans[-1].end
-    generator = nn.Sequential(mlp([latent, width, width, features], nn.ReLU, norm=True),
-                              GumbelSoftmax(spans))
-    return generator, mlp([features, width, width, 1], _LeakyReLU)
+def _table_nets(features: int, conditions: int, o: Options) -> tuple[nn.Module, nn.Module]:
+    """CTGAN's nets: G residual blocks from [z, cond] to row logits (B, D), before RowHead; D an
+    MLP with dropout over packs of `pac` [row, cond] vectors, one logit per pack."""
+    generator = residual_mlp([o.latent_dim + conditions, o.hidden, o.hidden], features)
+    inputs = o.pac * (features + conditions)
+    discriminator = nn.Sequential(
+        nn.Unflatten(0, (-1, o.pac)), nn.Flatten(),  # (B, F) -> (B/pac, pac*F)
+        nn.Linear(inputs, o.hidden), _LeakyReLU(), nn.Dropout(o.dropout),
+        nn.Linear(o.hidden, o.hidden), _LeakyReLU(), nn.Dropout(o.dropout),
+        nn.Linear(o.hidden, 1))
+    return generator, discriminator
 
 
 def _conv_nets(c: int, h: int, w: int, base: int, latent: int) -> tuple[nn.Module, nn.Module]:
@@ -107,9 +123,12 @@ class GAN(Family):
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
+        self.conditions: Conditions | None = None  # tables only
         if info.modality == "table":
-            G, D = _table_nets(tabular.spans(info.meta["encoding"]), options.hidden,
-                               options.latent_dim)
+            encoding = info.meta["encoding"]
+            self.conditions = Conditions(encoding)
+            self.head = RowHead(tabular.spans(encoding)).to(device)
+            G, D = _table_nets(tabular.width(encoding), self.conditions.width, options)
         elif use_conv(options.arch, info.meta["height"], info.meta["width"]):
             G, D = _conv_nets(*self._image_shape(), max(options.hidden // 8, 8),
                               options.latent_dim)
@@ -140,13 +159,34 @@ class GAN(Family):
         return ops.gan_d_loss(real_logits, fake_logits, kind=o.loss,
                               label_smoothing=o.label_smoothing)
 
+    def _real(self, x: torch.Tensor, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's real inputs and, for tables, their conditions: rows of the batch drawn by
+        training-by-sampling, as many as the batch rounded up to whole packs."""
+        if self.conditions is None:
+            return x, None
+        n = math.ceil(max(len(x), 2) / self.options.pac) * self.options.pac
+        cond, rows = self.conditions.training(x, n, generator)
+        return torch.cat([x[rows], cond], 1), cond  # (n, D + C), (n, C)
+
+    def _fake(self, n: int, cond: torch.Tensor | None,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D's fake inputs, G's raw output): images, or table rows with their conditions."""
+        z = self._z(n, generator)
+        if cond is None:
+            out = self.G(z)  # (n, C, H, W)
+            return out, out
+        out = self.G(torch.cat([z, cond], 1))  # (n, D) logits and pre-tanh offsets
+        return torch.cat([self.head(out), cond], 1), out
+
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.G.train()
         self.D.train()
-        n = max(len(batch.x), 2)  # as many fakes as reals; BatchNorm in G needs two or more
+        real, cond = self._real(batch.x)
+        n = max(len(real), 2)  # as many fakes as reals; BatchNorm in G needs two or more
         for _ in range(self.options.d_steps):  # every D step sees the same real batch, fresh z
-            fake = self.G(self._z(n)).detach()  # (B, C, H, W); no gradient into G here
-            d_loss = self._d_loss(batch.x, fake)
+            fake = self._fake(n, cond)[0].detach()  # no gradient into G here
+            d_loss = self._d_loss(real, fake)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
@@ -156,34 +196,46 @@ class GAN(Family):
                         p.clamp_(-self.options.clip, self.options.clip)
         # G step: D's weights are only read, so D needs no gradients of its own
         self.D.requires_grad_(False)
-        g_loss = ops.gan_g_loss(self.D(self.G(self._z(n))).flatten(), kind=self.options.loss)
+        fake, out = self._fake(n, cond)
+        g_loss = ops.gan_g_loss(self.D(fake).flatten(), kind=self.options.loss)
+        losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
+        if cond is not None:  # CTGAN: make the asked-for category, not just any real-looking one
+            penalty = self.conditions.penalty(out, cond).mean()
+            g_loss = g_loss + penalty
+            losses["cond_loss"] = penalty.item()
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
-        return {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
+        return losses
 
     def val_loss(self, batch: Batch) -> float:
-        """D's loss on held-out real images against fakes from a fixed noise batch.
+        """D's loss on held-out real samples against fakes from a fixed noise batch.
 
-        It measures how well D tells unseen real images from G's: for bce, 2 ln 2 ~ 1.386 when
+        It measures how well D tells unseen real samples from G's: for bce, 2 ln 2 ~ 1.386 when
         D cannot tell them apart at all, near 0 when it always can; lower means D is winning
-        (or overfits the training images, when the training d_loss is much lower). The noise
-        comes from its own generator, seeded the same each call, so the number is comparable
-        across epochs and validation leaves the training RNG stream untouched.
+        (or overfits the training data, when the training d_loss is much lower). The noise (and
+        for tables the conditions) comes from its own generator, seeded the same each call, so
+        the number is comparable across epochs and validation leaves the training RNG alone.
         """
         self.G.eval()
         self.D.eval()
         with torch.no_grad():
-            z = self._z(len(batch.x), torch.Generator(self.device).manual_seed(0))
-            return self._d_loss(batch.x, self.G(z)).item()
+            generator = torch.Generator(self.device).manual_seed(0)
+            real, cond = self._real(batch.x, generator)
+            return self._d_loss(real, self._fake(len(real), cond, generator)[0]).item()
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator, labels=None,
                **settings) -> torch.Tensor:
+        """Images in [0, 1], or encoded table rows: conditions drawn by the data's category
+        frequencies, or all on `where="column=value"` (plugkit sample --where)."""
         self.G.eval()
-        z = self._z(n, generator)
-        if self.info.modality == "table":  # categories drawn with `generator`, not Gumbel noise
-            categorical = self.G[-1].categorical
-            return draw_categories(self.G[:-1](z), categorical, generator)  # (n, D)
-        return self.G(z)  # (n, C, H, W) in [0, 1]
+        if self.conditions is None:
+            return self.G(self._z(n, generator))  # (n, C, H, W) in [0, 1]
+        where = settings.get("where")
+        where = None if where is None else tabular.parse_where(self.info.meta["encoding"], where)
+        cond = self.conditions.sampling(n, generator, self.device, where)  # (n, C)
+        out = self.G(torch.cat([self._z(n, generator), cond], 1))
+        rows = self.head.draw(out, generator)  # categories drawn with `generator`, not Gumbel's
+        return self.conditions.impose(rows, cond)  # (n, D)
