@@ -25,6 +25,7 @@ not producing the category it was asked for. Conditions are drawn by training-by
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -51,11 +52,15 @@ class Options:
     label_smoothing: float = option(0.0, "one-sided label smoothing of real images (bce only)",
                                     min=0.0, max=0.5)
     clip: float = option(0.01, "wasserstein only: clip D's weights to [-clip, clip]", min=0.0)
+    gp: float = option(0.0, "weight of the gradient penalty (WGAN-GP); with loss=wasserstein "
+                       "it replaces weight clipping", min=0.0)
     lr_g: float = option(2e-4, "generator Adam learning rate", min=0.0, max=1.0)
     lr_d: float = option(2e-4, "discriminator Adam learning rate", min=0.0, max=1.0)
     d_steps: int = option(1, "discriminator steps per generator step", min=1, max=100)
     pac: int = option(10, "tables: rows D judges together (PacGAN)", min=1, max=64)
     dropout: float = option(0.5, "tables: dropout in D's hidden layers", min=0.0, max=0.9)
+    ema: float = option(0.995, "tables: decay of the moving average of G's weights that "
+                        "sampling uses (0: sample with G itself)", min=0.0, max=0.9999)
 
     def __post_init__(self) -> None:
         if self.label_smoothing != 0.0 and self.loss != "bce":
@@ -127,7 +132,7 @@ class GAN(Family):
         if info.modality == "table":
             encoding = info.meta["encoding"]
             self.conditions = Conditions(encoding)
-            self.head = RowHead(tabular.spans(encoding)).to(device)
+            self.head = RowHead(encoding).to(device)
             G, D = _table_nets(tabular.width(encoding), self.conditions.width, options)
         elif use_conv(options.arch, info.meta["height"], info.meta["width"]):
             G, D = _conv_nets(*self._image_shape(), max(options.hidden // 8, 8),
@@ -135,6 +140,11 @@ class GAN(Family):
         else:
             G, D = _mlp_nets(*self._image_shape(), options.hidden, options.latent_dim)
         self.G, self.D = G.to(device), D.to(device)
+        # the moving average of G's weights that samples (tables): a GAN's last iterate swings
+        # around; the average does not (Yazici et al., "The Unusual Effectiveness of Averaging
+        # in GAN Training", ICLR 2019)
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) \
+            if info.modality == "table" and options.ema > 0 else None
         betas = (0.5, 0.999)  # DCGAN: beta1 = 0.9 oscillates in the adversarial game
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=options.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=options.lr_d, betas=betas)
@@ -143,7 +153,8 @@ class GAN(Family):
         return self.info.meta["channels"], self.info.meta["height"], self.info.meta["width"]
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"generator": self.G, "discriminator": self.D}
+        extra = {"generator_ema": self.G_ema} if self.G_ema is not None else {}
+        return {"generator": self.G, "discriminator": self.D} | extra
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"g": self.opt_g, "d": self.opt_d}
@@ -179,6 +190,23 @@ class GAN(Family):
         out = self.G(torch.cat([z, cond], 1))  # (n, D) logits and pre-tanh offsets
         return torch.cat([self.head(out), cond], 1), out
 
+    def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Gulrajani et al., "Improved Training of Wasserstein GANs" (NeurIPS 2017): D's gradient
+        norm pushed to 1 at points between real and fake samples; a pack is one point."""
+        groups = len(real) // (self.options.pac if self.conditions is not None else 1)
+        alpha = torch.rand(groups, 1, device=real.device)  # (G, 1), one per pack
+        alpha = alpha.repeat_interleave(len(real) // groups, 0).view(-1, *[1] * (real.dim() - 1))
+        mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.D(mix).sum(), mix, create_graph=True)
+        return (grad.reshape(groups, -1).norm(dim=1) - 1).square().mean()
+
+    @torch.no_grad()
+    def _average(self) -> None:
+        for average, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
+            average.lerp_(p, 1 - self.options.ema)
+        for average, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            average.copy_(b)  # BatchNorm's running statistics: G's own
+
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.G.train()
         self.D.train()
@@ -187,10 +215,12 @@ class GAN(Family):
         for _ in range(self.options.d_steps):  # every D step sees the same real batch, fresh z
             fake = self._fake(n, cond)[0].detach()  # no gradient into G here
             d_loss = self._d_loss(real, fake)
+            if self.options.gp:
+                d_loss = d_loss + self.options.gp * self._gradient_penalty(real, fake)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
-            if self.options.loss == "wasserstein":
+            if self.options.loss == "wasserstein" and not self.options.gp:
                 with torch.no_grad():
                     for p in self.D.parameters():
                         p.clamp_(-self.options.clip, self.options.clip)
@@ -206,6 +236,8 @@ class GAN(Family):
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
+        if self.G_ema is not None:
+            self._average()
         self.D.requires_grad_(True)
         return losses
 
@@ -236,6 +268,8 @@ class GAN(Family):
         where = settings.get("where")
         where = None if where is None else tabular.parse_where(self.info.meta["encoding"], where)
         cond = self.conditions.sampling(n, generator, self.device, where)  # (n, C)
-        out = self.G(torch.cat([self._z(n, generator), cond], 1))
+        G = self.G_ema if self.G_ema is not None else self.G
+        G.eval()
+        out = G(torch.cat([self._z(n, generator), cond], 1))
         rows = self.head.draw(out, generator)  # categories drawn with `generator`, not Gumbel's
         return self.conditions.impose(rows, cond)  # (n, D)

@@ -3,12 +3,13 @@ TVAE (Xu et al., "Modeling Tabular Data using Conditional GAN", NeurIPS 2019).
 
 Every column becomes one or more spans of a float row (Batch.x [B, D]):
   numeric      mode-specific normalization: a variational Gaussian mixture fitted to the column
-               finds its modes (at most MAX_MODES; modes lighter than MIN_WEIGHT are dropped);
-               a value v becomes its offset within its likeliest mode k, (v - mean_k) /
-               (4 std_k) (an "offset" span of width 1, in [-1, 1] unless v lies beyond 4 std of
-               every mode), and the one-hot of k (a "mode" span; none when the column has one
-               mode). When the column has missing values a "missing" span [present, missing]
-               follows.
+               finds its modes (at most MAX_MODES; modes lighter than MIN_WEIGHT are dropped),
+               and a value held by POINT_SHARE of the rows or more is a mode of its own (std 0);
+               a value v becomes its offset within a mode k drawn from its posterior (a fixed
+               function of v), (v - mean_k) / (4 std_k) (an "offset" span of width 1, in
+               [-1, 1] unless v lies beyond 4 std of k; 0 in a point mode), and the one-hot
+               of k (a "mode" span; none when the column has one mode). When the column has
+               missing values a "missing" span [present, missing] follows.
   categorical  a one-hot over the column's categories ("categorical" span); missing is a
                category of its own
 A family sees only spans (`spans(encoding)`): "offset" spans are bounded real values (tanh
@@ -16,8 +17,11 @@ outputs suit them), the other kinds are one-hot targets (`Span.discrete`; a fami
 there are logits or probabilities, and decoding takes the argmax). Why mode-specific: a column
 such as capital gain (mostly 0, a few values far out) or hours per week (a spike at 40 on a
 wide base) is badly served by one mean and one std: a network with a Gaussian or tanh output
-cannot put most of its mass on a spike and the rest across a wide range, but it can pick the
-spike's mode and a small offset.
+cannot put most of its mass on a spike and the rest across a wide range, but it can pick a
+mode and a small offset. Why point modes: inside a Gaussian mode a spike needs an offset
+precise to a thousandth, which no network writes (measured on adult with 5% point modes and
+without: KS of capital gain 0.46 -> 0.01 for the VAE; with 1%, which also makes the round
+ages and hours exact, detection AUC 0.77 -> 0.73).
 
 The encoding is fitted once when the data is loaded and stored in the run (meta["encoding"],
 plain JSON), so sampling decodes rows back to the original columns, order, dtypes, precision and
@@ -38,6 +42,7 @@ MISSING = None  # the missing category's entry in a categorical column's "catego
 MAX_MODES = 10  # CTGAN's choice: enough for the columns of the usual benchmarks
 MIN_WEIGHT = 0.005  # modes holding less of the data are dropped (CTGAN's threshold)
 FIT_ROWS = 5_000  # the mixture is fitted on at most this many values (a seeded subsample)
+POINT_SHARE = 0.01  # a value this common is a mode of its own (std 0)
 WIDTH = 4.0  # offsets are in units of 4 std: +-1 covers 99.99% of a Gaussian mode
 
 
@@ -70,17 +75,36 @@ def _fit_numeric(name: Any, column: Any) -> dict:
 
 
 def _modes(values: np.ndarray) -> list[dict]:
-    """The column's modes, {"weight", "mean", "std"} each, sorted by mean: a Bayesian Gaussian
-    mixture with a Dirichlet-process prior (sklearn's BayesianGaussianMixture), which switches
-    off the components it does not need, fitted to the standardized values."""
+    """The column's modes, {"weight", "mean", "std"} each, sorted by mean.
+
+    A single value holding POINT_SHARE of the column or more (the 0 of a capital gain, the 40
+    of hours per week) is a mode of its own with std 0, so it decodes exactly whatever the
+    offset: inside a Gaussian mode a spike needs an offset precise to a thousandth, which a
+    network does not write. The other values get a Bayesian Gaussian mixture with a
+    Dirichlet-process prior (sklearn's BayesianGaussianMixture), which switches off the
+    components it does not need.
+    """
+    distinct, counts = np.unique(values, return_counts=True)
+    spikes = distinct[counts >= POINT_SHARE * len(values)]
+    modes = [{"weight": float(np.mean(values == v)), "mean": float(v), "std": 0.0}
+             for v in spikes]
+    rest = values[~np.isin(values, spikes)]
+    if len(rest):
+        share = len(rest) / len(values)
+        modes += [dict(m, weight=m["weight"] * share) for m in _mixture(rest)]
+    return sorted(modes, key=lambda m: (m["mean"], m["std"]))
+
+
+def _mixture(values: np.ndarray) -> list[dict]:
+    """Gaussian modes of `values` (weights summing to 1), fitted on the standardized values."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import BayesianGaussianMixture
 
-    mean, std = float(values.mean()), float(values.std()) or 1.0
+    mean, std = float(values.mean()), float(values.std())
+    distinct = len(np.unique(values))
+    if distinct == 1:  # a lone value below POINT_SHARE: a narrow mode around it
+        return [{"weight": 1.0, "mean": mean, "std": max(abs(mean), 1.0) * 1e-3}]
     x = (values - mean) / std  # a fixed scale: reg_covar and tol mean the same for any column
-    distinct = len(np.unique(x))
-    if distinct == 1:
-        return [{"weight": 1.0, "mean": mean, "std": std}]
     if len(x) > FIT_ROWS:  # the modes of 5,000 values are the data's modes (MIN_WEIGHT: 25)
         x = np.random.default_rng(0).choice(x, FIT_ROWS, replace=False)
     gmm = BayesianGaussianMixture(
@@ -89,8 +113,7 @@ def _modes(values: np.ndarray) -> list[dict]:
     with warnings.catch_warnings():  # spikes (integer data) stop EM short of its tolerance
         warnings.simplefilter("ignore", ConvergenceWarning)
         gmm.fit(x[:, None])
-    keep = np.flatnonzero(gmm.weights_ > MIN_WEIGHT)
-    keep = keep[np.argsort(gmm.means_[keep, 0])]
+    keep = np.flatnonzero(gmm.weights_ > MIN_WEIGHT)  # the heaviest one always stays
     weights = gmm.weights_[keep] / gmm.weights_[keep].sum()
     return [{"weight": float(w), "mean": float(m * std + mean), "std": float(np.sqrt(v) * std)}
             for w, m, v in zip(weights, gmm.means_[keep, 0], gmm.covariances_[keep, 0, 0],
@@ -162,22 +185,55 @@ def encode(df: Any, encoding: list[dict]) -> np.ndarray:
 
 
 def _encode_numeric(v: np.ndarray, column: dict) -> list[np.ndarray]:
-    """[offset], [mode one-hot], [present/missing]: the likeliest mode, not one drawn from the
-    posterior as CTGAN does, so that a value always encodes the same way (the exact-copy and
-    distance measures of plugkit eval compare encoded rows). A missing value gets offset 0 in
-    the heaviest mode. Offsets are not clipped, so every value decodes back exactly."""
+    """[offset], [mode one-hot], [present/missing] of a numeric column's values.
+
+    The mode of a value is drawn from its posterior over the modes, as CTGAN does: within a mode
+    the offsets then spread like the mode's own Gaussian, while with the likeliest mode they
+    stop sharply where a neighbouring mode takes over, an edge that a discriminator learns
+    instead of the data (measured on adult: KS of fnlwgt 0.20 against 0.045 for the GAN). The
+    draw is a fixed function of the value (a hash of its bits), so a value always encodes the
+    same way: plugkit eval's exact-copy and distance measures compare encoded rows. A point
+    mode's value takes that mode with offset 0, a missing value offset 0 in the heaviest mode.
+    Offsets are not clipped, so every value decodes back exactly.
+    """
     weight, mean, std = (np.array([m[k] for m in column["modes"]]) for k in
                          ("weight", "mean", "std"))
     missing = np.isnan(v)
-    filled = np.where(missing, mean[weight.argmax()], v)[:, None]  # (N, 1)
-    log_p = np.log(weight) - np.log(std) - 0.5 * ((filled - mean) / std) ** 2  # (N, modes)
-    mode = log_p.argmax(1)  # (N,)
-    parts = [((filled[:, 0] - mean[mode]) / (WIDTH * std[mode]))[:, None]]
+    heaviest = weight.argmax()
+    filled = np.where(missing, mean[heaviest], v)[:, None]  # (N, 1)
+    point = std == 0
+    scale = np.where(point, 1.0, std)
+    log_p = np.where(point, -np.inf, np.log(weight) - np.log(scale)
+                     - 0.5 * ((filled - mean) / scale) ** 2)  # (N, modes)
+    with np.errstate(invalid="ignore"):  # rows without a Gaussian mode: -inf - -inf
+        p = np.where(np.isfinite(log_p), np.exp(log_p - log_p.max(1, keepdims=True)), 0.0)
+    exact = point & (filled == mean)  # a point mode's own value
+    unheld = ~exact.any(1) & ~np.isfinite(log_p).any(1)  # no mode holds it (not seen at fit)
+    nearest = np.abs(filled - mean).argmin(1)
+    exact[unheld, nearest[unheld]] = True
+    p = np.where(exact.any(1, keepdims=True), exact, p)
+    u = _uniform(filled[:, 0]) * p.sum(1)
+    mode = np.minimum((np.cumsum(p, 1) < u[:, None]).sum(1), len(weight) - 1)  # (N,)
+    mode = np.where(missing, heaviest, mode)
+    offset = np.where(point[mode] | missing, 0.0,
+                      (filled[:, 0] - mean[mode]) / (WIDTH * scale[mode]))
+    parts = [offset[:, None]]
     if len(weight) > 1:
         parts.append(_one_hot(mode, len(weight)))
     if column["missing"]:
         parts.append(_one_hot(missing.astype(np.int64), 2))
     return parts
+
+
+def _uniform(v: np.ndarray) -> np.ndarray:
+    """A uniform number in [0, 1) per value, a fixed function of its bits (splitmix64's mix)."""
+    x = v.astype(np.float64).view(np.uint64).copy()
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def _isna(value: Any) -> bool:
