@@ -10,18 +10,33 @@ from the fused kernels plugkit.ops.gan_d_loss / gan_g_loss, in one of three form
                GANs", NeurIPS 2016)
   hinge        Lim & Ye, "Geometric GAN" (2017); Miyato et al., "Spectral Normalization" (2018)
   wasserstein  Arjovsky et al., "Wasserstein GAN" (ICML 2017), D's weights clipped to keep it
-               (roughly) Lipschitz
+               (roughly) Lipschitz, or with `gp` > 0 a gradient penalty instead (Gulrajani et
+               al., "Improved Training of Wasserstein GANs", NeurIPS 2017)
 G and D have their own learning rates (Heusel et al., "GANs Trained by a Two Time-Scale Update
-Rule", NeurIPS 2017) and D may take several steps per G step. For tables, G writes encoded rows
-(plugkit.data.tabular) whose categorical columns are Gumbel-softmax samples, as CTGAN does.
+Rule", NeurIPS 2017) and D may take several steps per G step.
+
+Tables follow CTGAN (Xu et al., "Modeling Tabular Data using Conditional GAN", NeurIPS 2019):
+G writes encoded rows (plugkit.data.tabular: tanh offsets within modes, Gumbel-softmax one-hot
+spans) given noise and a conditional vector that names one categorical column's value; D judges
+rows with their condition, `pac` at a time (PacGAN: Lin et al., NeurIPS 2018: a pack of
+collapsed samples is easier to spot than one), with dropout; G also pays the cross-entropy of
+not producing the category it was asked for. Conditions are drawn by training-by-sampling
+(plugins/tabular_heads.py), which is also how `plugkit sample --where column=value` works.
+Samples come from a moving average of G's weights. Measured on adult (4 min each, batch 500):
+pac 1 / 2 / 4 / 10 gave detection AUC 0.81 / 0.85 / 0.87 / 0.88 and TV max 0.23 / 0.15 /
+0.08 / 0.06 (smaller packs: rows more real, categories collapsing onto the common ones); the
+average of G took TV max from 0.20 to 0.06 and detection from 0.90 to 0.88.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass
 
 import torch
-from plugkit_families.common import GumbelSoftmax, draw_categories, mlp, use_conv
+from plugkit_families.common import mlp, use_conv
+from plugkit_families.tabular_heads import Conditions, RowHead, residual_mlp
 from torch import nn
 
 from plugkit import ops
@@ -42,11 +57,17 @@ class Options:
     label_smoothing: float = option(0.0, "one-sided label smoothing of real images (bce only)",
                                     min=0.0, max=0.5)
     clip: float = option(0.01, "wasserstein only: clip D's weights to [-clip, clip]", min=0.0)
+    gp: float = option(0.0, "weight of the gradient penalty (WGAN-GP); with loss=wasserstein "
+                       "it replaces weight clipping", min=0.0)
     lr_g: float = option(2e-4, "generator Adam learning rate", min=0.0, max=1.0)
     lr_d: float = option(2e-4, "discriminator Adam learning rate", min=0.0, max=1.0)
     d_steps: int = option(1, "discriminator steps per generator step", min=1, max=100)
     batch_norm: bool = option(True, "BatchNorm in G, as DCGAN (its per-process statistics make "
                               "multi-process runs differ slightly from one process)")
+    pac: int = option(10, "tables: rows D judges together (PacGAN)", min=1, max=64)
+    dropout: float = option(0.5, "tables: dropout in D's hidden layers", min=0.0, max=0.9)
+    ema: float = option(0.995, "tables: decay of the moving average of G's weights that "
+                        "sampling uses (0: sample with G itself)", min=0.0, max=0.9999)
 
     def __post_init__(self) -> None:
         if self.label_smoothing != 0.0 and self.loss != "bce":
@@ -71,13 +92,17 @@ def _mlp_nets(c: int, h: int, w: int, width: int, latent: int,
     return generator, discriminator
 
 
-def _table_nets(spans: list[tabular.Span], width: int, latent: int,
-                norm: bool) -> tuple[nn.Module, nn.Module]:
-    """MLPs over encoded rows (B, D); G's last layer makes its categorical spans nearly one-hot."""
-    features = spans[-1].end
-    generator = nn.Sequential(mlp([latent, width, width, features], nn.ReLU, norm=norm),
-                              GumbelSoftmax(spans))
-    return generator, mlp([features, width, width, 1], _LeakyReLU)
+def _table_nets(features: int, conditions: int, o: Options) -> tuple[nn.Module, nn.Module]:
+    """CTGAN's nets: G residual blocks from [z, cond] to row logits (B, D), before RowHead; D an
+    MLP with dropout over packs of `pac` [row, cond] vectors, one logit per pack."""
+    generator = residual_mlp([o.latent_dim + conditions, o.hidden, o.hidden], features)
+    inputs = o.pac * (features + conditions)
+    discriminator = nn.Sequential(
+        nn.Unflatten(0, (-1, o.pac)), nn.Flatten(),  # (B, F) -> (B/pac, pac*F)
+        nn.Linear(inputs, o.hidden), _LeakyReLU(), nn.Dropout(o.dropout),
+        nn.Linear(o.hidden, o.hidden), _LeakyReLU(), nn.Dropout(o.dropout),
+        nn.Linear(o.hidden, 1))
+    return generator, discriminator
 
 
 def _conv_nets(c: int, h: int, w: int, base: int, latent: int,
@@ -113,9 +138,12 @@ class GAN(Family):
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
+        self.conditions: Conditions | None = None  # tables only
         if info.modality == "table":
-            G, D = _table_nets(tabular.spans(info.meta["encoding"]), options.hidden,
-                               options.latent_dim, options.batch_norm)
+            encoding = info.meta["encoding"]
+            self.conditions = Conditions(encoding)
+            self.head = RowHead(encoding).to(device)
+            G, D = _table_nets(tabular.width(encoding), self.conditions.width, options)
         elif use_conv(options.arch, info.meta["height"], info.meta["width"]):
             G, D = _conv_nets(*self._image_shape(), max(options.hidden // 8, 8),
                               options.latent_dim, options.batch_norm)
@@ -123,6 +151,11 @@ class GAN(Family):
             G, D = _mlp_nets(*self._image_shape(), options.hidden, options.latent_dim,
                              options.batch_norm)
         self.G, self.D = G.to(device), D.to(device)
+        # the moving average of G's weights that samples (tables): a GAN's last iterate swings
+        # around; the average does not (Yazici et al., "The Unusual Effectiveness of Averaging
+        # in GAN Training", ICLR 2019)
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) \
+            if info.modality == "table" and options.ema > 0 else None
         betas = (0.5, 0.999)  # DCGAN: beta1 = 0.9 oscillates in the adversarial game
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=options.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=options.lr_d, betas=betas)
@@ -131,7 +164,8 @@ class GAN(Family):
         return self.info.meta["channels"], self.info.meta["height"], self.info.meta["width"]
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"generator": self.G, "discriminator": self.D}
+        extra = {"generator_ema": self.G_ema} if self.G_ema is not None else {}
+        return {"generator": self.G, "discriminator": self.D} | extra
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"g": self.opt_g, "d": self.opt_d}
@@ -152,50 +186,108 @@ class GAN(Family):
         return ops.gan_d_loss(real_logits, fake_logits, kind=o.loss,
                               label_smoothing=o.label_smoothing)
 
+    def _real(self, x: torch.Tensor, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's real inputs and, for tables, their conditions: rows of the batch drawn by
+        training-by-sampling, as many as the batch rounded up to whole packs."""
+        if self.conditions is None:
+            return x, None
+        n = math.ceil(max(len(x), 2) / self.options.pac) * self.options.pac
+        cond, rows = self.conditions.training(x, n, generator)
+        return torch.cat([x[rows], cond], 1), cond  # (n, D + C), (n, C)
+
+    def _fake(self, n: int, cond: torch.Tensor | None, generator: torch.Generator | None = None,
+              batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D's fake inputs, G's raw output): images, or table rows with their conditions.
+        Images in training take z from the batch (`_noise`); table rows are resampled, so
+        theirs come from the global RNG."""
+        z = self._noise(batch) if batch is not None and cond is None else self._z(n, generator)
+        if cond is None:
+            out = self.G(z)  # (n, C, H, W)
+            return out, out
+        out = self.G(torch.cat([z, cond], 1))  # (n, D) logits and pre-tanh offsets
+        return torch.cat([self.head(out), cond], 1), out
+
+    def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Gulrajani et al., "Improved Training of Wasserstein GANs" (NeurIPS 2017): D's gradient
+        norm pushed to 1 at points between real and fake samples; a pack is one point."""
+        groups = len(real) // (self.options.pac if self.conditions is not None else 1)
+        alpha = torch.rand(groups, 1, device=real.device)  # (G, 1), one per pack
+        alpha = alpha.repeat_interleave(len(real) // groups, 0).view(-1, *[1] * (real.dim() - 1))
+        mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.D(mix).sum(), mix, create_graph=True)
+        return (grad.reshape(groups, -1).norm(dim=1) - 1).square().mean()
+
+    @torch.no_grad()
+    def _average(self) -> None:
+        for average, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
+            average.lerp_(p, 1 - self.options.ema)
+        for average, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            average.copy_(b)  # BatchNorm's running statistics: G's own
+
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.G.train()
         self.D.train()
+        real, cond = self._real(batch.x)
+        n = max(len(real), 2)  # as many fakes as reals; BatchNorm in G needs two or more
         for _ in range(self.options.d_steps):  # every D step sees the same real batch, fresh z
-            fake = self.G(self._noise(batch)).detach()  # (B, C, H, W); no gradient into G
-            d_loss = self._d_loss(batch.x, fake)
+            fake = self._fake(n, cond, batch=batch)[0].detach()  # no gradient into G here
+            d_loss = self._d_loss(real, fake)
+            if self.options.gp:
+                d_loss = d_loss + self.options.gp * self._gradient_penalty(real, fake)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
-            if self.options.loss == "wasserstein":
+            if self.options.loss == "wasserstein" and not self.options.gp:
                 with torch.no_grad():
                     for p in self.D.parameters():
                         p.clamp_(-self.options.clip, self.options.clip)
         # G step: D's weights are only read, so D needs no gradients of its own
         self.D.requires_grad_(False)
-        g_loss = ops.gan_g_loss(self.D(self.G(self._noise(batch))).flatten(),
-                                kind=self.options.loss)
+        fake, out = self._fake(n, cond, batch=batch)
+        g_loss = ops.gan_g_loss(self.D(fake).flatten(), kind=self.options.loss)
+        losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
+        if cond is not None:  # CTGAN: make the asked-for category, not just any real-looking one
+            penalty = self.conditions.penalty(out, cond).mean()
+            g_loss = g_loss + penalty
+            losses["cond_loss"] = penalty.item()
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
+        if self.G_ema is not None:
+            self._average()
         self.D.requires_grad_(True)
-        return {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
+        return losses
 
     def val_loss(self, batch: Batch) -> float:
-        """D's loss on held-out real images against fakes from a fixed noise batch.
+        """D's loss on held-out real samples against fakes from a fixed noise batch.
 
-        It measures how well D tells unseen real images from G's: for bce, 2 ln 2 ~ 1.386 when
+        It measures how well D tells unseen real samples from G's: for bce, 2 ln 2 ~ 1.386 when
         D cannot tell them apart at all, near 0 when it always can; lower means D is winning
-        (or overfits the training images, when the training d_loss is much lower). The noise
-        comes from its own generator, seeded the same each call, so the number is comparable
-        across epochs and validation leaves the training RNG stream untouched.
+        (or overfits the training data, when the training d_loss is much lower). The noise (and
+        for tables the conditions) comes from its own generator, seeded the same each call, so
+        the number is comparable across epochs and validation leaves the training RNG alone.
         """
         self.G.eval()
         self.D.eval()
         with torch.no_grad():
-            z = self._z(len(batch.x), torch.Generator(self.device).manual_seed(0))
-            return self._d_loss(batch.x, self.G(z)).item()
+            generator = torch.Generator(self.device).manual_seed(0)
+            real, cond = self._real(batch.x, generator)
+            return self._d_loss(real, self._fake(len(real), cond, generator)[0]).item()
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator, labels=None,
                **settings) -> torch.Tensor:
+        """Images in [0, 1], or encoded table rows: conditions drawn by the data's category
+        frequencies, or all on `where="column=value"` (plugkit sample --where)."""
         self.G.eval()
-        z = self._z(n, generator)
-        if self.info.modality == "table":  # categories drawn with `generator`, not Gumbel noise
-            categorical = self.G[-1].categorical
-            return draw_categories(self.G[:-1](z), categorical, generator)  # (n, D)
-        return self.G(z)  # (n, C, H, W) in [0, 1]
+        if self.conditions is None:
+            return self.G(self._z(n, generator))  # (n, C, H, W) in [0, 1]
+        where = settings.get("where")
+        where = None if where is None else tabular.parse_where(self.info.meta["encoding"], where)
+        cond = self.conditions.sampling(n, generator, self.device, where)  # (n, C)
+        G = self.G_ema if self.G_ema is not None else self.G
+        G.eval()
+        out = G(torch.cat([self._z(n, generator), cond], 1))
+        rows = self.head.draw(out, generator)  # categories drawn with `generator`, not Gumbel's
+        return self.conditions.impose(rows, cond)  # (n, D)

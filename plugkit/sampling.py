@@ -5,8 +5,8 @@
 Images: .png (a grid), .npz (x and, when conditional, labels) or .npy; tables: .csv or
 .parquet with the data's columns and dtypes; sequences: .npz/.npy [n, T, F] in the data's
 units; text: .txt, one sample per line (sampler settings such as temperature=0.8, top_k=5,
-prefix="ma" pass through). The sidecar `<out>.json` records the run, the seed and the settings,
-so every sample file is traceable.
+prefix="ma", or for tables where="income=>50K", pass through). The sidecar `<out>.json` records
+the run, the seed and the settings, so every sample file is traceable.
 
 Any n fits in memory: samples are drawn BLOCK at a time (block k by its own generator, keyed by
 the seed and k: see `blocks`) and streamed into the temp file: .csv rows, .txt lines, .parquet
@@ -70,8 +70,9 @@ def sample(run_dir: str | Path, n: int, out: str | Path | None = None, seed: int
            weights: str = "best", **settings: Any) -> Path:
     """Writes n samples of a run to `out` (default: <run>/samples/samples.<the modality's first
     format>); returns it. `settings` go to the family's sampler (text: temperature, top_k,
-    prefix). Samples are drawn and written in blocks (see `blocks`), so memory stays bounded
-    whatever n is; the file and its sidecar appear whole, or not at all.
+    prefix; tables: where="COLUMN=VALUE"). Samples are drawn and written in blocks (see
+    `blocks`), so memory stays bounded whatever n is; the file and its sidecar appear whole, or
+    not at all.
     """
     if n < 1:
         raise UsageError(f"--n must be at least 1, got {n}")
@@ -89,6 +90,8 @@ def sample(run_dir: str | Path, n: int, out: str | Path | None = None, seed: int
     if misplaced:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in misplaced)
         raise UsageError(f"{flags}: only for text runs, and {run_dir} is a {modality} run")
+    if "where" in settings and modality != "table":
+        raise UsageError(f"--where: only for table runs, and {run_dir} is a {modality} run")
     family = load(run_dir, weights=weights)
     sidecar = {"run": str(run_dir), "family": family.name, "n": n, "seed": seed,
                "weights": weights, "settings": settings, "file": out.name}

@@ -55,9 +55,12 @@ class FamilyTests:
         if self.loss_key is None:
             pytest.skip(f"{self.family.name}: no single loss has to decrease")
         family, batch = self.build(), self.batch()
-        losses = [family.train_step(batch)[self.loss_key] for _ in range(self.steps)]
-        assert all(map(torch.isfinite, torch.tensor(losses)))
-        assert losses[-1] < losses[0], losses
+        losses = torch.tensor([family.train_step(batch)[self.loss_key]
+                               for _ in range(self.steps)])
+        assert losses.isfinite().all()
+        # the last quarter against the first: a family may draw noise or rows per step
+        quarter = max(self.steps // 4, 1)
+        assert losses[-quarter:].mean() < losses[:quarter].mean(), losses.tolist()
 
     def test_val_loss_is_finite(self):
         loss = self.build().val_loss(self.batch())

@@ -30,6 +30,7 @@ class TestVAETable(FamilyTests):
     family = VAE
     info = table_info()
     options = ["hidden=32", "latent_dim=4"]
+    steps = 60  # rows and their conditions are drawn anew every step (training-by-sampling)
 
     def batch(self):
         return table_batch(self.info)

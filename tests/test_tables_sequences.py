@@ -40,15 +40,17 @@ def test_encoding_layout_and_what_decoding_does_with_model_outputs():
     assert enc["income"]["missing"] and enc["income"]["decimals"] == 1
     assert enc["city"]["categories"] == ["Oslo", "Paris", "Rome", None]
     kinds = [(s.kind, s.end - s.start) for s in tabular.spans(ds.meta["encoding"])]
-    # income value + its present/missing flag, age, city one-hot (3 + missing), member bool
-    assert kinds == [("numeric", 1), ("categorical", 2), ("numeric", 1), ("categorical", 4),
+    # income offset + its present/missing flag, age, city one-hot (3 + missing), member bool;
+    # 40 rows have one mode per numeric column, so no mode spans
+    assert kinds == [("offset", 1), ("missing", 2), ("offset", 1), ("categorical", 4),
                      ("categorical", 2)]
     out = np.zeros((1, 10), np.float32)
     out[0, 0], out[0, 3] = 100.0, 0.123  # far outside the data; not a whole number of years
     out[0, [1, 4, 8]] = 1.0  # income present, city Oslo, member False (softmax scores: argmax)
     row = tabular.decode(out, ds.meta["encoding"]).iloc[0]
     assert row["income"] == np.nanmax(small_table()["income"])  # clipped to the data's range
-    assert row["age"] == round(enc["age"]["mean"] + 0.123 * enc["age"]["std"])  # whole years
+    (mode,) = enc["age"]["modes"]
+    assert row["age"] == round(mode["mean"] + 4 * mode["std"] * 0.123)  # whole years
     assert row["city"] == "Oslo" and not row["member"]
 
 

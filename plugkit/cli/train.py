@@ -149,10 +149,14 @@ def sample(
         help="Text: draw only among the k likeliest next characters.")] = None,
     prefix: Annotated[str | None, typer.Option(
         help="Text: every sample starts with these characters.")] = None,
+    where: Annotated[str | None, typer.Option(
+        metavar="COLUMN=VALUE",
+        help="Tables: every row has VALUE in the categorical COLUMN, e.g. --where "
+             "'income=>50K' (drawn so by the model, not filtered).")] = None,
 ) -> None:
     """Draw samples from a trained run into a file (plus a sidecar JSON)."""
     from plugkit.sampling import sample as draw
 
-    given = {"temperature": temperature, "top_k": top_k, "prefix": prefix}
+    given = {"temperature": temperature, "top_k": top_k, "prefix": prefix, "where": where}
     settings = {k: v for k, v in given.items() if v is not None}  # image runs get none
     typer.echo(f"wrote {draw(run, n, out, seed, weights=weights, **settings)}")

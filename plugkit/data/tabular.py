@@ -1,30 +1,63 @@
-"""Tables as vectors, and back: the representation table families train on.
+"""Tables as vectors, and back: the representation table families train on, as in CTGAN and
+TVAE (Xu et al., "Modeling Tabular Data using Conditional GAN", NeurIPS 2019).
 
 Every column becomes one or more spans of a float row (Batch.x [B, D]):
-  numeric      one value, standardized ((v - mean) / std); when the column has missing values
-               a second, categorical span of width 2 says [present, missing]
-  categorical  a one-hot over the column's categories; missing is a category of its own
-A family sees only spans (`spans(meta)`): "numeric" spans are real values, "categorical" spans
-are one-hot targets (its outputs there are logits or probabilities; decoding takes the argmax).
+  numeric      mode-specific normalization: a variational Gaussian mixture fitted to the column
+               finds its modes (at most MAX_MODES; modes lighter than MIN_WEIGHT are dropped),
+               and a value held by POINT_SHARE of the rows or more is a mode of its own (std 0);
+               a value v becomes its offset within a mode k drawn from its posterior (a fixed
+               function of v), (v - mean_k) / (4 std_k) (an "offset" span of width 1, in
+               [-1, 1] unless v lies beyond 4 std of k; 0 in a point mode), and the one-hot
+               of k (a "mode" span; none when the column has one mode). When the column has
+               missing values a "missing" span [present, missing] follows.
+  categorical  a one-hot over the column's categories ("categorical" span); missing is a
+               category of its own
+A family sees only spans (`spans(encoding)`): "offset" spans are bounded real values (tanh
+outputs suit them), the other kinds are one-hot targets (`Span.discrete`; a family's outputs
+there are logits or probabilities, and decoding takes the argmax). Why mode-specific: a column
+such as capital gain (mostly 0, a few values far out) or hours per week (a spike at 40 on a
+wide base) is badly served by one mean and one std: a network with a Gaussian or tanh output
+cannot put most of its mass on a spike and the rest across a wide range, but it can pick a
+mode and a small offset. Why point modes: inside a Gaussian mode a spike needs an offset
+precise to a thousandth, which no network writes (measured on adult with 5% point modes and
+without: KS of capital gain 0.46 -> 0.01 for the VAE; with 1%, which also makes the round
+ages and hours exact, detection AUC 0.77 -> 0.73).
+
 The encoding is fitted once when the data is loaded and stored in the run (meta["encoding"],
-plain JSON), so sampling decodes rows back to the original columns, order and dtypes.
+plain JSON), so sampling decodes rows back to the original columns, order, dtypes, precision and
+range. The fit is deterministic: the mixture starts from a fixed seed, on a fixed subsample.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from plugkit.errors import UsageError
+
 MISSING = None  # the missing category's entry in a categorical column's "categories"
+MAX_MODES = 10  # CTGAN's choice: enough for the columns of the usual benchmarks
+MIN_WEIGHT = 0.005  # modes holding less of the data are dropped (CTGAN's threshold)
+FIT_ROWS = 5_000  # the mixture is fitted on at most this many values (a seeded subsample)
+POINT_SHARE = 0.01  # a value this common is a mode of its own (std 0) ...
+POINT_ROWS = 10  # ... when it is held by this many rows too: in a small table every value is 1%
+WIDTH = 4.0  # offsets are in units of 4 std: +-1 covers 99.99% of a Gaussian mode
 
 
 @dataclass(frozen=True)
 class Span:
-    kind: str  # "numeric" | "categorical"
+    kind: str  # "offset" | "mode" | "missing" | "categorical"
     start: int
     end: int  # exclusive
+    column: str = ""  # the name of the column it encodes
+
+    @property
+    def discrete(self) -> bool:
+        """A one-hot span: mode, missing flag or category."""
+        return self.kind != "offset"
 
 
 def fit(df: Any, kinds: dict[str, str]) -> list[dict]:
@@ -34,12 +67,59 @@ def fit(df: Any, kinds: dict[str, str]) -> list[dict]:
 
 
 def _fit_numeric(name: Any, column: Any) -> dict:
-    values = column.to_numpy(dtype=np.float64)
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
     present = values[~np.isnan(values)]
     return {"name": str(name), "kind": "numeric", "dtype": str(column.dtype),
-            "mean": float(present.mean()), "std": float(present.std()) or 1.0,
-            "min": float(present.min()), "max": float(present.max()),
-            "decimals": _decimals(present), "missing": bool(len(present) < len(values))}
+            "modes": _modes(present), "min": float(present.min()),
+            "max": float(present.max()), "decimals": _decimals(present),
+            "missing": bool(len(present) < len(values))}
+
+
+def _modes(values: np.ndarray) -> list[dict]:
+    """The column's modes, {"weight", "mean", "std"} each, sorted by mean.
+
+    A single value holding POINT_SHARE of the column or more, and POINT_ROWS rows (the 0 of a capital gain, the 40
+    of hours per week) is a mode of its own with std 0, so it decodes exactly whatever the
+    offset: inside a Gaussian mode a spike needs an offset precise to a thousandth, which a
+    network does not write. The other values get a Bayesian Gaussian mixture with a
+    Dirichlet-process prior (sklearn's BayesianGaussianMixture), which switches off the
+    components it does not need. At most MAX_MODES point modes (the commonest) are kept.
+    """
+    distinct, counts = np.unique(values, return_counts=True)
+    common = counts >= max(POINT_SHARE * len(values), POINT_ROWS)
+    spikes = distinct[common][np.argsort(-counts[common], kind="stable")[:MAX_MODES]]
+    modes = [{"weight": float(np.mean(values == v)), "mean": float(v), "std": 0.0}
+             for v in spikes]
+    rest = values[~np.isin(values, spikes)]
+    if len(rest):
+        share = len(rest) / len(values)
+        modes += [dict(m, weight=m["weight"] * share) for m in _mixture(rest)]
+    return sorted(modes, key=lambda m: (m["mean"], m["std"]))
+
+
+def _mixture(values: np.ndarray) -> list[dict]:
+    """Gaussian modes of `values` (weights summing to 1), fitted on the standardized values."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import BayesianGaussianMixture
+
+    mean, std = float(values.mean()), float(values.std())
+    distinct = len(np.unique(values))
+    if distinct == 1:  # a lone value below POINT_SHARE: a narrow mode around it
+        return [{"weight": 1.0, "mean": mean, "std": max(abs(mean), 1.0) * 1e-3}]
+    x = (values - mean) / std  # a fixed scale: reg_covar and tol mean the same for any column
+    if len(x) > FIT_ROWS:  # the modes of 5,000 values are the data's modes (MIN_WEIGHT: 25)
+        x = np.random.default_rng(0).choice(x, FIT_ROWS, replace=False)
+    gmm = BayesianGaussianMixture(
+        n_components=min(MAX_MODES, distinct), weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=1e-3, max_iter=100, random_state=0)
+    with warnings.catch_warnings():  # spikes (integer data) stop EM short of its tolerance
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gmm.fit(x[:, None])
+    keep = np.flatnonzero(gmm.weights_ > MIN_WEIGHT)  # the heaviest one always stays
+    weights = gmm.weights_[keep] / gmm.weights_[keep].sum()
+    return [{"weight": float(w), "mean": float(m * std + mean), "std": float(np.sqrt(v) * std)}
+            for w, m, v in zip(weights, gmm.means_[keep, 0], gmm.covariances_[keep, 0, 0],
+                               strict=True)]
 
 
 def _decimals(values: np.ndarray, most: int = 6) -> int | None:
@@ -54,10 +134,15 @@ def _decimals(values: np.ndarray, most: int = 6) -> int | None:
 def _fit_categorical(name: Any, column: Any) -> dict:
     present = column.dropna()
     categories = sorted({_plain(v) for v in present}, key=lambda v: (str(type(v)), v))
+    index = {c: i for i, c in enumerate(categories)}
+    counts = np.bincount([index[_plain(v)] for v in present], minlength=len(categories))
+    counts = counts.tolist()
     if len(present) < len(column):
         categories.append(MISSING)
+        counts.append(int(len(column) - len(present)))
+    # counts: what training-by-sampling and unconditional sampling weigh categories by
     return {"name": str(name), "kind": "categorical", "dtype": str(column.dtype),
-            "categories": categories}
+            "categories": categories, "counts": counts}
 
 
 def _plain(value: Any) -> Any:
@@ -69,12 +154,18 @@ def spans(encoding: list[dict]) -> list[Span]:
     """The layout of an encoded row, span by span, in column order."""
     out, start = [], 0
     for column in encoding:
-        widths = ([("numeric", 1)] + ([("categorical", 2)] if column["missing"] else [])
-                  if column["kind"] == "numeric" else [("categorical", len(column["categories"]))])
-        for kind, width in widths:
-            out.append(Span(kind, start, start + width))
+        for kind, width in _widths(column):
+            out.append(Span(kind, start, start + width, column["name"]))
             start += width
     return out
+
+
+def _widths(column: dict) -> list[tuple[str, int]]:
+    if column["kind"] == "categorical":
+        return [("categorical", len(column["categories"]))]
+    modes = len(column["modes"])
+    return ([("offset", 1)] + ([("mode", modes)] if modes > 1 else [])
+            + ([("missing", 2)] if column["missing"] else []))
 
 
 def width(encoding: list[dict]) -> int:
@@ -87,16 +178,64 @@ def encode(df: Any, encoding: list[dict]) -> np.ndarray:
     for column in encoding:
         values = df[column["name"]]
         if column["kind"] == "numeric":
-            v = values.to_numpy(dtype=np.float64)
-            missing = np.isnan(v)
-            parts.append(np.where(missing, 0.0, (v - column["mean"]) / column["std"])[:, None])
-            if column["missing"]:
-                parts.append(_one_hot(missing.astype(np.int64), 2))
+            parts += _encode_numeric(values.to_numpy(dtype=np.float64, na_value=np.nan), column)
         else:
             index = {c: i for i, c in enumerate(column["categories"])}
             codes = [index.get(MISSING if _isna(v) else _plain(v), -1) for v in values]
             parts.append(_one_hot(np.asarray(codes, dtype=np.int64), len(index)))
     return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _encode_numeric(v: np.ndarray, column: dict) -> list[np.ndarray]:
+    """[offset], [mode one-hot], [present/missing] of a numeric column's values.
+
+    The mode of a value is drawn from its posterior over the modes, as CTGAN does: within a mode
+    the offsets then spread like the mode's own Gaussian, while with the likeliest mode they
+    stop sharply where a neighbouring mode takes over, an edge that a discriminator learns
+    instead of the data (measured on adult: KS of fnlwgt 0.20 against 0.045 for the GAN). The
+    draw is a fixed function of the value (a hash of its bits), so a value always encodes the
+    same way: plugkit eval's exact-copy and distance measures compare encoded rows. A point
+    mode's value takes that mode with offset 0, a missing value offset 0 in the heaviest mode.
+    Offsets are not clipped, so every value decodes back exactly.
+    """
+    weight, mean, std = (np.array([m[k] for m in column["modes"]]) for k in
+                         ("weight", "mean", "std"))
+    missing = np.isnan(v)
+    heaviest = weight.argmax()
+    filled = np.where(missing, mean[heaviest], v)[:, None]  # (N, 1)
+    point = std == 0
+    scale = np.where(point, 1.0, std)
+    log_p = np.where(point, -np.inf, np.log(weight) - np.log(scale)
+                     - 0.5 * ((filled - mean) / scale) ** 2)  # (N, modes)
+    with np.errstate(invalid="ignore"):  # rows without a Gaussian mode: -inf - -inf
+        p = np.where(np.isfinite(log_p), np.exp(log_p - log_p.max(1, keepdims=True)), 0.0)
+    exact = point & (filled == mean)  # a point mode's own value
+    unheld = ~exact.any(1) & ~np.isfinite(log_p).any(1)  # no mode holds it (not seen at fit)
+    nearest = np.abs(filled - mean).argmin(1)
+    exact[unheld, nearest[unheld]] = True
+    p = np.where(exact.any(1, keepdims=True), exact, p)
+    u = _uniform(filled[:, 0]) * p.sum(1)
+    mode = np.minimum((np.cumsum(p, 1) < u[:, None]).sum(1), len(weight) - 1)  # (N,)
+    mode = np.where(missing, heaviest, mode)
+    offset = np.where(point[mode] | missing, 0.0,
+                      (filled[:, 0] - mean[mode]) / (WIDTH * scale[mode]))
+    parts = [offset[:, None]]
+    if len(weight) > 1:
+        parts.append(_one_hot(mode, len(weight)))
+    if column["missing"]:
+        parts.append(_one_hot(missing.astype(np.int64), 2))
+    return parts
+
+
+def _uniform(v: np.ndarray) -> np.ndarray:
+    """A uniform number in [0, 1) per value, a fixed function of its bits (splitmix64's mix)."""
+    x = v.astype(np.float64).view(np.uint64).copy()
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def _isna(value: Any) -> bool:
@@ -112,31 +251,38 @@ def _one_hot(codes: np.ndarray, k: int) -> np.ndarray:
 
 def decode(rows: np.ndarray, encoding: list[dict]) -> Any:
     """A DataFrame with the original columns and dtypes from encoded rows [N, D]: numeric
-    values de-standardized, clipped to the data's range and rounded to its precision,
-    categorical spans and missing flags read by argmax."""
+    values rebuilt from their mode (argmax) and offset, clipped to the data's range and rounded
+    to its precision; categorical spans and missing flags read by argmax."""
     import pandas as pd
 
     rows = rows.astype(np.float64)
-    layout, out, i = spans(encoding), {}, 0
+    layout = {}
+    for span in spans(encoding):
+        layout.setdefault(span.column, {})[span.kind] = rows[:, span.start:span.end]
+    out = {}
     for column in encoding:
-        span = layout[i]
-        block = rows[:, span.start:span.end]
+        blocks = layout[column["name"]]
         if column["kind"] == "numeric":
-            v = np.clip(block[:, 0] * column["std"] + column["mean"], column["min"], column["max"])
-            v = v if column["decimals"] is None else np.round(v, column["decimals"])
-            if column["missing"]:
-                i += 1
-                flags = layout[i]
-                v = np.where(rows[:, flags.start:flags.end].argmax(1) == 1, np.nan, v)
+            v = _decode_numeric(blocks, column)
             out[column["name"]] = pd.Series(v).astype(_numeric_dtype(column, v))
         else:
             categories = np.asarray(column["categories"], dtype=object)
-            values = pd.Series(categories[block.argmax(1)], dtype=object)
+            values = pd.Series(categories[blocks["categorical"].argmax(1)], dtype=object)
             complete = MISSING not in column["categories"]
             out[column["name"]] = values.astype(bool) if column["dtype"] == "bool" and complete \
                 else values
-        i += 1
     return pd.DataFrame(out)
+
+
+def _decode_numeric(blocks: dict[str, np.ndarray], column: dict) -> np.ndarray:
+    mean, std = (np.array([m[k] for m in column["modes"]]) for k in ("mean", "std"))
+    mode = blocks["mode"].argmax(1) if "mode" in blocks else np.zeros(len(blocks["offset"]), int)
+    v = mean[mode] + WIDTH * std[mode] * blocks["offset"][:, 0]
+    v = np.clip(v, column["min"], column["max"])
+    v = v if column["decimals"] is None else np.round(v, column["decimals"])
+    if column["missing"]:
+        v = np.where(blocks["missing"].argmax(1) == 1, np.nan, v)
+    return v
 
 
 def _numeric_dtype(column: dict, values: np.ndarray) -> str:
@@ -144,3 +290,22 @@ def _numeric_dtype(column: dict, values: np.ndarray) -> str:
     if column["dtype"].startswith(("int", "uint")) and not np.isnan(values).any():
         return column["dtype"]
     return "float64"
+
+
+def parse_where(encoding: list[dict], where: str) -> tuple[str, int]:
+    """`column=value` (what `plugkit sample --where` takes) as (column, index of the category in
+    the column's "categories"); a UsageError that names the fix otherwise."""
+    name, sep, value = where.partition("=")
+    categorical = [c for c in encoding if c["kind"] == "categorical"]
+    names = ", ".join(c["name"] for c in categorical) or "none"
+    if not sep:
+        raise UsageError(f"--where takes COLUMN=VALUE, got {where!r}")
+    column = next((c for c in encoding if c["name"] == name), None)
+    if column is None or column["kind"] != "categorical":
+        what = "is numeric" if column is not None else "is not a column of this run"
+        raise UsageError(f"--where {where!r}: {name!r} {what}; categorical columns: {names}")
+    known = {str(c): i for i, c in enumerate(column["categories"]) if c is not MISSING}
+    if value not in known:
+        few = ", ".join(map(repr, list(known)[:10])) + (", ..." if len(known) > 10 else "")
+        raise UsageError(f"--where {where!r}: {name} has no value {value!r}; its values: {few}")
+    return name, known[value]

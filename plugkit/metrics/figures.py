@@ -59,12 +59,20 @@ def histograms(real: Any, synthetic: Any, columns: list[str], kinds: dict[str, s
             _overlaid(ax, real[name].dropna().to_numpy(float),
                       synthetic[name].dropna().to_numpy(float))
         else:
-            _bars(ax, real[name].astype(str), synthetic[name].astype(str))
+            _bars(ax, _labels(real[name]), _labels(synthetic[name]))
         ax.set_title(name, fontsize=10)
     for ax in axes.flat[len(columns):]:
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def _labels(column: Any) -> list[str]:
+    """Categories as text, missing ones as "missing": astype(str) keeps NaN in pandas' str
+    dtype, and a NaN label breaks the bar chart."""
+    import pandas as pd
+
+    return ["missing" if pd.isna(v) else str(v) for v in column]
 
 
 def _overlaid(ax: Any, real: np.ndarray, synthetic: np.ndarray, bins: int = 30) -> None:

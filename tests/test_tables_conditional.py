@@ -1,0 +1,168 @@
+"""The table path as in CTGAN/TVAE: mode-specific normalization in the codec, training-by-
+sampling and conditional sampling (plugins/tabular_heads.py), and `plugkit sample --where`."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers import small_table
+from plugkit_families.tabular_heads import Conditions
+from scipy import stats
+from typer.testing import CliRunner
+
+from plugkit import sampling
+from plugkit.cli import app
+from plugkit.data import dataset, tabular
+from plugkit.errors import UsageError
+
+runner = CliRunner()
+
+
+def multimodal_table(n=3000, seed=0):
+    """A bimodal float column with gaps, an int column that is mostly 0 with a far-out mode
+    (capital-gain-like), a category with a rare value, a bool."""
+    rng = np.random.default_rng(seed)
+    far = rng.random(n) < 0.4
+    wave = np.where(far, rng.normal(100.0, 5.0, n), rng.normal(0.0, 1.0, n))
+    wave[::11] = np.nan
+    gain = np.where(rng.random(n) < 0.9, 0, rng.integers(3000, 9000, n))
+    kind = rng.choice(["a", "b", "rare"], n, p=[0.7, 0.29, 0.01]).astype(object)
+    return pd.DataFrame({"wave": wave, "gain": gain, "kind": kind, "flag": rng.random(n) < 0.5})
+
+
+def encoding_of(df):
+    return dataset.validate(dataset.Dataset("t", "table", df)).meta["encoding"]
+
+
+def test_multimodal_columns_get_their_modes_and_decode_back_exactly():
+    df = multimodal_table()
+    encoding = encoding_of(df)
+    wave, gain = encoding[0], encoding[1]
+    means = sorted(m["mean"] for m in wave["modes"] if m["weight"] > 0.05)
+    assert len(means) == 2 and abs(means[0]) < 0.5 and abs(means[1] - 100) < 1.5
+    assert {"weight": 0.9, "mean": 0.0, "std": 0.0} == pytest.approx(gain["modes"][0], abs=0.02)
+    assert all(m["weight"] >= tabular.MIN_WEIGHT for c in (wave, gain) for m in c["modes"])
+    kinds = [(s.column, s.kind) for s in tabular.spans(encoding)]
+    assert kinds[:3] == [("wave", "offset"), ("wave", "mode"), ("wave", "missing")]
+    x = tabular.encode(df, encoding)
+    offsets = x[:, [s.start for s in tabular.spans(encoding) if s.kind == "offset"]]
+    assert np.quantile(np.abs(offsets), 0.99) < 1  # bounded: what a tanh head can write
+    back = tabular.decode(x, encoding)
+    assert list(back.dtypes) == [np.float64, np.int64, object, bool]
+    np.testing.assert_allclose(back["wave"], df["wave"], rtol=1e-5, atol=1e-5)  # NaN included
+    assert (back["gain"] == df["gain"]).all() and (back[["kind", "flag"]] == df[["kind",
+                                                                                 "flag"]]).all().all()
+
+
+def test_the_mixture_fit_is_deterministic_and_plain_json():
+    df = multimodal_table()
+    first, second = encoding_of(df), encoding_of(df.copy())
+    assert json.loads(json.dumps(first)) == first == second
+
+
+def test_log_frequency_picks_of_training_by_sampling():
+    """Conditions pick a categorical column uniformly, then a category with probability
+    log(1 + count) / sum over the column's categories, and a row that holds it."""
+    df = multimodal_table()
+    encoding = encoding_of(df)
+    conditions = Conditions(encoding)
+    x = torch.from_numpy(tabular.encode(df, encoding))
+    torch.manual_seed(0)
+    n = 20_000
+    cond, rows = conditions.training(x, n)
+    assert cond.shape == (n, conditions.width) and (cond.sum(1) == 1).all()
+    # every row drawn holds its condition's category
+    assert (x[rows][:, conditions.index] * cond).sum(1).eq(1).all()
+    observed = cond.sum(0).numpy()
+    counts = np.concatenate([c["counts"] for c in encoding if c["kind"] == "categorical"])
+    columns = [c for c in encoding if c["kind"] == "categorical"]
+    expected = np.concatenate([np.log1p(c["counts"]) / np.log1p(c["counts"]).sum()
+                               for c in columns]) / len(columns) * n
+    assert stats.chisquare(observed, expected).pvalue > 1e-4
+    # the rare category (1% of rows) gets ~19% of its column's picks, not 1%
+    rare = [str(v) for v in encoding[2]["categories"]].index("rare")
+    assert observed[rare] / (n / 2) > 0.15 and counts[rare] / len(df) < 0.02
+
+
+def test_sampling_conditions_follow_the_data_frequencies():
+    encoding = encoding_of(multimodal_table())
+    conditions = Conditions(encoding)
+    n = 20_000
+    cond = conditions.sampling(n, torch.Generator().manual_seed(0), torch.device("cpu"))
+    columns = [c for c in encoding if c["kind"] == "categorical"]
+    expected = np.concatenate([np.asarray(c["counts"]) / sum(c["counts"])
+                               for c in columns]) / len(columns) * n
+    assert stats.chisquare(cond.sum(0).numpy(), expected).pvalue > 1e-4
+
+
+def test_the_penalty_is_the_cross_entropy_of_the_conditioned_column():
+    encoding = encoding_of(small_table())
+    conditions = Conditions(encoding)
+    city = next(s for s in tabular.spans(encoding) if s.column == "city")
+    cond = conditions.sampling(3, None, torch.device("cpu"), ("city", 2))  # Rome
+    out = torch.zeros(3, tabular.width(encoding))
+    out[:, city.start + 2] = 10.0  # confident and right
+    assert conditions.penalty(out, cond).max() < 1e-3
+    out[:, city.start + 2] = -10.0  # confident and wrong
+    assert conditions.penalty(out, cond).min() > 9
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A tiny trained run of each family on a CSV of small_table() rows."""
+    root = tmp_path_factory.mktemp("tables")
+    pd.concat([small_table()] * 3, ignore_index=True).to_csv(root / "people.csv", index=False)
+    made = {}
+    for family in ("vae", "gan"):
+        result = runner.invoke(app, ["train", family, "--data", str(root / "people.csv"),
+                                     "--out", str(root / family), "--epochs", "2",
+                                     "--batch-size", "32", "-o", "hidden=16"])
+        assert result.exit_code == 0, result.output
+        made[family] = root / family
+    return made
+
+
+@pytest.mark.parametrize("family", ["vae", "gan"])
+def test_where_returns_only_the_requested_category(runs, family, tmp_path):
+    out = tmp_path / "rome.csv"
+    result = runner.invoke(app, ["sample", str(runs[family]), "--n", "200", "--out", str(out),
+                                 "--where", "city=Rome"])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(out)
+    assert len(rows) == 200 and (rows["city"] == "Rome").all()
+    assert json.loads(out.with_name("rome.csv.json").read_text())["settings"] == {
+        "where": "city=Rome"}
+    sampling.sample(runs[family], 50, tmp_path / "no.csv", where="member=True")
+    assert pd.read_csv(tmp_path / "no.csv")["member"].all()  # a bool column's value as text
+
+
+@pytest.mark.parametrize("where,message", [
+    ("city", "--where takes COLUMN=VALUE"),
+    ("town=Rome", "'town' is not a column of this run; categorical columns: city, member"),
+    ("age=30", "'age' is numeric"),
+    ("city=Lima", "city has no value 'Lima'; its values: 'Oslo', 'Paris', 'Rome'"),
+])
+def test_bad_where_is_one_line_and_exit_2(runs, where, message, tmp_path):
+    result = runner.invoke(app, ["sample", str(runs["gan"]), "--n", "5", "--out",
+                                 str(tmp_path / "s.csv"), "--where", where])
+    assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    with pytest.raises(UsageError):
+        sampling.sample(runs["vae"], 5, tmp_path / "s.csv", where=where)
+
+
+@pytest.mark.parametrize("family", ["vae", "gan"])
+def test_a_table_without_categorical_columns_needs_no_conditions(family):
+    from plugkit import options, plugins
+    from plugkit.family import Batch, DataInfo
+
+    df = multimodal_table(200)[["wave", "gain"]]
+    info = DataInfo("table", dataset.validate(dataset.Dataset("t", "table", df)).meta)
+    cls = plugins.get(family)
+    model = cls(options.parse(cls.Options, ["hidden=16"], family), info, torch.device("cpu"))
+    losses = model.train_step(Batch(torch.from_numpy(tabular.encode(df, info.meta["encoding"]))))
+    assert all(np.isfinite(v) for v in losses.values())
+    rows = model.sample(7, generator=torch.Generator().manual_seed(0))
+    assert tabular.decode(rows.numpy(), info.meta["encoding"]).shape == (7, 2)
