@@ -35,7 +35,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-from plugkit_families.common import mlp, use_conv
+from plugkit_families import image_nets
+from plugkit_families.common import use_conv
 from plugkit_families.tabular_heads import Conditions, RowHead, residual_mlp
 from torch import nn
 
@@ -66,8 +67,12 @@ class Options:
                               "multi-process runs differ slightly from one process)")
     pac: int = option(10, "tables: rows D judges together (PacGAN)", min=1, max=64)
     dropout: float = option(0.5, "tables: dropout in D's hidden layers", min=0.0, max=0.9)
-    ema: float = option(0.995, "tables: decay of the moving average of G's weights that "
-                        "sampling uses (0: sample with G itself)", min=0.0, max=0.9999)
+    ema: float = option(0.995, "decay of the moving average of G's weights that sampling "
+                        "uses (0: sample with G itself)", min=0.0, max=0.9999)
+    spectral_norm: bool = option(False, "images: spectral normalization of D's layers "
+                                 "(Miyato et al., ICLR 2018)")
+    conditional: bool = option(True, "images with labels: learn p(image | label), so samples "
+                               "can be drawn per class (--label, --per-class)")
 
     def __post_init__(self) -> None:
         if self.label_smoothing != 0.0 and self.loss != "bce":
@@ -77,19 +82,6 @@ class Options:
 class _LeakyReLU(nn.LeakyReLU):
     def __init__(self) -> None:
         super().__init__(0.2)  # DCGAN: leaky in D so that G gets gradients where D is unsure
-
-
-def _mlp_nets(c: int, h: int, w: int, width: int, latent: int,
-              norm: bool) -> tuple[nn.Module, nn.Module]:
-    """BatchNorm in G, as DCGAN: without it G collapses onto one digit on digits within a few
-    epochs (measured: sample spread 5% of the data's, against 90% with it, after 30 epochs)."""
-    pixels = c * h * w
-    generator = nn.Sequential(
-        mlp([latent, width, width, pixels], nn.ReLU, norm=norm),  # (B, C*H*W) logits
-        nn.Unflatten(1, (c, h, w)), nn.Sigmoid(),  # (B, C, H, W) in [0, 1]
-    )
-    discriminator = nn.Sequential(nn.Flatten(), mlp([pixels, width, width, 1], _LeakyReLU))
-    return generator, discriminator
 
 
 def _table_nets(features: int, conditions: int, o: Options) -> tuple[nn.Module, nn.Module]:
@@ -105,25 +97,24 @@ def _table_nets(features: int, conditions: int, o: Options) -> tuple[nn.Module, 
     return generator, discriminator
 
 
-def _conv_nets(c: int, h: int, w: int, base: int, latent: int,
-               norm: bool) -> tuple[nn.Module, nn.Module]:
-    """DCGAN-style: two transposed convolutions up in G, two stride-2 convolutions down in D.
+def _image_nets(c: int, h: int, w: int, conv: bool, classes: int,
+                o: Options) -> tuple[nn.Module, nn.Module]:
+    """G from [z, one-hot label] to images in [0, 1]; D a projection critic (image_nets).
 
-    BatchNorm in G only: in D it would couple the images of a batch, and WGAN's critic must
-    score each image on its own.
+    BatchNorm in G only, as DCGAN: without it the MLP G collapses onto one digit on digits
+    within a few epochs (measured: sample spread 5% of the data's, against 90% with it, after
+    30 epochs); in D it would couple the images of a batch, and WGAN's critic must score each
+    image on its own.
     """
-    flat = 2 * base * (h // 4) * (w // 4)
     generator = nn.Sequential(
-        nn.Linear(latent, flat), nn.ReLU(), nn.Unflatten(1, (2 * base, h // 4, w // 4)),
-        nn.ConvTranspose2d(2 * base, base, 4, 2, 1),  # (B, base, H/2, W/2)
-        nn.BatchNorm2d(base) if norm else nn.Identity(), nn.ReLU(),
-        nn.ConvTranspose2d(base, c, 4, 2, 1), nn.Sigmoid(),  # (B, C, H, W) in [0, 1]
-    )
-    discriminator = nn.Sequential(
-        nn.Conv2d(c, base, 4, 2, 1), _LeakyReLU(),  # (B, base, H/2, W/2)
-        nn.Conv2d(base, 2 * base, 4, 2, 1), _LeakyReLU(),  # (B, 2base, H/4, W/4)
-        nn.Flatten(), nn.Linear(flat, 1),  # (B, 1) logits
-    )
+        image_nets.up(o.latent_dim + classes, c, h, w, conv, o.hidden, norm=o.batch_norm),
+        nn.Sigmoid())
+    discriminator = image_nets.Critic(*image_nets.down(c, h, w, conv, o.hidden, _LeakyReLU),
+                                      classes)
+    if o.spectral_norm:
+        for m in list(discriminator.modules()):
+            if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)):
+                nn.utils.parametrizations.spectral_norm(m)
     return generator, discriminator
 
 
@@ -131,7 +122,7 @@ class GAN(Family):
     name = "gan"
     description = "generative adversarial network (MLP or DCGAN) with fused GAN-loss kernels"
     modalities = ("image", "table")
-    conditional = False
+    conditional = True  # images with labels: per class; tables: per category (--where)
     val_loss_ranks_models = False  # D's held-out loss says how D is doing, not how G is
     Options = Options
     default_dataset = "digits"
@@ -144,24 +135,19 @@ class GAN(Family):
             self.conditions = Conditions(encoding)
             self.head = RowHead(encoding).to(device)
             G, D = _table_nets(tabular.width(encoding), self.conditions.width, options)
-        elif use_conv(options.arch, info.meta["height"], info.meta["width"]):
-            G, D = _conv_nets(*self._image_shape(), max(options.hidden // 8, 8),
-                              options.latent_dim, options.batch_norm)
         else:
-            G, D = _mlp_nets(*self._image_shape(), options.hidden, options.latent_dim,
-                             options.batch_norm)
+            c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
+            self.num_classes = len(info.classes or []) if options.conditional else 0
+            G, D = _image_nets(c, h, w, use_conv(options.arch, h, w), self.num_classes,
+                               options)
         self.G, self.D = G.to(device), D.to(device)
-        # the moving average of G's weights that samples (tables): a GAN's last iterate swings
-        # around; the average does not (Yazici et al., "The Unusual Effectiveness of Averaging
-        # in GAN Training", ICLR 2019)
-        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) \
-            if info.modality == "table" and options.ema > 0 else None
+        # the moving average of G's weights that samples: a GAN's last iterate swings around;
+        # the average does not (Yazici et al., "The Unusual Effectiveness of Averaging in GAN
+        # Training", ICLR 2019)
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if options.ema > 0 else None
         betas = (0.5, 0.999)  # DCGAN: beta1 = 0.9 oscillates in the adversarial game
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=options.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=options.lr_d, betas=betas)
-
-    def _image_shape(self) -> tuple[int, int, int]:
-        return self.info.meta["channels"], self.info.meta["height"], self.info.meta["width"]
 
     def modules(self) -> dict[str, nn.Module]:
         extra = {"generator_ema": self.G_ema} if self.G_ema is not None else {}
@@ -179,62 +165,75 @@ class GAN(Family):
         processes. BatchNorm in G needs at least two rows."""
         return batch.randn(self.options.latent_dim) if len(batch.x) > 1 else self._z(2)
 
-    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def _judge(self, inputs: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """D's logits (B,): images with their labels; table rows carry their condition."""
+        return self.D(inputs, cond) if self.conditions is None else self.D(inputs).flatten()
+
+    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor,
+                cond: torch.Tensor | None) -> torch.Tensor:
         o = self.options
-        real_logits = self.D(real).flatten()  # (B,)
-        fake_logits = self.D(fake).flatten()  # (B,)
-        return ops.gan_d_loss(real_logits, fake_logits, kind=o.loss,
+        return ops.gan_d_loss(self._judge(real, cond), self._judge(fake, cond), kind=o.loss,
                               label_smoothing=o.label_smoothing)
 
-    def _real(self, x: torch.Tensor, generator: torch.Generator | None = None
+    def _real(self, batch: Batch, generator: torch.Generator | None = None
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """D's real inputs and, for tables, their conditions: rows of the batch drawn by
-        training-by-sampling, as many as the batch rounded up to whole packs."""
+        """D's real inputs and their conditions: images and their labels (None when
+        unconditional), or table rows drawn by training-by-sampling with their conditional
+        vectors, as many as the batch rounded up to whole packs."""
+        x = batch.x
         if self.conditions is None:
-            return x, None
+            return x, batch.y if self.num_classes else None
         n = math.ceil(max(len(x), 2) / self.options.pac) * self.options.pac
         cond, rows = self.conditions.training(x, n, generator)
         return torch.cat([x[rows], cond], 1), cond  # (n, D + C), (n, C)
 
     def _fake(self, n: int, cond: torch.Tensor | None, generator: torch.Generator | None = None,
               batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(D's fake inputs, G's raw output): images, or table rows with their conditions.
-        Images in training take z from the batch (`_noise`); table rows are resampled, so
-        theirs come from the global RNG."""
-        z = self._noise(batch) if batch is not None and cond is None else self._z(n, generator)
-        if cond is None:
-            out = self.G(z)  # (n, C, H, W)
+        """(D's fake inputs, G's raw output) for the conditions: images for their labels, or
+        table rows with their conditional vectors. Images in training take z from the batch
+        (`_noise`); table rows are resampled, so theirs come from the global RNG."""
+        if self.conditions is None:
+            z = self._noise(batch) if batch is not None else self._z(n, generator)
+            if cond is not None and len(cond) < len(z):  # a batch of one, padded to two
+                cond = cond.repeat(len(z))[:len(z)]
+            out = self.G(image_nets.with_label(z, cond, self.num_classes))  # (n, C, H, W)
             return out, out
-        out = self.G(torch.cat([z, cond], 1))  # (n, D) logits and pre-tanh offsets
+        out = self.G(torch.cat([self._z(n, generator), cond], 1))  # (n, D) logits, offsets
         return torch.cat([self.head(out), cond], 1), out
 
-    def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor,
+                          cond: torch.Tensor | None) -> torch.Tensor:
         """Gulrajani et al., "Improved Training of Wasserstein GANs" (NeurIPS 2017): D's gradient
         norm pushed to 1 at points between real and fake samples; a pack is one point."""
         groups = len(real) // (self.options.pac if self.conditions is not None else 1)
         alpha = torch.rand(groups, 1, device=real.device)  # (G, 1), one per pack
         alpha = alpha.repeat_interleave(len(real) // groups, 0).view(-1, *[1] * (real.dim() - 1))
         mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.D(mix).sum(), mix, create_graph=True)
+        (grad,) = torch.autograd.grad(self._judge(mix, cond).sum(), mix, create_graph=True)
         return (grad.reshape(groups, -1).norm(dim=1) - 1).square().mean()
 
     @torch.no_grad()
     def _average(self) -> None:
+        """One step of the moving average. Its decay warms up as (1 + t) / (10 + t) over G's
+        step count t (from the optimizer state, so resume restores it): the average of a short
+        run is of its recent weights, not of the random initial ones."""
+        t = int(self.opt_g.state[next(self.G.parameters())]["step"])
+        decay = min(self.options.ema, (1 + t) / (10 + t))
         for average, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
-            average.lerp_(p, 1 - self.options.ema)
+            average.lerp_(p, 1 - decay)
         for average, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
             average.copy_(b)  # BatchNorm's running statistics: G's own
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.G.train()
         self.D.train()
-        real, cond = self._real(batch.x)
+        real, cond = self._real(batch)
         n = max(len(real), 2)  # as many fakes as reals; BatchNorm in G needs two or more
         for _ in range(self.options.d_steps):  # every D step sees the same real batch, fresh z
-            fake = self._fake(n, cond, batch=batch)[0].detach()  # no gradient into G here
-            d_loss = self._d_loss(real, fake)
+            fake = self._fake(n, cond, batch=batch)[0].detach()[:len(real)]  # no grad into G
+            d_loss = self._d_loss(real, fake, cond)
             if self.options.gp:
-                d_loss = d_loss + self.options.gp * self._gradient_penalty(real, fake)
+                d_loss = d_loss + self.options.gp * self._gradient_penalty(real, fake, cond)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
@@ -245,9 +244,9 @@ class GAN(Family):
         # G step: D's weights are only read, so D needs no gradients of its own
         self.D.requires_grad_(False)
         fake, out = self._fake(n, cond, batch=batch)
-        g_loss = ops.gan_g_loss(self.D(fake).flatten(), kind=self.options.loss)
+        g_loss = ops.gan_g_loss(self._judge(fake[:len(real)], cond), kind=self.options.loss)
         losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
-        if cond is not None:  # CTGAN: make the asked-for category, not just any real-looking one
+        if self.conditions is not None:  # CTGAN: make the asked-for category, not any real one
             penalty = self.conditions.penalty(out, cond).mean()
             g_loss = g_loss + penalty
             losses["cond_loss"] = penalty.item()
@@ -272,22 +271,26 @@ class GAN(Family):
         self.D.eval()
         with torch.no_grad():
             generator = torch.Generator(self.device).manual_seed(0)
-            real, cond = self._real(batch.x, generator)
-            return self._d_loss(real, self._fake(len(real), cond, generator)[0]).item()
+            real, cond = self._real(batch, generator)
+            fake = self._fake(max(len(real), 2), cond, generator)[0][:len(real)]
+            return self._d_loss(real, fake, cond).item()
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator, labels=None,
-               **settings) -> torch.Tensor:
-        """Images in [0, 1], or encoded table rows: conditions drawn by the data's category
-        frequencies, or all on `where="column=value"` (plugkit sample --where)."""
-        self.G.eval()
+    def sample(self, n: int, *, generator: torch.Generator,
+               labels: torch.Tensor | None = None, **settings) -> torch.Tensor:
+        """Images in [0, 1] (of the given labels [n] when conditional), or encoded table rows:
+        conditions drawn by the data's category frequencies, or all on `where="column=value"`
+        (plugkit sample --where). Drawn by the moving average of G when there is one."""
+        G = self.G_ema if self.G_ema is not None else self.G
+        G.eval()
+        z = self._z(n, generator)
         if self.conditions is None:
-            return self.G(self._z(n, generator))  # (n, C, H, W) in [0, 1]
+            labels = image_nets.labels_or_random(labels, n, self.num_classes, generator,
+                                                 self.device)
+            return G(image_nets.with_label(z, labels, self.num_classes))  # (n, C, H, W)
         where = settings.get("where")
         where = None if where is None else tabular.parse_where(self.info.meta["encoding"], where)
         cond = self.conditions.sampling(n, generator, self.device, where)  # (n, C)
-        G = self.G_ema if self.G_ema is not None else self.G
-        G.eval()
-        out = G(torch.cat([self._z(n, generator), cond], 1))
+        out = G(torch.cat([z, cond], 1))
         rows = self.head.draw(out, generator)  # categories drawn with `generator`, not Gumbel's
         return self.conditions.impose(rows, cond)  # (n, D)

@@ -16,10 +16,12 @@ more often and `plugkit sample --where column=value` draws rows of one category 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from plugkit_families import image_nets
 from plugkit_families.common import mlp, use_conv
 from plugkit_families.tabular_heads import Conditions, RowLikelihood
 from torch import nn
@@ -38,22 +40,19 @@ class Options:
                        "multiples of 4 and at least 16)", choices=("auto", "mlp", "conv"))
     lr: float = option(1e-3, "Adam learning rate", min=0.0, max=1.0)
     beta: float = option(1.0, "weight of the KL term (beta-VAE)", min=0.0)
+    likelihood: str = option("bernoulli", "images: p(pixel | z), bernoulli or gaussian (one "
+                             "learned scale for all pixels: Rybkin et al., sigma-VAE, 2021)",
+                             choices=("bernoulli", "gaussian"))
+    conditional: bool = option(True, "images with labels: learn p(image | label), so samples "
+                               "can be drawn per class (--label, --per-class)")
 
 
-def _conv_nets(c: int, h: int, w: int, base: int, latent: int) -> tuple[nn.Module, nn.Module]:
-    """DCGAN-style: two stride-2 convolutions down, two transposed convolutions up."""
-    flat = 2 * base * (h // 4) * (w // 4)
-    encoder = nn.Sequential(
-        nn.Conv2d(c, base, 4, 2, 1), nn.ReLU(),  # (B, base, H/2, W/2)
-        nn.Conv2d(base, 2 * base, 4, 2, 1), nn.ReLU(),  # (B, 2base, H/4, W/4)
-        nn.Flatten(), nn.Linear(flat, 2 * latent),
-    )
-    decoder = nn.Sequential(
-        nn.Linear(latent, flat), nn.ReLU(), nn.Unflatten(1, (2 * base, h // 4, w // 4)),
-        nn.ConvTranspose2d(2 * base, base, 4, 2, 1), nn.ReLU(),  # (B, base, H/2, W/2)
-        nn.ConvTranspose2d(base, c, 4, 2, 1),  # (B, C, H, W) logits
-    )
-    return encoder, decoder
+class _Scalar(nn.Module):
+    """One learned number (a module, so checkpoints and the optimizer see it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.value = nn.Parameter(torch.zeros(()))
 
 
 class VAE(Family):
@@ -65,28 +64,29 @@ class VAE(Family):
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
-        self.likelihood: RowLikelihood | None = None  # images: a Bernoulli per pixel
+        self.rows: RowLikelihood | None = None  # tables' p(row | z); images: options.likelihood
         self.conditions: Conditions | None = None
         if info.modality == "table":
             encoding = info.meta["encoding"]
             self.conditions = Conditions(encoding)
             encoder, decoder = self._mlp_nets(tabular.width(encoding), self.conditions.width)
-            self.likelihood = RowLikelihood(tabular.spans(encoding))
+            self.rows = RowLikelihood(tabular.spans(encoding))
+            nets = {"encoder": encoder, "decoder": decoder, "likelihood": self.rows}
         else:
             c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
-            if use_conv(options.arch, h, w):
-                encoder, decoder = _conv_nets(c, h, w, max(options.hidden // 8, 8),
-                                              options.latent_dim)
-            else:
-                encoder, decoder = self._mlp_nets(c * h * w)
-                encoder = nn.Sequential(nn.Flatten(), encoder)
-                decoder = nn.Sequential(decoder, nn.Unflatten(1, (c, h, w)))
-        nets = {"encoder": encoder, "decoder": decoder}
-        self.net = nn.ModuleDict(nets | ({"likelihood": self.likelihood} if self.likelihood
-                                         else {})).to(device)
+            self.num_classes = len(info.classes or []) if options.conditional else 0
+            conv, k = use_conv(options.arch, h, w), self.num_classes
+            trunk, features = image_nets.down(c, h, w, conv, options.hidden)
+            nets = {"encoder": trunk,  # [features, one-hot label] -> (mu, logvar) in "posterior"
+                    "posterior": nn.Linear(features + k, 2 * options.latent_dim),
+                    "decoder": image_nets.up(options.latent_dim + k, c, h, w, conv,
+                                             options.hidden)}
+            if options.likelihood == "gaussian":  # log sigma, shared by every pixel
+                nets["log_sigma"] = _Scalar()
+        self.net = nn.ModuleDict(nets).to(device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=options.lr)
 
-    def _mlp_nets(self, features: int, conditions: int = 0) -> tuple[nn.Module, nn.Module]:
+    def _mlp_nets(self, features: int, conditions: int) -> tuple[nn.Module, nn.Module]:
         o = self.options
         return (mlp([features + conditions, o.hidden, o.hidden, 2 * o.latent_dim]),
                 mlp([o.latent_dim + conditions, o.hidden, o.hidden, features]))
@@ -97,28 +97,36 @@ class VAE(Family):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
-    def _losses(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                eps: torch.Tensor | None = None
+    def _losses(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, eps: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample reconstruction NLL and KL, both [B], in nats."""
+        """Per-sample reconstruction NLL and KL, both [B], in nats (images: given labels y when
+        conditional)."""
         if self.conditions is not None:  # tables: rows drawn with their conditions
             cond, rows = self.conditions.training(x, len(x), generator)  # (B, C), (B,)
             x = x[rows]
             mu, logvar = self.net["encoder"](torch.cat([x, cond], 1)).chunk(2, dim=1)
             z, kl = ops.reparameterize_kl(mu, logvar, eps=eps)  # (B, latent), (B,)
             out = self.net["decoder"](torch.cat([z, cond], 1))  # (B, D) row parameters
-            return self.likelihood.nll(out, x), kl
-        mu, logvar = self.net["encoder"](x).chunk(2, dim=1)  # (B, latent) each
+            return self.rows.nll(out, x), kl
+        k = self.num_classes
+        features = image_nets.with_label(self.net["encoder"](x), y, k)  # (B, F + K)
+        mu, logvar = self.net["posterior"](features).chunk(2, dim=1)  # (B, latent) each
         z, kl = ops.reparameterize_kl(mu, logvar, eps=eps)  # (B, latent), (B,)
-        out = self.net["decoder"](z)  # (B, C, H, W) pixel logits
-        rec = F.binary_cross_entropy_with_logits(out, x, reduction="none").flatten(1).sum(1)
+        out = self.net["decoder"](image_nets.with_label(z, y, k))  # (B, C, H, W)
+        if self.options.likelihood == "gaussian":  # out: pixel means
+            log_sigma = self.net["log_sigma"].value
+            z2 = ((x - out) / log_sigma.exp()).square()
+            rec = (0.5 * z2 + log_sigma + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+        else:  # out: pixel logits
+            rec = F.binary_cross_entropy_with_logits(out, x, reduction="none").flatten(1).sum(1)
         return rec, kl
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.net.train()
         # eps from Batch.randn: each sample gets the same noise whatever the number of
         # processes (the kernel's own Philox stream is keyed per call, not per sample)
-        rec, kl = self._losses(batch.x, eps=batch.randn(self.options.latent_dim))
+        rec, kl = self._losses(batch.x, batch.y, eps=batch.randn(self.options.latent_dim))
         loss = (rec + self.options.beta * kl).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -127,21 +135,27 @@ class VAE(Family):
 
     def val_loss(self, batch: Batch) -> float:
         self.net.eval()  # conditions from their own seeded stream: the same every epoch
-        rec, kl = self._losses(batch.x, torch.Generator(self.device).manual_seed(0))
+        rec, kl = self._losses(batch.x, batch.y, torch.Generator(self.device).manual_seed(0))
         return (rec + kl).mean().item()  # the negative ELBO, whatever beta trained with
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator, labels=None,
-               **settings) -> torch.Tensor:
-        """Pixel means in [0, 1], or encoded table rows: conditions drawn by the data's category
-        frequencies, or all on `where="column=value"` (plugkit sample --where)."""
+    def sample(self, n: int, *, generator: torch.Generator,
+               labels: torch.Tensor | None = None, **settings) -> torch.Tensor:
+        """Pixel means in [0, 1] (of the given labels [n] when conditional), or encoded table
+        rows: conditions drawn by the data's category frequencies, or all on
+        `where="column=value"` (plugkit sample --where)."""
         self.net.eval()
         z = torch.randn(n, self.options.latent_dim, generator=generator, device=self.device)
         if self.conditions is None:
-            return torch.sigmoid(self.net["decoder"](z))  # (n, C, H, W)
+            labels = image_nets.labels_or_random(labels, n, self.num_classes, generator,
+                                                 self.device)
+            out = self.net["decoder"](image_nets.with_label(z, labels, self.num_classes))
+            if self.options.likelihood == "gaussian":
+                return out.clamp(0.0, 1.0)  # (n, C, H, W) means
+            return torch.sigmoid(out)  # (n, C, H, W)
         where = settings.get("where")
         where = None if where is None else tabular.parse_where(self.info.meta["encoding"], where)
         cond = self.conditions.sampling(n, generator, self.device, where)  # (n, C)
         out = self.net["decoder"](torch.cat([z, cond], 1))
-        rows = self.likelihood.sample(out, generator)  # (n, D) encoded rows
+        rows = self.rows.sample(out, generator)  # (n, D) encoded rows
         return self.conditions.impose(rows, cond)

@@ -79,6 +79,9 @@ class Family:
     api_version: ClassVar[int] = API_VERSION  # the plugin API it was written for
     Options: ClassVar[type] = NoOptions  # a dataclass: typed fields, defaults, help in metadata
     default_dataset: ClassVar[str | None] = None  # what `plugkit train NAME` uses without --data
+    # Set in __init__ to len(info.classes) when the model learns p(x | label): the core then
+    # passes `labels` [n] (int64, 0..num_classes-1) to every sample() call.
+    num_classes: int = 0
 
     def __init__(self, options: Any, info: DataInfo, device: torch.device) -> None:
         """Build the networks and optimizers for data described by `info`, on `device`."""
@@ -107,8 +110,8 @@ class Family:
         """n new samples in Batch.x's representation (images: float [n, C, H, W] in [0, 1];
         tables: encoded rows [n, D], categorical spans as one-hot or logits; sequences:
         standardized [n, T, F]) -- except text, as list[str]. The core decodes them to the
-        data's own format. `settings` are the sampler's knobs (text: temperature, top_k,
-        prefix)."""
+        data's own format. `labels` [n]: the class of each sample, given when num_classes > 0.
+        `settings` are the sampler's knobs (text: temperature, top_k, prefix; tables: where)."""
         raise NotImplementedError
 
 

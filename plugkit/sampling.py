@@ -18,6 +18,7 @@ error (a full disk, Ctrl-C) nothing is left behind.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import json
 import math
@@ -66,18 +67,24 @@ BLOCK = 10_000  # samples per draw: what is held in memory at once, and the unit
 GRID_MAX = 10_000  # the .png grid is built in memory: 10,000 tiles is already a huge picture
 
 
-def sample(run_dir: str | Path, n: int, out: str | Path | None = None, seed: int = 0,
-           weights: str = "best", **settings: Any) -> Path:
+def sample(run_dir: str | Path, n: int | None = None, out: str | Path | None = None,
+           seed: int = 0, weights: str = "best", label: str | None = None,
+           per_class: int | None = None, **settings: Any) -> Path:
     """Writes n samples of a run to `out` (default: <run>/samples/samples.<the modality's first
     format>); returns it. `settings` go to the family's sampler (text: temperature, top_k,
     prefix; tables: where="COLUMN=VALUE"). Samples are drawn and written in blocks (see
     `blocks`), so memory stays bounded whatever n is; the file and its sidecar appear whole, or
     not at all.
+
+    Class-conditional runs (family.num_classes > 0) draw every sample for a label, in class
+    order: all of `label` (a class name or index), `per_class` of each class (n = per_class *
+    classes; a .png grid then shows one class per row), or by default the training data's
+    class mix. A .npz holds the labels beside the images.
     """
-    if n < 1:
-        raise UsageError(f"--n must be at least 1, got {n}")
     run_dir = Path(run_dir)
-    modality = runs.read(run_dir)["data"]["modality"]
+    record = runs.read(run_dir)
+    n = _count(n, per_class, record)
+    modality = record["data"]["modality"]
     formats = FORMATS[modality]
     out = Path(out) if out is not None else run_dir / "samples" / f"samples{formats[0]}"
     if out.suffix not in formats:
@@ -93,14 +100,19 @@ def sample(run_dir: str | Path, n: int, out: str | Path | None = None, seed: int
     if "where" in settings and modality != "table":
         raise UsageError(f"--where: only for table runs, and {run_dir} is a {modality} run")
     family = load(run_dir, weights=weights)
+    labels = plan_labels(family, record, n, label, per_class, run_dir)
     sidecar = {"run": str(run_dir), "family": family.name, "n": n, "seed": seed,
                "weights": weights, "settings": settings, "file": out.name}
+    if labels is not None:
+        sidecar |= {"label": label, "per_class": per_class, "classes": family.info.classes}
+    writer = WRITERS[out.suffix]
+    if labels is not None and out.suffix in (".npz", ".png"):
+        writer = functools.partial(writer, labels=labels, per_row=per_class)
     try:
-        drawn = blocks(family, n, seed, **settings)
+        drawn = blocks(family, n, seed, labels, **settings)
         drawn = itertools.chain([next(drawn)], drawn)  # bad settings fail before any file exists
         out.parent.mkdir(parents=True, exist_ok=True)
-        _write(out, lambda tmp: WRITERS[out.suffix](tmp, drawn, n),
-               json.dumps(sidecar, indent=2) + "\n")
+        _write(out, lambda tmp: writer(tmp, drawn, n), json.dumps(sidecar, indent=2) + "\n")
     except OSError as exc:
         raise PlugkitError(f"cannot write {out}: {_reason(exc)}") from None
     except (MemoryError, RuntimeError) as exc:
@@ -111,7 +123,62 @@ def sample(run_dir: str | Path, n: int, out: str | Path | None = None, seed: int
     return out
 
 
-def blocks(family: Family, n: int, seed: int, **settings: Any) -> Iterator[Any]:
+def _count(n: int | None, per_class: int | None, record: dict) -> int:
+    if per_class is None:
+        n = 64 if n is None else n
+    else:
+        if per_class < 1:
+            raise UsageError(f"--per-class must be at least 1, got {per_class}")
+        classes = record["data"]["classes"] or []
+        if n is not None and n != per_class * len(classes):
+            raise UsageError(f"--n {n} and --per-class {per_class} disagree: "
+                             f"{len(classes)} classes x {per_class} = "
+                             f"{per_class * len(classes)} samples; give one of the two")
+        n = per_class * len(classes) or per_class  # no classes: plan_labels says why
+    if n < 1:
+        raise UsageError(f"--n must be at least 1, got {n}")
+    return n
+
+
+def plan_labels(family: Family, record: dict, n: int, label: str | None = None,
+                per_class: int | None = None, run_dir: Any = "the run") -> np.ndarray | None:
+    """The label of each of the n samples (int64 [n], in class order), or None when the
+    family does not sample by class."""
+    classes = family.info.classes or []
+    if not family.num_classes:
+        if label is not None or per_class is not None:
+            flag = "--label" if label is not None else "--per-class"
+            why = "its data has no labels" if not classes else \
+                "its model is not class-conditional (conditional=false, or its family is not)"
+            raise UsageError(f"{flag}: {run_dir} cannot sample by class: {why}")
+        return None
+    if label is not None:
+        return np.full(n, _class_index(label, classes), np.int64)
+    if per_class is not None:
+        return np.repeat(np.arange(len(classes)), per_class)
+    counts = record["data"].get("class_counts") or [1] * len(classes)
+    return np.repeat(np.arange(len(classes)), _quota(np.asarray(counts, np.float64), n))
+
+
+def _class_index(label: str, classes: list[str]) -> int:
+    if str(label) in classes:
+        return classes.index(str(label))
+    if str(label).isdigit() and int(label) < len(classes):
+        return int(label)
+    raise UsageError(f"--label {label!r} is not a class of this run; classes: "
+                     + ", ".join(classes))
+
+
+def _quota(weights: np.ndarray, n: int) -> np.ndarray:
+    """n split in proportion to weights, in whole numbers (largest remainders)."""
+    exact = weights / weights.sum() * n
+    counts = np.floor(exact).astype(np.int64)
+    counts[np.argsort(counts - exact, kind="stable")[:n - counts.sum()]] += 1
+    return counts
+
+
+def blocks(family: Family, n: int, seed: int, labels: np.ndarray | None = None,
+           **settings: Any) -> Iterator[Any]:
     """The n samples in blocks of BLOCK, each decoded to the data's own representation.
 
     Block k is drawn by its own generator, seeded with `seed` itself for k = 0 (so n <= BLOCK
@@ -121,6 +188,8 @@ def blocks(family: Family, n: int, seed: int, **settings: Any) -> Iterator[Any]:
     """
     for k, start in enumerate(range(0, n, BLOCK)):
         generator = torch.Generator(device=family.device).manual_seed(block_seed(seed, k))
+        if labels is not None:
+            settings["labels"] = torch.from_numpy(labels[start:start + BLOCK]).to(family.device)
         with torch.no_grad():  # a sampler that keeps its graph would hold every block's memory
             drawn = family.sample(min(BLOCK, n - start), generator=generator, **settings)
         yield codec.decode(family.info, drawn)
@@ -211,11 +280,16 @@ def _write_npy(tmp: Path, drawn: Iterable[np.ndarray], n: int) -> None:
         _stream_npy(f, drawn, n)
 
 
-def _write_npz(tmp: Path, drawn: Iterable[np.ndarray], n: int) -> None:
-    """What np.savez(x=...) writes (an uncompressed zip holding x.npy), streamed into the zip."""
-    with zipfile.ZipFile(tmp, "w", allowZip64=True) as z, \
-            z.open("x.npy", "w", force_zip64=True) as f:
-        _stream_npy(f, drawn, n)
+def _write_npz(tmp: Path, drawn: Iterable[np.ndarray], n: int,
+               labels: np.ndarray | None = None, per_row: int | None = None) -> None:
+    """What np.savez(x=..., labels=...) writes (an uncompressed zip holding x.npy and, for a
+    conditional run, labels.npy), x streamed into the zip."""
+    with zipfile.ZipFile(tmp, "w", allowZip64=True) as z:
+        if labels is not None:
+            with z.open("labels.npy", "w") as f:
+                np.save(f, labels)
+        with z.open("x.npy", "w", force_zip64=True) as f:
+            _stream_npy(f, drawn, n)
 
 
 def _stream_npy(f: IO[bytes], drawn: Iterable[np.ndarray], n: int) -> None:
@@ -234,10 +308,13 @@ def _stream_npy(f: IO[bytes], drawn: Iterable[np.ndarray], n: int) -> None:
     assert rows == n, f"drew {rows} samples, not {n}"
 
 
-def _write_png(tmp: Path, drawn: Iterable[np.ndarray], n: int) -> None:
+def _write_png(tmp: Path, drawn: Iterable[np.ndarray], n: int,
+               labels: np.ndarray | None = None, per_row: int | None = None) -> None:
+    """A grid in sample order (class order for a conditional run; one class per row with
+    --per-class)."""
     from PIL import Image
 
-    grid = (grid_image(np.concatenate(list(drawn))) * 255).round().astype(np.uint8)
+    grid = (grid_image(np.concatenate(list(drawn)), cols=per_row) * 255).round().astype(np.uint8)
     mode = "L" if grid.shape[2] == 1 else "RGB"
     Image.fromarray(grid.squeeze(2), mode).save(tmp, "PNG")
 
@@ -246,10 +323,11 @@ WRITERS = {".txt": _write_text, ".csv": _write_csv, ".parquet": _write_parquet,
            ".npy": _write_npy, ".npz": _write_npz, ".png": _write_png}
 
 
-def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:
-    """(n, C, H, W) in [0, 1] -> one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) picture."""
+def grid_image(images: np.ndarray, pad: int = 1, cols: int | None = None) -> np.ndarray:
+    """(n, C, H, W) in [0, 1] -> one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) picture, row by
+    row (cols: default the square root of n)."""
     n, c, h, w = images.shape
-    cols = math.ceil(math.sqrt(n))
+    cols = cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     tiles = np.ones((rows * cols, c, h + pad, w + pad), np.float32)  # white padding
     tiles[:n, :, :h, :w] = images

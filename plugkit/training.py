@@ -86,10 +86,20 @@ def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset, spec
         "options": asdict(opts), "seed": config.seed, "epochs": config.epochs,
         "batch_size": config.batch_size, "val_fraction": config.val_fraction,
         "data": {"spec": spec, "modality": ds.modality, "size": len(ds), "meta": ds.meta,
-                 "classes": ds.classes, "image_size": config.image_size,
+                 "classes": ds.classes, "class_counts": _class_counts(ds),
+                 "image_size": config.image_size,
                  "window": config.window},
         "status": "training",
     }
+
+
+def _class_counts(ds) -> list[int] | None:
+    """How many samples each class has: the default mix of a conditional model's samples."""
+    if ds.labels is None or ds.classes is None:
+        return None
+    import numpy as np
+
+    return np.bincount(ds.labels, minlength=len(ds.classes)).tolist()
 
 
 def _check_modality(cls: type[Family], spec: str, modality: str | None) -> None:

@@ -88,10 +88,11 @@ def test_wasserstein_clips_the_critic():
 
 def test_contract_names():
     family = build()
-    assert set(family.modules()) == {"generator", "discriminator"}
+    assert set(family.modules()) == {"generator", "discriminator", "generator_ema"}
+    assert set(build(ema=0.0).modules()) == {"generator", "discriminator"}
     assert set(family.optimizers()) == {"g", "d"}
     assert family.optimizers()["d"].defaults["betas"] == (0.5, 0.999)
-    assert GAN.name == "gan" and GAN.modalities == ("image", "table") and not GAN.conditional
+    assert GAN.name == "gan" and GAN.modalities == ("image", "table") and GAN.conditional
 
 
 @pytest.mark.parametrize("info", [DIGITS, RGB16])
@@ -144,11 +145,12 @@ def test_a_few_epochs_on_digits_by_hand():
     from plugkit import data
 
     ds = data.load("digits", None, None)
-    x = torch.from_numpy(ds.x)
+    x, y = torch.from_numpy(ds.x), torch.from_numpy(ds.labels)
     family = GAN(Options(hidden=64, latent_dim=16, lr_g=1e-3, lr_d=1e-3), DataInfo(
         "image", ds.meta, ds.classes), CPU)
     for _ in range(3 * len(x) // 128):  # three epochs of random batches
-        losses = family.train_step(Batch(x[torch.randint(len(x), (128,))]))
+        rows = torch.randint(len(x), (128,))
+        losses = family.train_step(Batch(x[rows], y[rows]))
     assert 0.05 < losses["d_loss"] < 5 and 0.05 < losses["g_loss"] < 10, losses
     fake = family.sample(256, generator=torch.Generator().manual_seed(0))
     assert abs(fake.mean().item() - x.mean().item()) < 0.15  # G learned the ink density

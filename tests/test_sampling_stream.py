@@ -17,6 +17,7 @@ import torch
 from helpers import tiny_run
 from PIL import Image
 
+from plugkit import runs as run_records
 from plugkit import sampling
 from plugkit.data import codec
 
@@ -46,7 +47,7 @@ def one_shot(path: Path, parts: list) -> bytes:
 def content(path: Path) -> bytes:
     if path.suffix == ".npz":
         with zipfile.ZipFile(path) as z:
-            assert z.namelist() == ["x.npy"]
+            assert z.namelist()[-1] == "x.npy"  # after labels.npy for a conditional run
             return z.read("x.npy")
     return path.read_bytes()
 
@@ -58,7 +59,10 @@ CASES = [(kind, suffix) for kind in KINDS for suffix in sampling.FORMATS[kind]]
 def test_streamed_file_equals_the_one_shot_file(runs, tmp_path, monkeypatch, kind, suffix):
     monkeypatch.setattr(sampling, "BLOCK", 4)  # 10 samples: blocks of 4, 4 and 2
     out = sampling.sample(runs[kind], 10, tmp_path / f"s{suffix}", seed=7)
-    parts = list(sampling.blocks(sampling.load(runs[kind]), 10, 7))
+    family = sampling.load(runs[kind])
+    labels = sampling.plan_labels(family, run_records.read(runs[kind]), 10)
+    assert (labels is not None) == (kind == "image")  # digits: a class-conditional VAE
+    parts = list(sampling.blocks(family, 10, 7, labels))
     assert [len(p) for p in parts] == [4, 4, 2]
     if suffix == ".png":
         grid = sampling.grid_image(np.concatenate(parts))
@@ -89,13 +93,15 @@ def same(a, b) -> bool:
 def test_a_block_depends_on_the_seed_and_its_index_only(runs, tmp_path, monkeypatch, kind,
                                                         suffix):
     monkeypatch.setattr(sampling, "BLOCK", 4)
-    got = {n: rows(sampling.sample(runs[kind], n, tmp_path / f"{n}{suffix}", seed=3))
+    # a class-conditional run's default labels follow the class mix of n: fix them
+    given = {"label": "0"} if kind == "image" else {}
+    got = {n: rows(sampling.sample(runs[kind], n, tmp_path / f"{n}{suffix}", seed=3, **given))
            for n in (8, 10, 12)}
     assert len(got[8]) == 8 and len(got[10]) == 10 and len(got[12]) == 12
     for n in (10, 12):  # whole blocks are the same whatever n is
         assert same(got[n][:8], got[8])
     assert not same(got[8][:4], got[8][4:])  # block 1 is not block 0 again
-    other = rows(sampling.sample(runs[kind], 8, tmp_path / f"other{suffix}", seed=4))
+    other = rows(sampling.sample(runs[kind], 8, tmp_path / f"other{suffix}", seed=4, **given))
     assert not same(other, got[8])
 
 
@@ -104,10 +110,12 @@ def test_up_to_one_block_is_one_draw_from_the_seed(runs, tmp_path, kind):
     """n <= BLOCK: exactly what sampling gave before it streamed (one generator, `seed`)."""
     family = sampling.load(runs[kind])
     generator = torch.Generator().manual_seed(5)
+    given = {"labels": torch.full((6,), 2)} if kind == "image" else {}  # digits: class 2
     with torch.no_grad():
-        expected = codec.decode(family.info, family.sample(6, generator=generator))
+        expected = codec.decode(family.info, family.sample(6, generator=generator, **given))
     suffix = sampling.FORMATS[kind][-1]  # .npy for images, .txt for text
-    got = rows(sampling.sample(runs[kind], 6, tmp_path / f"s{suffix}", seed=5))
+    got = rows(sampling.sample(runs[kind], 6, tmp_path / f"s{suffix}", seed=5,
+                               **({"label": "2"} if kind == "image" else {})))
     assert same(got, expected)
 
 
@@ -118,6 +126,7 @@ def test_block_seeds_are_distinct():
 
 PEAK = """
 import resource, sys
+from plugkit import runs as run_records
 from plugkit import sampling
 def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)

@@ -135,7 +135,8 @@ def _progress_bar(epochs: int, batch_size: int) -> Iterator:
 
 def sample(
     run: Annotated[Path, typer.Argument(help="A run directory written by `plugkit train`.")],
-    n: Annotated[int, typer.Option("--n", help="How many samples.")] = 64,
+    n: Annotated[int | None, typer.Option(
+        "--n", help="How many samples (default 64, or --per-class x classes).")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Output file: .png grid, .npz or .npy for images, .csv or .parquet for tables, "
              ".npz or .npy for sequences, .txt for text (default RUN/samples/samples.<first>)."
@@ -143,6 +144,12 @@ def sample(
     seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
     weights: Annotated[str, typer.Option(
         help="best (lowest validation loss, where the family keeps them) or last.")] = "best",
+    label: Annotated[str | None, typer.Option(
+        help="Class-conditional runs: every sample of this class (a name or an index).")
+    ] = None,
+    per_class: Annotated[int | None, typer.Option(
+        help="Class-conditional runs: this many samples of every class, in class order.")
+    ] = None,
     temperature: Annotated[float | None, typer.Option(
         help="Text: divide the logits by this (<1 safer, >1 wilder; default 1).")] = None,
     top_k: Annotated[int | None, typer.Option(
@@ -159,4 +166,6 @@ def sample(
 
     given = {"temperature": temperature, "top_k": top_k, "prefix": prefix, "where": where}
     settings = {k: v for k, v in given.items() if v is not None}  # image runs get none
-    typer.echo(f"wrote {draw(run, n, out, seed, weights=weights, **settings)}")
+    written = draw(run, n, out, seed, weights=weights, label=label, per_class=per_class,
+                   **settings)
+    typer.echo(f"wrote {written}")

@@ -78,12 +78,12 @@ def _fit_numeric(name: Any, column: Any) -> dict:
 def _modes(values: np.ndarray) -> list[dict]:
     """The column's modes, {"weight", "mean", "std"} each, sorted by mean.
 
-    A single value holding POINT_SHARE of the column or more, and POINT_ROWS rows (the 0 of a capital gain, the 40
-    of hours per week) is a mode of its own with std 0, so it decodes exactly whatever the
-    offset: inside a Gaussian mode a spike needs an offset precise to a thousandth, which a
-    network does not write. The other values get a Bayesian Gaussian mixture with a
-    Dirichlet-process prior (sklearn's BayesianGaussianMixture), which switches off the
-    components it does not need. At most MAX_MODES point modes (the commonest) are kept.
+    A single value held by POINT_SHARE of the rows or more, and by POINT_ROWS rows (the 0 of
+    a capital gain, the 40 of hours per week) is a mode of its own with std 0, so it decodes
+    exactly whatever the offset: inside a Gaussian mode a spike needs an offset precise to a
+    thousandth, which a network does not write. The other values get a Bayesian Gaussian
+    mixture with a Dirichlet-process prior (sklearn's BayesianGaussianMixture), which switches
+    off the components it does not need. At most MAX_MODES point modes (the commonest) are kept.
     """
     distinct, counts = np.unique(values, return_counts=True)
     common = counts >= max(POINT_SHARE * len(values), POINT_ROWS)

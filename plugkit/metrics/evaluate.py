@@ -176,7 +176,7 @@ def _heldout_nll(c: sets.Sets) -> float | None:
     from plugkit.training import validate
 
     family = sampling.load(c.run)
-    if not getattr(family, "likelihood", False):
+    if not type(family).likelihood:
         return None
     x, y = codec.encode(c.holdout_full)
     return validate(family, x, y, 256, family.device)

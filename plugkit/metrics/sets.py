@@ -55,17 +55,25 @@ def from_run(run_dir: Path, n: int | None, seed: int) -> Sets:
     size = _size(n, train, holdout)
     family = sampling.load(run_dir)
     generator = torch.Generator(device=family.device).manual_seed(seed)
-    drawn = [_decoded(family, min(CHUNK, size - start), generator)
+    # a class-conditional model draws for the holdout's labels: the same class mix as the real
+    # set it is compared with, and the labels that label accuracy checks
+    labels = np.resize(holdout.labels, size) if family.num_classes else None
+    drawn = [_decoded(family, generator, labels, start, min(CHUNK, size - start))
              for start in range(0, size, CHUNK)]
-    synthetic = Dataset(f"samples of {run_dir}", real.modality, _concat(drawn), meta=real.meta)
+    synthetic = Dataset(f"samples of {run_dir}", real.modality, _concat(drawn), labels,
+                        real.classes if labels is not None else None, meta=real.meta)
     return _cut(Sets(real.modality, synthetic, train, holdout, real.meta, str(run_dir), run_dir),
                 size, seed)
 
 
-def _decoded(family: Any, n: int, generator: Any) -> Any:
+def _decoded(family: Any, generator: Any, labels: np.ndarray | None, start: int, n: int) -> Any:
+    import torch
+
     from plugkit.data import codec
 
-    return codec.decode(family.info, family.sample(n, generator=generator))
+    given = {} if labels is None else {
+        "labels": torch.from_numpy(labels[start:start + n]).to(family.device)}
+    return codec.decode(family.info, family.sample(n, generator=generator, **given))
 
 
 def _concat(parts: list[Any]) -> Any:
