@@ -3,8 +3,12 @@ Bayes", ICLR 2014).
 
 The encoder maps a sample to a diagonal Gaussian q(z|x) = N(mu, exp(logvar)); a sample
 z = mu + exp(logvar/2) * eps and KL(q || N(0, I)) come from one fused kernel,
-plugkit.ops.reparameterize_kl. The decoder gives a Bernoulli logit per pixel for images. The loss
-is the negative ELBO per sample in nats: reconstruction + beta * KL (beta = 1 is the plain VAE).
+plugkit.ops.reparameterize_kl. For images the decoder gives a Bernoulli logit per pixel, or with
+likelihood=gaussian a mean per pixel under one learned scale (Rybkin et al., "Simple and
+Effective VAE Training with Calibrated Decoders", ICML 2021). The loss is the negative ELBO per
+sample in nats: reconstruction + beta * KL (beta = 1 is the plain VAE; Higgins et al., ICLR 2017).
+With labelled images the VAE is conditional (Sohn et al., NeurIPS 2015): encoder and decoder
+take the label's one-hot (plugins/image_nets.py), so samples are drawn per class.
 
 Tables follow TVAE (Xu et al., "Modeling Tabular Data using Conditional GAN", NeurIPS 2019):
 encoded rows (plugkit.data.tabular) are decoded into a Gaussian around tanh(output) per offset

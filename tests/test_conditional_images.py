@@ -142,3 +142,32 @@ def test_cli_label_and_bad_labels(conditional_run, tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.npz").exists()
     with zipfile.ZipFile(out) as z:
         assert z.namelist() == ["labels.npy", "x.npy"]
+
+
+def test_cli_augment_reports_the_gain_and_writes_the_augmented_set(conditional_run, tmp_path):
+    out = tmp_path / "aug.npz"
+    result = run_python("-m", "plugkit", "augment", str(conditional_run), "--per-class", "20",
+                        "--out", str(out), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    accuracy = report["accuracy"]
+    assert set(accuracy) == {"real", "real + synthetic", "synthetic"}
+    assert all(0.0 <= v <= 1.0 for v in accuracy.values())
+    assert accuracy["real"] > 0.9  # logistic regression on real digits
+    assert report["gain"] == pytest.approx(accuracy["real + synthetic"] - accuracy["real"])
+    assert report["synthetic"] == 200 and report["holdout"] == 180
+    with np.load(out, allow_pickle=False) as f:
+        assert f["x"].shape == (report["real_train"] + 200, 1, 8, 8)
+        assert list(np.bincount(f["labels"][-200:])) == [20] * 10
+
+
+def test_cli_augment_refuses_what_it_cannot_use(conditional_run, tmp_path):
+    bad = run_python("-m", "plugkit", "augment", str(conditional_run), "--out",
+                     str(tmp_path / "a.csv"), cwd=tmp_path)
+    assert bad.returncode == 2 and "--out must end in .npz" in bad.stderr
+    table = tmp_path / "iris"
+    assert run_python("-m", "plugkit", "train", "vae", "--data", "iris", "--epochs", "1",
+                      "--out", str(table), cwd=tmp_path).returncode == 0
+    bad = run_python("-m", "plugkit", "augment", str(table), cwd=tmp_path)
+    assert bad.returncode == 2 and "needs an image run trained on labelled data" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -41,6 +41,7 @@ def one_line_errors(command: Callable) -> Callable:
 for name, command in [("train", train.train), ("sample", train.sample),
                       ("list", families.list_families), ("info", families.info),
                       ("new-plugin", families.new_plugin), ("eval", evaluate.evaluate),
+                      ("augment", evaluate.augment),
                       ("datasets", datasets.datasets), ("doctor", doctor.doctor)]:
     app.command(name)(one_line_errors(command))
 bench.app.command("kernels")(one_line_errors(bench.kernels))
