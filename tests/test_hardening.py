@@ -121,8 +121,8 @@ def test_disk_full_mid_write_leaves_nothing_and_keeps_the_old_file(request, tmp_
     before = out.read_bytes()
     monkeypatch.setattr(sampling, "BLOCK", 4)  # several blocks: the disk fills after the first
 
-    def blocks_then_full(family, n, seed, **settings):
-        real = real_blocks(family, n, seed, **settings)
+    def blocks_then_full(family, n, seed, labels=None, **settings):
+        real = real_blocks(family, n, seed, labels, **settings)
         yield next(real)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
