@@ -215,3 +215,40 @@ def test_cli_train_and_sample(tmp_path):
     sampled = runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "4",
                                   "--out", str(tmp_path / "grid.png")])
     assert sampled.exit_code == 0, sampled.output
+
+
+LABELLED = DataInfo("image", {"channels": 1, "height": 16, "width": 16}, list("abc"))
+
+
+class TestGANConditionalSpectral(FamilyTests):
+    family = GAN
+    info = LABELLED
+    options = ["hidden=64", "latent_dim=8", "spectral_norm=true"]
+    loss_key = None
+
+    def batch(self):
+        g = torch.Generator().manual_seed(0)
+        return Batch(torch.rand(12, 1, 16, 16, generator=g), torch.arange(12) % 3)
+
+
+def test_spectral_norm_parametrizes_every_layer_of_d():
+    family = build(LABELLED, spectral_norm=True)
+    layers = [m for m in family.D.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d,
+                                                              torch.nn.Embedding))]
+    assert len(layers) == 4  # two convolutions, the logit and the projection's embedding
+    assert all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
+    assert family.num_classes == 3
+
+
+def test_the_moving_average_warms_up_then_decays_slowly():
+    family = build(ema=0.99, batch_norm=False)
+    batch = Batch(images(DIGITS))
+    for t in (1, 2, 200):  # G's step count after the step
+        while int(family.opt_g.state[next(family.G.parameters())].get("step", 0)) < t - 1:
+            family.train_step(batch)
+        before = [p.clone() for p in family.G_ema.parameters()]
+        family.train_step(batch)
+        decay = min(0.99, (1 + t) / (10 + t))  # 2/11, 3/12, then the cap
+        for average, old, new in zip(family.G_ema.parameters(), before, family.G.parameters(),
+                                     strict=True):
+            torch.testing.assert_close(average, decay * old + (1 - decay) * new)
