@@ -1,5 +1,5 @@
-"""Variational autoencoder for images and tables (Kingma & Welling, "Auto-Encoding Variational
-Bayes", ICLR 2014).
+"""Variational autoencoder for images, tables and sequence windows (Kingma & Welling,
+"Auto-Encoding Variational Bayes", ICLR 2014).
 
 The encoder maps a sample to a diagonal Gaussian q(z|x) = N(mu, exp(logvar)); a sample
 z = mu + exp(logvar/2) * eps and KL(q || N(0, I)) come from one fused kernel,
@@ -9,6 +9,11 @@ Effective VAE Training with Calibrated Decoders", ICML 2021). The loss is the ne
 sample in nats: reconstruction + beta * KL (beta = 1 is the plain VAE; Higgins et al., ICLR 2017).
 With labelled images the VAE is conditional (Sohn et al., NeurIPS 2015): encoder and decoder
 take the label's one-hot (plugins/image_nets.py), so samples are drawn per class.
+Sequence windows [T, F] (standardized per feature) go through MLPs to a Gaussian decoder with a
+learned scale per feature. Samples are the decoder's means, as for images: the learned scale
+is the residual's marginal size, and adding it as noise independent in time made windows
+jagged (sunspots, 400 epochs: detection accuracy 0.91 with the noise, 0.68 with the means;
+floor 0.59).
 
 Tables follow TVAE (Xu et al., "Modeling Tabular Data using Conditional GAN", NeurIPS 2019):
 encoded rows (plugkit.data.tabular) are decoded into a Gaussian around tanh(output) per offset
@@ -51,18 +56,19 @@ class Options:
                                "can be drawn per class (--label, --per-class)")
 
 
-class _Scalar(nn.Module):
-    """One learned number (a module, so checkpoints and the optimizer see it)."""
+class _LogScale(nn.Module):
+    """Learned log standard deviations [size] (a module, so checkpoints and the optimizer see
+    them), broadcast over the last dimension of the data."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int) -> None:
         super().__init__()
-        self.value = nn.Parameter(torch.zeros(()))
+        self.value = nn.Parameter(torch.zeros(size))
 
 
 class VAE(Family):
     name = "vae"
     description = "variational autoencoder (MLP or conv) with a fused reparameterization kernel"
-    modalities = ("image", "table")
+    modalities = ("image", "table", "sequence")
     Options = Options
     default_dataset = "digits"
 
@@ -76,17 +82,19 @@ class VAE(Family):
             encoder, decoder = self._mlp_nets(tabular.width(encoding), self.conditions.width)
             self.rows = RowLikelihood(tabular.spans(encoding))
             nets = {"encoder": encoder, "decoder": decoder, "likelihood": self.rows}
-        else:
-            c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
+        else:  # images, or sequence windows (B, T, F) as one-channel T x F "images" to an MLP
+            image = info.modality == "image"
+            c, h, w = (info.meta["channels"], info.meta["height"], info.meta["width"]) if image \
+                else (1, info.meta["length"], info.meta["features"])
             self.num_classes = len(info.classes or []) if options.conditional else 0
-            conv, k = use_conv(options.arch, h, w), self.num_classes
+            conv, k = image and use_conv(options.arch, h, w), self.num_classes
             trunk, features = image_nets.down(c, h, w, conv, options.hidden)
+            decoder = image_nets.up(options.latent_dim + k, c, h, w, conv, options.hidden)
             nets = {"encoder": trunk,  # [features, one-hot label] -> (mu, logvar) in "posterior"
                     "posterior": nn.Linear(features + k, 2 * options.latent_dim),
-                    "decoder": image_nets.up(options.latent_dim + k, c, h, w, conv,
-                                             options.hidden)}
-            if options.likelihood == "gaussian":  # log sigma, shared by every pixel
-                nets["log_sigma"] = _Scalar()
+                    "decoder": decoder if image else nn.Sequential(decoder, nn.Flatten(1, 2))}
+            if self._gaussian():  # log sigma: one for all pixels, one per sequence feature
+                nets["log_sigma"] = _LogScale(1 if image else w)
         self.net = nn.ModuleDict(nets).to(device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=options.lr)
 
@@ -94,6 +102,9 @@ class VAE(Family):
         o = self.options
         return (mlp([features + conditions, o.hidden, o.hidden, 2 * o.latent_dim]),
                 mlp([o.latent_dim + conditions, o.hidden, o.hidden, features]))
+
+    def _gaussian(self) -> bool:
+        return self.info.modality == "sequence" or self.options.likelihood == "gaussian"
 
     def modules(self) -> dict[str, nn.Module]:
         return {"vae": self.net}
@@ -117,8 +128,8 @@ class VAE(Family):
         features = image_nets.with_label(self.net["encoder"](x), y, k)  # (B, F + K)
         mu, logvar = self.net["posterior"](features).chunk(2, dim=1)  # (B, latent) each
         z, kl = ops.reparameterize_kl(mu, logvar, eps=eps)  # (B, latent), (B,)
-        out = self.net["decoder"](image_nets.with_label(z, y, k))  # (B, C, H, W)
-        if self.options.likelihood == "gaussian":  # out: pixel means
+        out = self.net["decoder"](image_nets.with_label(z, y, k))  # (B, C, H, W) or (B, T, F)
+        if self._gaussian():  # out: means
             log_sigma = self.net["log_sigma"].value
             z2 = ((x - out) / log_sigma.exp()).square()
             rec = (0.5 * z2 + log_sigma + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
@@ -145,16 +156,19 @@ class VAE(Family):
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator,
                labels: torch.Tensor | None = None, **settings) -> torch.Tensor:
-        """Pixel means in [0, 1] (of the given labels [n] when conditional), or encoded table
-        rows: conditions drawn by the data's category frequencies, or all on
-        `where="column=value"` (plugkit sample --where)."""
+        """Pixel means in [0, 1] (of the given labels [n] when conditional), the means of
+        standardized windows [n, T, F], or encoded table rows: conditions
+        drawn by the data's category frequencies, or all on `where="column=value"` (plugkit
+        sample --where)."""
         self.net.eval()
         z = torch.randn(n, self.options.latent_dim, generator=generator, device=self.device)
         if self.conditions is None:
             labels = image_nets.labels_or_random(labels, n, self.num_classes, generator,
                                                  self.device)
             out = self.net["decoder"](image_nets.with_label(z, labels, self.num_classes))
-            if self.options.likelihood == "gaussian":
+            if self.info.modality == "sequence":
+                return out  # (n, T, F) means: see the module's docstring
+            if self._gaussian():
                 return out.clamp(0.0, 1.0)  # (n, C, H, W) means
             return torch.sigmoid(out)  # (n, C, H, W)
         where = settings.get("where")

@@ -104,7 +104,9 @@ def _class_counts(ds) -> list[int] | None:
 
 def _check_modality(cls: type[Family], spec: str, modality: str | None) -> None:
     if modality is not None and modality not in cls.modalities:
-        raise UsageError(f"family {cls.name} takes {' or '.join(cls.modalities)} data, "
+        kinds = ", ".join(cls.modalities[:-1]) + " or " * (len(cls.modalities) > 1) + \
+            cls.modalities[-1]
+        raise UsageError(f"family {cls.name} takes {kinds} data, "
                          f"but {spec} is {modality}")
 
 

@@ -84,3 +84,23 @@ def test_the_label_changes_the_sample():
     a = family.sample(4, generator=g[0], labels=torch.zeros(4, dtype=torch.long))
     b = family.sample(4, generator=g[1], labels=torch.full((4,), 2))
     assert not torch.allclose(a, b)  # same z, other label
+
+
+class TestVAESequence(FamilyTests):
+    family = VAE
+    info = DataInfo("sequence", {"length": 12, "features": 2, "mean": [0.0, 0.0],
+                                 "std": [1.0, 1.0]})
+    options = ["hidden=32", "latent_dim=4"]
+
+    def batch(self):
+        t = torch.arange(12.0)
+        phase = torch.rand(8, 1, generator=torch.Generator().manual_seed(0)) * 6
+        return Batch(torch.stack([torch.sin(t + phase), torch.cos(t + phase)], dim=2))
+
+
+def test_sequence_samples_are_the_decoded_means():
+    family = TestVAESequence().build()
+    z = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    drawn = family.sample(3, generator=torch.Generator().manual_seed(0))
+    assert drawn.shape == (3, 12, 2)
+    torch.testing.assert_close(drawn, family.net["decoder"](z))

@@ -71,7 +71,7 @@ def test_sample_formats_and_sidecar(tmp_path):
     (["train", "vae", "-o", "latent_dim=0"], 2, "option latent_dim must be >= 1, got 0"),
     (["train", "vae", "--data", "nowhere.npz"], 1, "nowhere.npz"),
     (["train", "vae", "--data", "names"], 2,
-     "family vae takes image or table data, but names is text"),
+     "family vae takes image, table or sequence data, but names is text"),
     (["train", "vae", "--epochs", "0"], 2, "--epochs must be at least 1, got 0"),
     (["train", "vae", "--device", "tpu"], 2, "--device must be auto, cpu or cuda"),
     (["sample", "missing-run"], 2, "missing-run is not a plugkit run (no run.json)"),
