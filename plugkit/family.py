@@ -74,8 +74,10 @@ class Family:
     modalities: ClassVar[tuple[str, ...]]  # a subset of MODALITIES
     conditional: ClassVar[bool] = False  # can it sample given a label?
     likelihood: ClassVar[bool] = False  # is val_loss a negative log-likelihood (plugkit eval)?
-    val_loss_ranks_models: ClassVar[bool] = True  # lower val_loss = better model (best weights,
-    # early stopping); False when it measures something else (a GAN's discriminator)
+    # lower val_loss = better model (best weights, early stopping); False when it measures
+    # something else (a GAN's discriminator). An instance may set its own in __init__ when
+    # that depends on the data (the VAE's ELBO does not rank its image samples).
+    val_loss_ranks_models: bool = True
     api_version: ClassVar[int] = API_VERSION  # the plugin API it was written for
     Options: ClassVar[type] = NoOptions  # a dataclass: typed fields, defaults, help in metadata
     default_dataset: ClassVar[str | None] = None  # what `plugkit train NAME` uses without --data

@@ -122,9 +122,6 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
     """
     _check(config)
     cls = plugins.get(config.family)
-    if config.patience is not None and not cls.val_loss_ranks_models:
-        raise UsageError(f"--patience: {cls.name}'s validation loss does not rank models, so "
-                         "it cannot stop early on it")
     opts = options.parse(cls.Options, config.options, cls.name)
     spec = config.data or cls.default_dataset
     if spec is None:
@@ -135,6 +132,12 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
     ds = data.load(spec, config.modality, config.image_size, config.window)
     _check_modality(cls, spec, ds.modality)
     world, device = distributed.init(pick_device(config.device))
+    train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
+    torch.manual_seed(config.seed)
+    family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes), device)
+    if config.patience is not None and not family.val_loss_ranks_models:
+        raise UsageError(f"--patience: {cls.name}'s validation loss does not rank its "
+                         f"{ds.modality} models, so it cannot stop early on it")
     run_dir = Path(config.out or f"runs/{cls.name}-{Path(spec).stem}")
     record = _record(config, cls, opts, ds, spec)
     if config.resume:
@@ -147,9 +150,6 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
         if world.main:
             runs.create(run_dir, record)
 
-    train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
-    torch.manual_seed(config.seed)
-    family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes), device)
     loop = {"epoch": 0, "position": 0, "step": 0}
     if config.resume:
         state = checkpoint.resume(run_dir, family.modules())
@@ -267,7 +267,7 @@ def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_
 def _track_best(family, run_dir, world, loop, val_loss) -> None:
     """Keeps the weights of the lowest validation loss (best.safetensors), for families whose
     validation loss ranks models (not the GAN's: it measures D)."""
-    if not type(family).val_loss_ranks_models:
+    if not family.val_loss_ranks_models:
         return
     if val_loss < loop["best"]:
         loop.update(best=val_loss, since_best=0)

@@ -24,6 +24,9 @@ def evaluate(
     target: Annotated[str | None, typer.Option(help="Tables: the column train-on-synthetic "
                                                "predicts (default: the dataset's label).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of sampling, subsets and classifiers.")] = 0,
+    weights: Annotated[str, typer.Option(
+        help="A run's best (lowest validation loss, where the family keeps them) or last "
+             "weights.")] = "best",
     out: Annotated[Path | None, typer.Option(help="Folder for metrics.json, report.html and "
                                              "figures/ (default: <run>/eval).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json, not a table.")]
@@ -35,7 +38,7 @@ def evaluate(
     if out is None and (Path(source) / "run.json").exists():
         out = Path(source) / "eval"
     report = run_eval(source, against=against, holdout=holdout, modality=modality, n=n,
-                      seed=seed, target=target, out=out)
+                      seed=seed, target=target, out=out, weights=weights)
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2, default=str))
         return

@@ -24,18 +24,20 @@ from plugkit.metrics.report import Report
 
 def evaluate(source: str | Path, *, against: str | None = None, holdout: str | None = None,
              modality: str | None = None, n: int | None = None, seed: int = 0,
-             target: str | None = None, out: Path | None = None) -> Report:
+             target: str | None = None, out: Path | None = None,
+             weights: str = "best") -> Report:
     path = Path(source)
     if (path / runs.RUN_JSON).exists():
         if against or holdout:
             raise UsageError("--against/--holdout are for sample files; a run is compared with "
                              "its own training data")
-        compared = sets.from_run(path, n, seed)
+        compared = sets.from_run(path, n, seed, weights)
     else:
         compared = sets.from_file(str(source), against, holdout, modality, n, seed)
     report = Report(f"plugkit eval: {compared.source}", {
         "source": compared.source, "modality": compared.modality, "n": compared.n,
-        "train_size": len(compared.train_full), "seed": seed}, [])
+        "train_size": len(compared.train_full), "seed": seed,
+        **({"weights": weights} if compared.run is not None else {})}, [])
     MODALITIES[compared.modality](compared, report, seed, target)
     if compared.run is not None:
         _training_curves(compared.run, report)

@@ -40,7 +40,7 @@ class Sets:
         return len(self.synthetic)
 
 
-def from_run(run_dir: Path, n: int | None, seed: int) -> Sets:
+def from_run(run_dir: Path, n: int | None, seed: int, weights: str = "best") -> Sets:
     import torch
 
     from plugkit import checkpoint, sampling
@@ -53,7 +53,7 @@ def from_run(run_dir: Path, n: int | None, seed: int) -> Sets:
     real = data.load(spec["spec"], spec["modality"], spec.get("image_size"), spec.get("window"))
     train, holdout = data.split(real, record["val_fraction"], record["seed"])
     size = _size(n, train, holdout)
-    family = sampling.load(run_dir)
+    family = sampling.load(run_dir, weights=weights)
     generator = torch.Generator(device=family.device).manual_seed(seed)
     # a class-conditional model draws for the holdout's labels: the same class mix as the real
     # set it is compared with, and the labels that label accuracy checks
