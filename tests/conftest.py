@@ -39,3 +39,12 @@ def _private_cache(tmp_path_factory):
         os.environ.pop("PLUGKIT_CACHE")
     else:
         os.environ["PLUGKIT_CACHE"] = before
+
+
+@pytest.fixture
+def one_thread():
+    """OpenMP and BLAS thread pools crawl on a shared 2-core machine (HGB: 20x slower)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield

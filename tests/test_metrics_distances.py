@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.linalg
-from threadpoolctl import threadpool_limits
 
 from plugkit.errors import UsageError
 from plugkit.metrics import baseline, distances
@@ -18,12 +17,7 @@ from plugkit.metrics.distances import (
     privacy,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # OpenMP and BLAS thread pools crawl on a shared 2-core machine (HGB: 20x slower).
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def with_moments(rng, n, mean, cov):

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import scipy.stats
 from scipy.signal import lfilter
-from threadpoolctl import threadpool_limits
 
 from plugkit.errors import UsageError
 from plugkit.metrics.sequences import (
@@ -15,12 +14,7 @@ from plugkit.metrics.sequences import (
     tstr_forecast,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # OpenMP and BLAS thread pools crawl on a shared 2-core machine (HGB: 20x slower).
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sines(rng, n, steps, period=16.0):

@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-from threadpoolctl import threadpool_limits
 
 from plugkit.errors import UsageError
 from plugkit.metrics.associations import association_matrix, correlation_ratio, cramers_v
@@ -17,12 +16,7 @@ from plugkit.metrics.tables import (
 )
 from plugkit.metrics.univariate import ks_statistic, total_variation
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # OpenMP and BLAS thread pools crawl on a shared 2-core machine (HGB: 20x slower).
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def people(rng, n, *, age_shift=0.0):
