@@ -41,7 +41,7 @@ test-fallback: setup
 demo: setup
 	rm -rf runs/demo-vae-digits
 	$(BIN)/plugkit train vae --data digits --epochs 30 --out runs/demo-vae-digits
-	$(BIN)/plugkit sample runs/demo-vae-digits --n 64 --out runs/demo-vae-digits/samples/grid.png
+	$(BIN)/plugkit sample runs/demo-vae-digits --per-class 8 --out runs/demo-vae-digits/samples/grid.png
 
 bench: setup
 	$(BIN)/plugkit bench kernels
