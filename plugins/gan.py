@@ -291,9 +291,7 @@ class GAN(Family):
             labels = image_nets.labels_or_random(labels, n, self.num_classes, generator,
                                                  self.device)
             return G(image_nets.with_label(z, labels, self.num_classes))  # (n, C, H, W)
-        where = settings.get("where")
-        where = None if where is None else tabular.parse_where(self.info.meta["encoding"], where)
-        cond = self.conditions.sampling(n, generator, self.device, where)  # (n, C)
+        cond = self.conditions.sampling(n, generator, self.device, settings.get("where"))
         out = G(torch.cat([z, cond], 1))
         rows = self.head.draw(out, generator)  # categories drawn with `generator`, not Gumbel's
         return self.conditions.impose(rows, cond)  # (n, D)

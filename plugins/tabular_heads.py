@@ -154,6 +154,7 @@ class Conditions:
     """
 
     def __init__(self, encoding: list[dict]) -> None:
+        self.encoding = encoding
         spans = {s.column: s for s in tabular.spans(encoding) if s.kind == "categorical"}
         columns = [c for c in encoding if c["kind"] == "categorical"]
         self.columns = [(c["name"], spans[c["name"]]) for c in columns]
@@ -186,13 +187,15 @@ class Conditions:
         return F.one_hot(category, self.width).to(x.dtype), pick.argmax(1)  # a match at random
 
     def sampling(self, n: int, generator: torch.Generator, device: torch.device,
-                 where: tuple[str, int] | None = None) -> torch.Tensor:
-        """n conditions [n, C]: by frequency in the data, or all on `where` (column, index)."""
-        if not self.width:
-            return torch.zeros(n, 0, device=device)
+                 where: str | None = None) -> torch.Tensor:
+        """n conditions [n, C]: by frequency in the data, or all on `where`, "COLUMN=VALUE"
+        (plugkit sample --where; checked by tabular.parse_where)."""
         if where is not None:
-            k = [name for name, _ in self.columns].index(where[0])
-            category = torch.full((n,), self.starts[k] + where[1], device=device)
+            column, index = tabular.parse_where(self.encoding, where)
+            k = [name for name, _ in self.columns].index(column)
+            category = torch.full((n,), self.starts[k] + index, device=device)
+        elif not self.width:
+            return torch.zeros(n, 0, device=device)
         else:
             category = torch.multinomial(self.frequency.to(device), n, replacement=True,
                                          generator=generator)

@@ -175,9 +175,7 @@ class VAE(Family):
             if self._gaussian():
                 return out.clamp(0.0, 1.0)  # (n, C, H, W) means
             return torch.sigmoid(out)  # (n, C, H, W)
-        where = settings.get("where")
-        where = None if where is None else tabular.parse_where(self.info.meta["encoding"], where)
-        cond = self.conditions.sampling(n, generator, self.device, where)  # (n, C)
+        cond = self.conditions.sampling(n, generator, self.device, settings.get("where"))
         out = self.net["decoder"](torch.cat([z, cond], 1))
         rows = self.rows.sample(out, generator)  # (n, D) encoded rows
         return self.conditions.impose(rows, cond)

@@ -101,7 +101,7 @@ def test_the_penalty_is_the_cross_entropy_of_the_conditioned_column():
     encoding = encoding_of(small_table())
     conditions = Conditions(encoding)
     city = next(s for s in tabular.spans(encoding) if s.column == "city")
-    cond = conditions.sampling(3, None, torch.device("cpu"), ("city", 2))  # Rome
+    cond = conditions.sampling(3, None, torch.device("cpu"), "city=Rome")
     out = torch.zeros(3, tabular.width(encoding))
     out[:, city.start + 2] = 10.0  # confident and right
     assert conditions.penalty(out, cond).max() < 1e-3
