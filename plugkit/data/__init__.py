@@ -28,8 +28,11 @@ def load(spec: str, modality: str | None = None, image_size: int | None = None,
     if window is not None:
         if modality not in (None, "sequence"):
             raise UsageError(f"--window makes sequences, not {modality} data")
-        from plugkit.data.windows import windows
+        from plugkit.data.windows import not_a_series, windows
 
+        known = builtin.REGISTRY.get(spec)  # refused before it is loaded (or found missing)
+        if known is not None and known.modality in ("image", "text"):
+            raise not_a_series(spec, f"{known.modality} data")
         return windows(load(spec, None, image_size), window)
     check_modality(modality)
     if image_size is not None and image_size < 1:

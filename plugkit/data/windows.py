@@ -40,5 +40,9 @@ def _series(ds: Dataset) -> np.ndarray:
         return values
     if ds.modality == "sequence" and len(ds.x) == 1:
         return ds.x[0]
-    raise UsageError(f"--window cuts one long series (a table of numeric columns, rows in time "
-                     f"order), but {ds.name} is {ds.modality} data of {len(ds)} samples")
+    raise not_a_series(ds.name, f"{ds.modality} data of {len(ds)} samples")
+
+
+def not_a_series(name: str, what: str) -> UsageError:
+    return UsageError(f"--window cuts one long series (a table of numeric columns, rows in time "
+                      f"order), but {name} is {what}")
