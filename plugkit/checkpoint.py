@@ -101,11 +101,27 @@ def load_weights(run_dir: Path, modules: dict[str, torch.nn.Module],
     for name, module in modules.items():
         prefix = f"{name}."
         own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        try:
-            module.load_state_dict(own)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise PlugkitError(f"{run_dir / file} does not fit {name}: {first}") from None
+        _check_fits(run_dir / file, name, module.state_dict(), own)
+        module.load_state_dict(own)
+
+
+def _check_fits(path: Path, name: str, expected: dict[str, torch.Tensor],
+                found: dict[str, torch.Tensor]) -> None:
+    """Names the first tensor that is missing, extra or of another shape (torch's own message
+    runs to many lines and stops at 'Error(s) in loading state_dict')."""
+    for key, tensor in expected.items():
+        if key not in found:
+            raise PlugkitError(f"{path} does not fit the model: it has no tensor "
+                               f"{name}.{key}")
+        if found[key].shape != tensor.shape:
+            raise PlugkitError(f"{path} does not fit the model: tensor {name}.{key} is "
+                               f"{list(found[key].shape)} in the file but "
+                               f"{list(tensor.shape)} in the model (built with other options "
+                               "or data?)")
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise PlugkitError(f"{path} does not fit the model: the file has tensor "
+                           f"{name}.{extra[0]} that the model lacks")
 
 
 def rng_state() -> dict[str, Any]:

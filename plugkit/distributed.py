@@ -18,7 +18,11 @@ process computes with the same global batch, up to float rounding.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -108,3 +112,45 @@ def finish(world: World) -> None:
     if world.size > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+ERROR_DIR = "PLUGKIT_ERROR_DIR"  # where a worker leaves its one-line error (cli.one_line_errors)
+
+
+def launch(nproc: int, args: list[str]) -> int:
+    """Runs `plugkit ARGS` in `nproc` processes through torch.distributed.run; returns the exit
+    code. The workers import the installed plugkit whatever the current folder holds
+    (PYTHONSAFEPATH: a clone's plugkit/ folder next to the user must not shadow it), share the
+    cores (each chooses its threads for its share: plugkit.threads), and a failure reaches the
+    user as the failing worker's one line instead of torchrun's report."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "plugkit", *args]
+    with tempfile.TemporaryDirectory(prefix="plugkit-nproc-") as errors:
+        share = str(max(1, (os.cpu_count() or 1) // nproc))  # what torchrun would set alone
+        env = {"OMP_NUM_THREADS": share, "PLUGKIT_THREADS": "auto", **os.environ,
+               "PYTHONSAFEPATH": "1", ERROR_DIR: errors}
+        log = Path(errors) / "stderr.log"
+        with open(log, "w+") as stderr:
+            code = subprocess.run(command, env=env, stderr=stderr).returncode
+            stderr.seek(0)
+            captured = stderr.read()
+        if code == 0:
+            sys.stderr.write(captured)  # warnings, passed on as they came
+            return 0
+        first = sorted(Path(errors).glob("rank*"))
+        if first:
+            status, _, message = first[0].read_text().partition("\n")
+            sys.stderr.write(message.rstrip("\n") + "\n")
+            return int(status)
+    tail = [line for line in captured.splitlines() if line.strip()]
+    sys.stderr.write(f"error: a training process failed (exit {code}): "
+                     f"{tail[-1] if tail else 'no message'}\n")
+    return code
+
+
+def report_failure(message: str, exit_code: int) -> None:
+    """A worker's one-line error, for launch() to show instead of torchrun's report."""
+    folder = os.environ.get(ERROR_DIR)
+    if folder and os.path.isdir(folder):
+        path = Path(folder) / f"rank{int(os.environ.get('RANK', '0')):05d}"
+        path.write_text(f"{exit_code}\n{message}\n")

@@ -67,8 +67,10 @@ def read(run_dir: Path) -> dict:
 
 
 def update(run_dir: Path, **fields: Any) -> None:
+    """Sets fields of run.json; a field set to None is removed."""
     record = read(run_dir)
     record.update(fields)
+    record = {k: v for k, v in record.items() if v is not None}
     atomic.write_text(run_dir / RUN_JSON, dumps(record))
 
 

@@ -9,7 +9,9 @@ run can continue exactly where it stopped (`resume=True`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import shutil
 import signal
 import threading
 import time
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from plugkit import checkpoint, data, distributed, options, plugins, runs
+from plugkit import checkpoint, data, distributed, options, plugins, resume, runs, threads
 from plugkit.data import codec
 from plugkit.errors import PlugkitError, UsageError
 from plugkit.family import Batch, DataInfo, Family
@@ -33,20 +35,22 @@ class Interrupted(PlugkitError):
 
 @dataclass
 class TrainConfig:
-    family: str
+    family: str | None  # None only with resume: the run's own
     data: str | None = None  # a built-in dataset or a path; None: the family's default
     out: Path | None = None  # the run directory; None: runs/<family>-<data>
     epochs: int = 10
-    batch_size: int = 64
-    seed: int = 0
+    # None: 64, 0 and 0.1 for a new run (resume.DEFAULTS); a resumed run's own values
+    batch_size: int | None = None
+    seed: int | None = None
     device: str = "auto"  # auto | cpu | cuda
     options: list[str] = field(default_factory=list)  # "key=value" pairs
     modality: str | None = None
     image_size: int | None = None
     window: int | None = None  # cut one long series into windows of this many steps
-    val_fraction: float = 0.1
+    val_fraction: float | None = None  # the share of the data held out for validation
     max_time: float | None = None  # seconds; stops cleanly after the current step
     patience: int | None = None  # stop after this many epochs without a better val_loss
+    threads: int | None = None  # torch's threads; None: chosen from the load (plugkit.threads)
     resume: bool = False
 
 
@@ -76,7 +80,7 @@ def _batches(x, y, index, batch_size, device, world=None):
                     min(batch_size, len(index) - begin))
 
 
-def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset, spec: str) -> dict:
+def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset) -> dict:
     from plugkit import __version__
 
     entry = plugins.entries()[cls.name]
@@ -85,8 +89,8 @@ def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset, spec
         "plugkit": __version__, "torch": torch.__version__,
         "options": asdict(opts), "seed": config.seed, "epochs": config.epochs,
         "batch_size": config.batch_size, "val_fraction": config.val_fraction,
-        "data": {"spec": spec, "modality": ds.modality, "size": len(ds), "meta": ds.meta,
-                 "classes": ds.classes, "class_counts": _class_counts(ds),
+        "data": {**resume.data_record(config.data), "modality": ds.modality, "size": len(ds),
+                 "meta": ds.meta, "classes": ds.classes, "class_counts": _class_counts(ds),
                  "image_size": config.image_size,
                  "window": config.window},
         "status": "training",
@@ -118,14 +122,26 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
     """Trains (or resumes) a run; returns its directory.
 
     `report` gets each epoch's metrics; `on_step`, if given, every step's position and losses
-    (the CLI's progress bar).
+    (the CLI's progress bar). torch's thread count is chosen for the machine's load and kept
+    right while training (plugkit.threads), then restored.
     """
     _check(config)
+    with threads.using(config.threads) as choice:
+        return _train(config, report, on_step, choice)
+
+
+def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHook | None,
+           choice: threads.Choice) -> Path:
+    run_dir = _run_dir(config)
+    previous = runs.read(run_dir) if config.resume else None
+    config = resume.settle(config, previous)
     cls = plugins.get(config.family)
+    if config.data is None:
+        if cls.default_dataset is None:
+            raise UsageError(f"family {cls.name} has no default dataset; give --data")
+        config = dataclasses.replace(config, data=cls.default_dataset)
     opts = options.parse(cls.Options, config.options, cls.name)
-    spec = config.data or cls.default_dataset
-    if spec is None:
-        raise UsageError(f"family {cls.name} has no default dataset; give --data")
+    spec = config.data
     known = data.builtin.REGISTRY.get(spec)  # a built-in's modality is known before loading
     if config.window is None:
         _check_modality(cls, spec, known.modality if known else None)
@@ -138,20 +154,13 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
     if config.patience is not None and not family.val_loss_ranks_models:
         raise UsageError(f"--patience: {cls.name}'s validation loss does not rank its "
                          f"{ds.modality} models, so it cannot stop early on it")
-    run_dir = Path(config.out or f"runs/{cls.name}-{Path(spec).stem}")
-    record = _record(config, cls, opts, ds, spec)
-    if config.resume:
-        previous = runs.read(run_dir)
-        if previous["family"] != cls.name:
-            raise UsageError(f"{run_dir} is a {previous['family']} run, not {cls.name}")
-    else:
-        runs.create(run_dir, record, write=False)  # every rank checks before any writes
+    loop = {"epoch": 0, "position": 0, "step": 0}
+    if previous is None:
+        runs.create(run_dir, _record(config, cls, opts, ds), write=False)  # every rank checks
         world.barrier()
         if world.main:
-            runs.create(run_dir, record)
-
-    loop = {"epoch": 0, "position": 0, "step": 0}
-    if config.resume:
+            runs.create(run_dir, _record(config, cls, opts, ds))
+    else:
         state = checkpoint.resume(run_dir, family.modules())
         for name, optimizer in family.optimizers().items():
             optimizer.load_state_dict(state["optimizers"][name])
@@ -160,14 +169,61 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
         if world.main:  # what a crash left: rows logged past the checkpoint, staged files
             runs.truncate_metrics(run_dir, loop["step"])
             checkpoint.remove_staged(run_dir)
+            runs.update(run_dir, status="training", epochs=config.epochs, stopped=None,
+                        stopped_early=None)
     world.average_gradients(family.optimizers())
     if not world.main:  # only the main rank reports
         report, on_step = (lambda row: None), None
-    _loop(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step, world)
+    try:
+        status = _loop(family, config, run_dir, train_ds, val_ds, device, loop, report,
+                       on_step, world, threads.Governor(choice))
+    except BaseException as exc:
+        if world.main:
+            _failed(run_dir, fresh=previous is None, error=exc)
+        if _out_of_memory(exc):
+            raise PlugkitError(f"out of memory training {cls.name} at step {loop['step'] + 1}"
+                               f" (batch size {config.batch_size}): lower --batch-size or the "
+                               f"model's size (see `plugkit info {cls.name}`)"
+                               + _kept(run_dir, previous is None)) from None
+        raise
     if world.main:
-        runs.update(run_dir, status="done")
+        runs.update(run_dir, **status)
     distributed.finish(world)
     return run_dir
+
+
+def _run_dir(config: TrainConfig) -> Path:
+    if config.out is not None:
+        return Path(config.out)
+    if config.family is None:
+        raise UsageError("--resume without a FAMILY needs --out RUN")
+    spec = config.data or plugins.get(config.family).default_dataset
+    if spec is None:
+        raise UsageError(f"family {config.family} has no default dataset; give --data")
+    return Path(f"runs/{config.family}-{Path(spec).stem}")
+
+
+def _failed(run_dir: Path, fresh: bool, error: BaseException) -> None:
+    """A fresh run that fails before its first checkpoint leaves nothing behind; otherwise the
+    last checkpoint stays, to be continued with --resume."""
+    if isinstance(error, Interrupted) or not (run_dir / runs.RUN_JSON).exists():
+        return
+    if fresh and not (run_dir / checkpoint.STATE).exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        runs.update(run_dir, status="failed")
+
+
+def _kept(run_dir: Path, fresh: bool) -> str:
+    if (run_dir / checkpoint.STATE).exists():
+        return f"; the last checkpoint is kept in {run_dir} (--resume continues it)"
+    return "; nothing was written" if fresh else ""
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or \
+        (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
 
 
 def _save(family: Family, run_dir: Path, world: distributed.World, loop: dict) -> None:
@@ -203,16 +259,17 @@ def _ctrl_c_requests() -> Iterator[Callable[[], bool]]:
 
 
 def _loop(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step,
-          world) -> None:
+          world, governor) -> dict:
     with _ctrl_c_requests() as stop_requested:
-        _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report,
-                on_step or (lambda *_: None), stop_requested, world)
+        return _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report,
+                       on_step or (lambda *_: None), stop_requested, world, governor)
 
 
 def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_step,
-            stop_requested, world) -> None:
-    """Runs epochs from `loop` (epoch, position, step; best val_loss and epochs since it),
-    which every checkpoint stores, so a resumed run continues exactly."""
+            stop_requested, world, governor) -> dict:
+    """Runs epochs from `loop` (epoch, position, step; best val_loss and epochs since it; the
+    loss sums of an epoch stopped part-way), which every checkpoint stores, so a resumed run
+    continues exactly and logs one row per epoch. Returns how it ended, for run.json."""
     x, y = codec.encode(train_ds)
     val_x, val_y = codec.encode(val_ds)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
@@ -225,7 +282,9 @@ def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_
         seen, epoch_start = 0, time.monotonic()
         for batch in _batches(x, y, order[loop["position"] * config.batch_size:],
                               config.batch_size, device, world):
+            step_start = time.perf_counter()
             losses = family.train_step(batch)
+            governor.step(time.perf_counter() - step_start)
             if world.any(not all(math.isfinite(v) for v in losses.values())):
                 raise PlugkitError(f"training diverged at step {loop['step'] + 1} (loss "
                                    f"{losses}); the last good checkpoint is in {run_dir}")
@@ -236,6 +295,7 @@ def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_
             loop["step"] += 1
             on_step(loop["epoch"], loop["position"], steps_per_epoch, losses)
             if world.any(stop_requested()):
+                _carry(loop, world, totals, seen, epoch_start)
                 _save(family, run_dir, world, loop)
                 if world.main:
                     runs.update(run_dir, status="interrupted")
@@ -243,25 +303,49 @@ def _epochs(family, config, run_dir, train_ds, val_ds, device, loop, report, on_
                                   f"{loop['step']}; saved to {run_dir}; continue with --resume")
             if world.any(_out_of_time(config, started)):
                 break
-        finished = loop["position"] >= steps_per_epoch
-        totals, seen = world.mean(totals, seen)
+        if loop["position"] < steps_per_epoch:  # --max-time, part-way through the epoch
+            _carry(loop, world, totals, seen, epoch_start)
+            _save(family, run_dir, world, loop)
+            return _stopped(config, loop)
+        totals, seen, seconds = _with_carried(loop, world, totals, seen, epoch_start)
         row = {"epoch": loop["epoch"] + 1, "step": loop["step"],
                **{k: v / max(seen, 1) for k, v in totals.items()},
                "val_loss": validate(family, val_x, val_y, config.batch_size, device),
-               "samples_per_s": seen / max(time.monotonic() - epoch_start, 1e-9)}
-        if finished:
-            loop.update(epoch=loop["epoch"] + 1, position=0)
-            _track_best(family, run_dir, world, loop, row["val_loss"])
+               "samples_per_s": seen / max(seconds, 1e-9), "threads": governor.threads}
+        loop.update(epoch=loop["epoch"] + 1, position=0)
+        _track_best(family, run_dir, world, loop, row["val_loss"])
         if world.main:  # logged first: a resume drops rows past the checkpoint it finds
             runs.append_metrics(run_dir, row)
         _save(family, run_dir, world, loop)
         report(row)
-        if world.any(_out_of_time(config, started)):
-            return  # stopped cleanly; --resume continues from the saved position
         if config.patience is not None and loop["since_best"] >= config.patience:
-            if world.main:
-                runs.update(run_dir, stopped_early=loop["epoch"])
-            return
+            return {"status": "done", "stopped_early": loop["epoch"]}
+        if loop["epoch"] < config.epochs and world.any(_out_of_time(config, started)):
+            return _stopped(config, loop)
+    return {"status": "done"}
+
+
+def _carry(loop, world, totals, seen, epoch_start) -> None:
+    """Keeps an unfinished epoch's loss sums (over every rank) in the checkpoint, so its row,
+    written when a resumed session finishes the epoch, covers the whole epoch."""
+    totals, seen, seconds = _with_carried(loop, world, totals, seen, epoch_start)
+    loop["carried"] = {"totals": totals, "seen": seen, "seconds": seconds}
+
+
+def _with_carried(loop, world, totals, seen, epoch_start):
+    totals, seen = world.mean(totals, seen)
+    seconds = time.monotonic() - epoch_start
+    carried = loop.pop("carried", None)
+    if carried:
+        totals = {k: v + carried["totals"].get(k, 0.0) for k, v in totals.items()}
+        seen, seconds = seen + carried["seen"], seconds + carried["seconds"]
+    return totals, seen, seconds
+
+
+def _stopped(config, loop) -> dict:
+    """How a run cut by --max-time ends: resumable, and saying so."""
+    return {"status": "stopped", "stopped": f"--max-time {config.max_time:g} s reached at "
+            f"epoch {loop['epoch'] + (loop['position'] > 0)}, step {loop['step']}"}
 
 
 def _track_best(family, run_dir, world, loop, val_loss) -> None:

@@ -1,5 +1,11 @@
+import os
+
 import pytest
 import torch
+
+# Bit-exact comparisons (resume, data-parallel) need a fixed thread count: the automatic choice
+# may change it mid-run. tests/test_threads.py sets PLUGKIT_THREADS=auto where it tests that.
+os.environ.setdefault("PLUGKIT_THREADS", "1")
 
 import plugkit.ops
 

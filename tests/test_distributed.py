@@ -54,3 +54,29 @@ def test_two_processes_match_one(tmp_path, case):
     state = torch.load(tmp_path / "two" / "state.pt", weights_only=True)
     assert state["loop"]["step"] == 2 * int(np.ceil(0.9 * {"vae": 1797, "gan": 1797,
                                                             "lstm": 300}[family] / 50))
+
+
+def test_nproc_from_a_folder_that_holds_a_plugkit_folder(tmp_path):
+    """Next to a clone, `plugkit/` in the current folder must not shadow the installed one
+    (main: "cannot import name '__version__' from 'plugkit' (unknown location)")."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "plugkit").mkdir()
+    (tmp_path / "torch").mkdir()
+    command = str(Path(sys.executable).parent / "plugkit")  # the command a user types
+    done = subprocess.run([command, "train", "vae", *CASES["vae"], "--epochs", "1", "--nproc",
+                           "2", "--out", "run"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_a_workers_failure_reaches_the_user_as_one_line(tmp_path):
+    done = run_python("-m", "plugkit", "train", "vae", "-o", "no_such_option=1", "--epochs", "1",
+                      "--nproc", "2", "--out", "run", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("error: unknown option 'no_such_option' for vae")
+    assert not (tmp_path / "run").exists()

@@ -7,11 +7,12 @@ every command imports what it needs inside its function.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 
 import typer
 
-from plugkit import __version__
+from plugkit import __version__, threads  # noqa: F401 (threads: its first load reading)
 from plugkit.cli import bench, datasets, doctor, evaluate, families, train
 from plugkit.errors import PlugkitError
 
@@ -33,6 +34,10 @@ def one_line_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except PlugkitError as exc:
             typer.echo(f"error: {exc}", err=True)
+            if "PLUGKIT_ERROR_DIR" in os.environ:  # a worker of `train --nproc`
+                from plugkit.distributed import report_failure
+
+                report_failure(f"error: {exc}", exc.exit_code)
             raise typer.Exit(exc.exit_code) from None
 
     return run

@@ -23,12 +23,17 @@ def doctor(
 ) -> None:
     """Report the operator backends and the native build."""
     import plugkit.ops
+    from plugkit import threads
 
     report = plugkit.ops.backend()
+    choice = threads.choose()
     if as_json:
-        typer.echo(json.dumps(asdict(report), indent=2))
+        typer.echo(json.dumps({**asdict(report), "threads": asdict(choice)}, indent=2))
     else:
         _print(report)
+        typer.echo(f"threads: {choice.threads} ({choice.reason}); --threads N or "
+                   "PLUGKIT_THREADS=N fixes the count" if choice.auto else
+                   f"threads: {choice.threads} (fixed by {choice.reason})")
     if require_native and report.active != "native":
         raise PlugkitError(f"the native core is not active: {report.reason}")
     if require_cuda_build and not report.cuda_compiled:

@@ -14,15 +14,19 @@ import typer
 
 
 def train(
-    family: Annotated[str, typer.Argument(help="A family from `plugkit list`.")],
+    family: Annotated[str | None, typer.Argument(
+        help="A family from `plugkit list` (with --resume: the run's own, may be left out).")
+    ] = None,
     data: Annotated[str | None, typer.Option(
         help="A built-in dataset (`plugkit datasets`) or a path; default: the family's own.")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/FAMILY-DATA).")
                    ] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training data.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed of every random stream.")] = 0,
+    batch_size: Annotated[int | None, typer.Option(help="Samples per step [default: 64].")
+                          ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random stream [default: 0].")
+                    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     option: Annotated[list[str] | None, typer.Option(
         "-o", "--option", help="A family option key=value (repeatable; see `plugkit info`).")
@@ -38,7 +42,17 @@ def train(
         help="Stop cleanly after this many seconds (resumable).")] = None,
     patience: Annotated[int | None, typer.Option(
         help="Stop after this many epochs without a lower validation loss.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    val_fraction: Annotated[float | None, typer.Option(
+        help="Share of the data held out for validation (and `plugkit eval`) [default: 0.1].")
+    ] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the run in --out with its own data and settings (run.json); only "
+             "--epochs, --max-time, --patience, --threads, --nproc and --device may change.")
+    ] = False,
+    threads: Annotated[int | None, typer.Option(
+        help="torch's threads per process (or PLUGKIT_THREADS); default: chosen from the free "
+             "cores and re-checked while training (`plugkit doctor` shows the choice).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per epoch.")] = False,
     nproc: Annotated[int, typer.Option(help="Data-parallel processes on this machine (spawned "
                                        "through torch.distributed.run; --batch-size is the "
@@ -51,7 +65,8 @@ def train(
     config = TrainConfig(family=family, data=data, out=out, epochs=epochs,
                          batch_size=batch_size, seed=seed, device=device,
                          options=option or [], modality=modality, image_size=image_size,
-                         window=window, max_time=max_time, patience=patience, resume=resume)
+                         window=window, max_time=max_time, patience=patience, resume=resume,
+                         val_fraction=val_fraction, threads=threads)
     if nproc != 1:
         _spawn(nproc, config, as_json)
 
@@ -60,33 +75,61 @@ def train(
             typer.echo(json.dumps(row))
         else:
             losses = "  ".join(f"{k} {v:.4g}" for k, v in row.items()
-                               if k not in ("epoch", "step", "samples_per_s"))
+                               if k not in ("epoch", "step", "samples_per_s", "threads"))
             typer.echo(f"epoch {row['epoch']}/{epochs}  {losses}  "
-                       f"{row['samples_per_s']:.0f} samples/s")
+                       f"{row['samples_per_s']:.0f} samples/s, {_threads(row['threads'])}")
 
     if as_json or not sys.stdout.isatty():  # a pipe or a log file gets plain lines
         run_dir = run_training(config, report)
     else:
-        with _progress_bar(epochs, batch_size) as on_step:
+        with _progress_bar(epochs, _batch_size(config)) as on_step:
             run_dir = run_training(config, report, on_step)
     if not as_json and os.environ.get("RANK", "0") == "0":  # one line, not one per process
-        typer.echo(f"saved {run_dir}")
+        typer.echo(_last_line(run_dir))
+
+
+def _threads(count: int) -> str:
+    return f"{count} thread{'s' * (count != 1)}"
+
+
+def _batch_size(config) -> int:
+    """For the progress bar's samples/s: the run's own batch size when it is resumed."""
+    from plugkit import resume, runs
+
+    if config.batch_size is None and config.resume and config.out is not None:
+        with contextlib.suppress(Exception):
+            return int(runs.read(config.out)["batch_size"])
+    return config.batch_size or resume.DEFAULTS["batch_size"]
+
+
+def _last_line(run_dir: Path) -> str:
+    """Says how the run ended: done, or stopped by --max-time and resumable."""
+    from plugkit import runs
+
+    record = runs.read(run_dir)
+    if record.get("status") == "stopped":
+        return f"stopped: {record['stopped']}; saved {run_dir}; continue with --resume"
+    if record.get("stopped_early"):
+        return f"stopped early after epoch {record['stopped_early']} (--patience); " \
+               f"saved {run_dir}"
+    return f"saved {run_dir}"
 
 
 def _spawn(nproc: int, config, as_json: bool) -> None:
     """Runs this same training as `python -m torch.distributed.run --nproc-per-node N -m
     plugkit train ...` and exits with its status (plain torchrun works the same way)."""
-    import subprocess
-
     from plugkit.errors import UsageError
 
     if nproc < 1:
         raise UsageError(f"--nproc must be at least 1, got {nproc}")
     if "WORLD_SIZE" in os.environ:
         raise UsageError("--nproc inside torchrun: torchrun already started the processes")
-    args = [config.family, "--epochs", str(config.epochs), "--batch-size",
-            str(config.batch_size), "--seed", str(config.seed), "--device", config.device]
+    args = [config.family] if config.family else []
+    args += ["--epochs", str(config.epochs), "--device", config.device]
     for flag, value in (("--data", config.data), ("--out", config.out),
+                        ("--batch-size", config.batch_size), ("--seed", config.seed),
+                        ("--val-fraction", config.val_fraction),
+                        ("--threads", config.threads),
                         ("--modality", config.modality), ("--image-size", config.image_size),
                         ("--window", config.window),
                         ("--max-time", config.max_time), ("--patience", config.patience)):
@@ -94,11 +137,9 @@ def _spawn(nproc: int, config, as_json: bool) -> None:
     for pair in config.options:
         args += ["-o", pair]
     args += ["--resume"] * config.resume + ["--json"] * as_json
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc}", "-m", "plugkit", "train", *args]
-    threads = str(max(1, (os.cpu_count() or 1) // nproc))  # share the cores, don't oversubscribe
-    env = {"OMP_NUM_THREADS": threads, **os.environ}
-    raise typer.Exit(subprocess.run(command, env=env).returncode)
+    from plugkit.distributed import launch
+
+    raise typer.Exit(launch(nproc, ["train", *args]))
 
 
 @contextlib.contextmanager
@@ -160,12 +201,16 @@ def sample(
         metavar="COLUMN=VALUE",
         help="Tables: every row has VALUE in the categorical COLUMN, e.g. --where "
              "'income=>50K' (drawn so by the model, not filtered).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="torch's threads (or PLUGKIT_THREADS); default: the free cores.")] = None,
 ) -> None:
     """Draw samples from a trained run into a file (plus a sidecar JSON)."""
     from plugkit.sampling import sample as draw
+    from plugkit.threads import using
 
     given = {"temperature": temperature, "top_k": top_k, "prefix": prefix, "where": where}
     settings = {k: v for k, v in given.items() if v is not None}  # image runs get none
-    written = draw(run, n, out, seed, weights=weights, label=label, per_class=per_class,
-                   **settings)
+    with using(threads):
+        written = draw(run, n, out, seed, weights=weights, label=label, per_class=per_class,
+                       **settings)
     typer.echo(f"wrote {written}")

@@ -1,0 +1,118 @@
+"""`--resume` continues the run that is on disk: run.json is the truth.
+
+The family, data, options, modality, image size, window, batch size, validation fraction and
+seed come from run.json. A flag that contradicts it is refused, naming the setting, the stored
+value and the new one; what may change between sessions is only how long and where the run
+goes on (RESUMABLE). A data file or folder is recorded by its absolute path and a fingerprint
+(bytes and SHA-256 of the content), so a moved, edited or replaced file is refused by name
+instead of silently training on other data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from plugkit.errors import PlugkitError, UsageError
+
+# What a resumed session may change; everything else in TrainConfig comes from run.json.
+RESUMABLE = ("epochs", "max_time", "patience", "threads", "device", "out", "resume")
+DEFAULTS = {"batch_size": 64, "seed": 0, "val_fraction": 0.1}  # when a fresh run omits them
+_CHUNK = 1 << 20
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """Bytes and SHA-256 of a file, or of every file in a folder (names included)."""
+    digest, size = hashlib.sha256(), 0
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+def data_record(spec: str) -> dict[str, Any]:
+    """What run.json keeps of --data: a built-in's name, or a path made absolute with its
+    fingerprint."""
+    from plugkit.data import builtin
+
+    if spec in builtin.REGISTRY:
+        return {"spec": spec}
+    path = Path(spec).expanduser().resolve()
+    return {"spec": spec, "path": str(path), "fingerprint": fingerprint(path)}
+
+
+def settle(config: Any, record: dict | None) -> Any:
+    """The TrainConfig to run: defaults filled in for a fresh run (record None), or the stored
+    settings of a resumed one, after refusing any flag that contradicts them."""
+    if record is None:
+        if config.family is None:
+            raise UsageError("which family? give FAMILY (see `plugkit list`), or --resume "
+                             "with --out RUN to continue a run")
+        return dataclasses.replace(config, **{k: v for k, v in DEFAULTS.items()
+                                              if getattr(config, k) is None})
+    if config.family is not None and config.family != record["family"]:
+        raise UsageError(f"{config.out} is a {record['family']} run, not {config.family}")
+    data = record["data"]
+    stored = {"data": _stored_data(data), "modality": data["modality"],
+              "image_size": data.get("image_size"), "window": data.get("window"),
+              "batch_size": record["batch_size"], "seed": record["seed"],
+              "val_fraction": record.get("val_fraction", DEFAULTS["val_fraction"])}
+    for name, value in stored.items():
+        given = getattr(config, name)
+        if given is not None and not _same(name, given, value):
+            raise UsageError(f"--resume: the run was trained with {_flag(name)} {value}, not "
+                             f"{given}; a resumed run keeps its settings (start a new run with "
+                             "another --out to change them)")
+    _check_data(data)
+    return dataclasses.replace(config, family=record["family"],
+                               options=_options(config, record), **stored)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _same(name: str, given: Any, stored: Any) -> bool:
+    if name == "data" and given != stored:
+        return Path(given).expanduser().resolve() == Path(stored).expanduser().resolve()
+    return given == stored
+
+
+def _stored_data(data: dict) -> str:
+    return data.get("path", data["spec"])  # runs from before paths were recorded: the spec
+
+
+def _check_data(data: dict) -> None:
+    if "path" not in data:
+        return
+    path = Path(data["path"])
+    if not path.exists():
+        raise PlugkitError(f"--resume: the run's data {path} is not there any more (moved or "
+                        "deleted); put it back to continue")
+    if fingerprint(path) != data["fingerprint"]:
+        raise PlugkitError(f"--resume: the run's data {path} has changed since it was trained "
+                        "on (its content differs); a resumed run trains on the same data: "
+                        "restore it, or start a new run")
+
+
+def _options(config: Any, record: dict) -> list[str]:
+    """The stored options as key=value pairs, after refusing given ones that differ."""
+    from plugkit import options, plugins
+
+    cls = plugins.get(record["family"])
+    stored = record["options"]
+    given = options.parse(cls.Options, config.options, cls.name)
+    for pair in config.options:
+        key = pair.partition("=")[0].strip()
+        if key in stored and getattr(given, key) != stored[key]:
+            raise UsageError(f"--resume: the run was trained with -o {key}={stored[key]}, "
+                             f"not {key}={getattr(given, key)}; a resumed run keeps its "
+                             "options")
+    return [f"{k}={v}" for k, v in stored.items()]
