@@ -69,6 +69,7 @@ class VAE(Family):
     name = "vae"
     description = "variational autoencoder (MLP or conv) with a fused reparameterization kernel"
     modalities = ("image", "table", "sequence")
+    conditional = True  # images with labels: per class; tables: per category (--where)
     Options = Options
     default_dataset = "digits"
 

@@ -72,7 +72,9 @@ class Family:
     name: ClassVar[str]
     description: ClassVar[str]  # one line, shown by `plugkit list`
     modalities: ClassVar[tuple[str, ...]]  # a subset of MODALITIES
-    conditional: ClassVar[bool] = False  # can it sample given a label?
+    # can it sample given a label (images: it sets num_classes) or a category (tables: the
+    # `where` setting)? `plugkit list` shows it; plugkit.testing checks it
+    conditional: ClassVar[bool] = False
     likelihood: ClassVar[bool] = False  # is val_loss a negative log-likelihood (plugkit eval)?
     # lower val_loss = better model (best weights, early stopping); False when it measures
     # something else (a GAN's discriminator). An instance may set its own in __init__ when

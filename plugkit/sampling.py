@@ -13,6 +13,12 @@ the seed and k: see `blocks`) and streamed into the temp file: .csv rows, .txt l
 row groups, .npy/.npz data after a header written for the full shape. Only the .png grid is
 built in memory, up to GRID_MAX tiles. The temp file becomes `out` when it is complete; on any
 error (a full disk, Ctrl-C) nothing is left behind.
+
+A .png grid is made for a person to look at: grayscale (mode L) or RGB like the data, 2 px of
+white between tiles, and small images enlarged by nearest neighbour (each pixel a sharp square)
+by the smallest whole factor that makes a tile at least TILE_MIN = 64 px on its longer side:
+8x8 digits x8, 28x28 x3, 64 px and more x1. A picture that would exceed GRID_SIDE_MAX = 4096 px
+a side gets a smaller factor, never below 1 (`grid_scale`).
 """
 
 from __future__ import annotations
@@ -311,26 +317,51 @@ def _stream_npy(f: IO[bytes], drawn: Iterable[np.ndarray], n: int) -> None:
 def _write_png(tmp: Path, drawn: Iterable[np.ndarray], n: int,
                labels: np.ndarray | None = None, per_row: int | None = None) -> None:
     """A grid in sample order (class order for a conditional run; one class per row with
-    --per-class)."""
+    --per-class): mode L for grayscale, RGB for colour, small images enlarged (grid_image)."""
     from PIL import Image
 
-    grid = (grid_image(np.concatenate(list(drawn)), cols=per_row) * 255).round().astype(np.uint8)
-    mode = "L" if grid.shape[2] == 1 else "RGB"
-    Image.fromarray(grid.squeeze(2), mode).save(tmp, "PNG")
+    images = np.concatenate(list(drawn))  # (n, C, H, W) in [0, 1]
+    # to bytes before enlarging: the grid then takes a quarter of a float32 grid's memory
+    pixels = np.clip((images * 255).round(), 0, 255).astype(np.uint8)
+    grid = grid_image(pixels, cols=per_row)  # (height, width, C)
+    Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid).save(tmp, "PNG")
 
 
 WRITERS = {".txt": _write_text, ".csv": _write_csv, ".parquet": _write_parquet,
            ".npy": _write_npy, ".npz": _write_npz, ".png": _write_png}
 
 
-def grid_image(images: np.ndarray, pad: int = 1, cols: int | None = None) -> np.ndarray:
-    """(n, C, H, W) in [0, 1] -> one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) picture, row by
-    row (cols: default the square root of n)."""
+# How a .png grid is laid out (the module's docstring says why)
+TILE_MIN = 64  # px: the smallest factor that makes a tile's longer side at least this
+GRID_SIDE_MAX = 4096  # px: ... lowered while the picture would be wider or taller than this
+PAD = 2  # px of white between tiles and around them, after enlarging
+
+
+def grid_scale(h: int, w: int, rows: int, cols: int, pad: int = PAD) -> int:
+    """The factor grid_image enlarges h x w tiles by in a rows x cols grid: the smallest whole
+    number that makes max(h, w) * factor >= TILE_MIN (8x8 digits: 8, 28x28: 3, 64 and more:
+    1), lowered while a side of the picture would exceed GRID_SIDE_MAX px; never below 1."""
+    scale = max(1, math.ceil(TILE_MIN / max(h, w)))
+    while scale > 1 and max(rows * (h * scale + pad), cols * (w * scale + pad)) + pad > \
+            GRID_SIDE_MAX:
+        scale -= 1
+    return scale
+
+
+def grid_image(images: np.ndarray, pad: int = PAD, cols: int | None = None,
+               scale: int | None = None) -> np.ndarray:
+    """(n, C, H, W) floats in [0, 1] or uint8 -> one (rows*(H*s+pad)+pad, cols*(W*s+pad)+pad,
+    C) picture of the same dtype on white, row by row: each tile enlarged s times by nearest
+    neighbour (scale; default grid_scale's rule); cols: default the square root of n."""
     n, c, h, w = images.shape
     cols = cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    tiles = np.ones((rows * cols, c, h + pad, w + pad), np.float32)  # white padding
+    s = scale or grid_scale(h, w, rows, cols, pad)
+    images = images.repeat(s, axis=2).repeat(s, axis=3)  # (n, C, H*s, W*s)
+    h, w = h * s, w * s
+    white = 255 if images.dtype == np.uint8 else 1.0
+    tiles = np.full((rows * cols, c, h + pad, w + pad), white, images.dtype)
     tiles[:n, :, :h, :w] = images
     grid = tiles.reshape(rows, cols, c, h + pad, w + pad).transpose(0, 3, 1, 4, 2)
     grid = grid.reshape(rows * (h + pad), cols * (w + pad), c)
-    return np.pad(grid, ((pad, 0), (pad, 0), (0, 0)), constant_values=1.0)
+    return np.pad(grid, ((pad, 0), (pad, 0), (0, 0)), constant_values=white)

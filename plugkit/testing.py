@@ -11,8 +11,9 @@
             return Batch(torch.tensor([[1, 2, 3, 0]]))
 
 pytest collects the subclass and runs: build, a few steps lower the loss on a fixed batch,
-sample shape/dtype, checkpoint round trip, determinism under a seed. A test that does not apply
-to a family (say, a single decreasing loss for an adversarial one) is skipped with the reason.
+sample shape/dtype, checkpoint round trip, determinism under a seed, and that the
+`conditional` flag `plugkit list` shows tells the truth. A test that does not apply to a family
+(say, a single decreasing loss for an adversarial one) is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -38,13 +39,13 @@ class FamilyTests:
         """A small fixed batch of the family's data."""
         raise NotImplementedError
 
-    def build(self, seed: int = 0) -> Family:
+    def build(self, seed: int = 0, info: DataInfo | None = None) -> Family:
         torch.manual_seed(seed)
         opts = options.parse(self.family.Options, list(self.options), self.family.name)
-        return self.family(opts, self.info, torch.device("cpu"))
+        return self.family(opts, info or self.info, torch.device("cpu"))
 
-    def draw(self, family: Family, n: int = 4, seed: int = 0) -> Any:
-        return family.sample(n, generator=torch.Generator().manual_seed(seed))
+    def draw(self, family: Family, n: int = 4, seed: int = 0, **kwargs: Any) -> Any:
+        return family.sample(n, generator=torch.Generator().manual_seed(seed), **kwargs)
 
     def test_builds_networks_and_optimizers(self):
         family = self.build()
@@ -91,8 +92,7 @@ class FamilyTests:
         checkpoint.save_weights(tmp_path, trained.modules())
         restored = self.build(seed=1)
         checkpoint.load_weights(tmp_path, restored.modules())
-        a, b = self.draw(trained), self.draw(restored)
-        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+        assert _same(self.draw(trained), self.draw(restored))
 
     def test_deterministic_under_a_seed(self):
         runs = []
@@ -100,3 +100,54 @@ class FamilyTests:
             family = self.build(seed=7)
             runs.append([family.train_step(self.batch()) for _ in range(3)])
         assert runs[0] == runs[1]
+
+    def test_conditional_flag_tells_the_truth(self):
+        """`conditional` (shown by `plugkit list` and `plugkit info`) says whether the family
+        samples given a label. Built on this suite's data, with three classes added to images
+        that have none: a family that learns p(x | label) (sets num_classes) must declare it,
+        and then draw one sample per label given, different for different labels. A family
+        that declares it must set num_classes on labelled data, and on a table draw only rows
+        of the category that `where="column=value"` names (plugkit sample --where)."""
+        cls, info = self.family, self.info
+        if info.modality == "image" and not info.classes:
+            info = DataInfo(info.modality, info.meta, ["a", "b", "c"])
+        family = self.build(info=info)
+        if family.num_classes:
+            assert cls.conditional, (
+                f"{cls.name} learns p(x | label) (num_classes = {family.num_classes}) but "
+                "declares conditional = False, so `plugkit list` says it cannot sample by "
+                "class: declare conditional = True")
+            assert family.num_classes == len(info.classes or []), "num_classes != classes"
+            labels = torch.arange(6) % family.num_classes
+            assert len(self.draw(family, 6, labels=labels)) == 6
+            zeros, ones = (self.draw(family, 4, labels=torch.full((4,), k)) for k in (0, 1))
+            assert not _same(zeros, ones), "same noise, other label: the same samples"
+        elif not cls.conditional:
+            return  # neither conditions nor claims to
+        elif info.modality == "table":
+            self._check_where(family)
+        elif getattr(family.options, "conditional", True) is False:
+            pytest.skip(f"{cls.name}: this suite's options turn conditioning off")
+        elif info.classes:
+            pytest.fail(f"{cls.name} declares conditional = True but learns nothing of the "
+                        f"labels of {info.modality} data: set self.num_classes = "
+                        "len(info.classes) in __init__, or declare conditional = False")
+        else:
+            pytest.skip(f"{cls.name}: no labelled {info.modality} data to check conditioning")
+
+    def _check_where(self, family: Family) -> None:
+        column = next((c for c in family.info.meta["encoding"]
+                       if c["kind"] == "categorical"), None)
+        if column is None:
+            pytest.skip(f"{family.name}: this suite's table has no categorical column")
+        value = str([v for v in column["categories"] if v is not tabular.MISSING][-1])
+        where = f"{column['name']}={value}"
+        rows = codec.decode(family.info, self.draw(family, 6, where=where))
+        assert len(rows) == 6 and (rows[column["name"]].astype(str) == value).all(), (
+            f"{family.name} declares conditional = True but sample(where={where!r}) drew "
+            f"{rows[column['name']].tolist()}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Two draws are equal: tensors, or lists of text."""
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b

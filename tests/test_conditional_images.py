@@ -114,7 +114,7 @@ def test_cli_per_class_grid_and_labelled_npz(conditional_run, tmp_path):
                         "--out", str(grid), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     # one class per row: 10 rows x 3 columns of 8x8 tiles with 1 px padding
-    assert Image.open(grid).size == (3 * 9 + 1, 10 * 9 + 1)
+    assert Image.open(grid).size == (3 * 66 + 2, 10 * 66 + 2)  # 8x8 tiles x8
     sidecar = json.loads((tmp_path / "g.png.json").read_text())
     assert sidecar["per_class"] == 3 and sidecar["classes"][:2] == ["0", "1"]
 

@@ -64,7 +64,7 @@ def test_sample_formats_and_sidecar(tmp_path):
     assert np.array_equal(x, np.load(tmp_path / "x.npy", allow_pickle=False))  # same seed
     from PIL import Image
 
-    assert Image.open(tmp_path / "grid.png").size == (4 * 9 + 1, 3 * 9 + 1)
+    assert Image.open(tmp_path / "grid.png").size == (4 * 66 + 2, 3 * 66 + 2)  # 8x8 tiles x8
 
 
 @pytest.mark.parametrize("args,code,message", [
