@@ -5,7 +5,10 @@ Recurrent Neural Networks", 2013, and Karpathy's char-rnn).
 Text: a line is a sequence of characters followed by an end token (token 0). The model reads
 [end, c1, ..., c_{L-1}] -- the end token doubles as "start of line" -- and predicts
 [c1, ..., c_L, end] one character ahead. The loss is the negative log-likelihood in nats per
-character, the end token included (it says where names stop), padding after it excluded.
+character, the end token included (it says where names stop), padding after it excluded. A line
+longer than the data's max_length comes as char-rnn's consecutive windows (plugkit.data.text.cut):
+a window's row has no end token, its last character being the next window's first, so the model
+predicts that character where a line would end, and never learns that lines end at a cut.
 Sequences (standardized [B, T, F] windows): the model reads [0, x1, ..., x_{T-1}] and predicts
 a diagonal Gaussian over x_t, the loss in nats per value.
 Each layer is one call to plugkit.ops.lstm_layer, so the whole time loop and its backward pass
@@ -37,7 +40,8 @@ class Options:
                             min=0.0, max=0.9)
     lr: float = option(2e-3, "Adam learning rate", min=0.0, max=1.0)
     max_len: int = option(0, "longest sample in characters (prefix included); 0: a bit above "
-                          "the longest training line", min=0)
+                          "the longest training line, or the window length when long lines "
+                          "were cut into windows", min=0)
 
 
 class LSTMStack(nn.Module):
@@ -126,7 +130,10 @@ class LSTM(Family):
         else:
             self.vocab = list(info.meta["vocab"])
             longest = info.meta.get("max_length", 248)  # runs from before it was recorded
-            self.max_len = options.max_len or longest + max(8, longest // 4)
+            if info.meta.get("cut"):  # lines were cut: samples as long as the windows it read
+                self.max_len = options.max_len or longest
+            else:
+                self.max_len = options.max_len or longest + max(8, longest // 4)
             self.net = CharNet(len(self.vocab) + 1, options).to(device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=options.lr)
 

@@ -62,6 +62,7 @@ def settle(config: Any, record: dict | None) -> Any:
     data = record["data"]
     stored = {"data": _stored_data(data), "modality": data["modality"],
               "image_size": data.get("image_size"), "window": data.get("window"),
+              "max_length": data.get("max_length"),
               "batch_size": record["batch_size"], "seed": record["seed"],
               "val_fraction": record.get("val_fraction", DEFAULTS["val_fraction"])}
     for name, value in stored.items():

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from plugkit import checkpoint, data, distributed, options, plugins, resume, runs, threads
-from plugkit.data import codec
+from plugkit.data import codec, text
 from plugkit.errors import PlugkitError, UsageError
 from plugkit.family import Batch, DataInfo, Family
 
@@ -47,6 +47,7 @@ class TrainConfig:
     modality: str | None = None
     image_size: int | None = None
     window: int | None = None  # cut one long series into windows of this many steps
+    max_length: int | None = None  # text: longer lines become windows (default text.MAX_LENGTH)
     val_fraction: float | None = None  # the share of the data held out for validation
     max_time: float | None = None  # seconds; stops cleanly after the current step
     patience: int | None = None  # stop after this many epochs without a better val_loss
@@ -91,8 +92,9 @@ def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset) -> d
         "batch_size": config.batch_size, "val_fraction": config.val_fraction,
         "data": {**resume.data_record(config.data), "modality": ds.modality, "size": len(ds),
                  "meta": ds.meta, "classes": ds.classes, "class_counts": _class_counts(ds),
-                 "image_size": config.image_size,
-                 "window": config.window},
+                 "image_size": config.image_size, "window": config.window,
+                 "max_length": config.max_length or (text.MAX_LENGTH if ds.modality == "text"
+                                                     else None)},
         "status": "training",
     }
 
@@ -145,7 +147,7 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     known = data.builtin.REGISTRY.get(spec)  # a built-in's modality is known before loading
     if config.window is None:
         _check_modality(cls, spec, known.modality if known else None)
-    ds = data.load(spec, config.modality, config.image_size, config.window)
+    ds = data.load(spec, config.modality, config.image_size, config.window, config.max_length)
     _check_modality(cls, spec, ds.modality)
     world, device = distributed.init(pick_device(config.device))
     train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)

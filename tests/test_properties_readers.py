@@ -241,14 +241,15 @@ def test_text_files_load_exactly_or_fail_cleanly(tmp_path, raw):
         assert isinstance(result, DataError) and "empty" in str(result)
 
 
-def test_a_huge_line_is_refused_before_padding_blows_up_memory(tmp_path):
+def test_a_huge_line_is_cut_into_windows_not_padded(tmp_path):
     (tmp_path / "long.txt").write_text("a" * 300_000 + "\n" + "b\n" * 1000)
-    fails(tmp_path / "long.txt", "a line of 300,000 characters")
-    (tmp_path / "fine.txt").write_text("a" * 300_000 + "\n")  # alone it is fine
-    assert isinstance(outcome(tmp_path / "fine.txt"), Dataset)
+    ds = outcome(tmp_path / "long.txt")
+    assert isinstance(ds, Dataset) and ds.meta["max_length"] == 256 and ds.meta["cut"] == 1171
+    assert len(ds) == 1172 + 1000
 
 
 # --- IDX (fashion-mnist's format) ---------------------------------------------------------------
+
 
 def idx_bytes(x: np.ndarray) -> bytes:
     dims = b"".join(int(d).to_bytes(4, "big") for d in x.shape)

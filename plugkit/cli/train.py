@@ -38,6 +38,9 @@ def train(
     window: Annotated[int | None, typer.Option(
         help="Cut one long series (rows = time steps) into every window of this length.")
     ] = None,
+    max_length: Annotated[int | None, typer.Option(
+        help="Text: cut lines longer than this into consecutive windows of this many "
+             "characters, as char-rnn reads a long text [default: 256].")] = None,
     max_time: Annotated[float | None, typer.Option(
         help="Stop cleanly after this many seconds (resumable).")] = None,
     patience: Annotated[int | None, typer.Option(
@@ -66,7 +69,7 @@ def train(
                          batch_size=batch_size, seed=seed, device=device,
                          options=option or [], modality=modality, image_size=image_size,
                          window=window, max_time=max_time, patience=patience, resume=resume,
-                         val_fraction=val_fraction, threads=threads)
+                         val_fraction=val_fraction, threads=threads, max_length=max_length)
     if nproc != 1:
         _spawn(nproc, config, as_json)
 
@@ -131,7 +134,7 @@ def _spawn(nproc: int, config, as_json: bool) -> None:
                         ("--val-fraction", config.val_fraction),
                         ("--threads", config.threads),
                         ("--modality", config.modality), ("--image-size", config.image_size),
-                        ("--window", config.window),
+                        ("--window", config.window), ("--max-length", config.max_length),
                         ("--max-time", config.max_time), ("--patience", config.patience)):
         args += [flag, str(value)] if value is not None else []
     for pair in config.options:

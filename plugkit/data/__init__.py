@@ -2,6 +2,7 @@
 
     ds = load("digits")                     # built-in, see available_datasets()
     ds = load("faces/", image_size=32)      # a folder of images, sub-folders = classes
+    ds = load("book.txt", max_length=128)   # text: longer lines cut into windows of 128
     train, val = split(ds, val_fraction=0.1, seed=0)
 
 Bad input raises DataError (exit 1) or UsageError (exit 2) with one line naming the file.
@@ -9,11 +10,12 @@ Bad input raises DataError (exit 1) or UsageError (exit 2) with one line naming 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from plugkit.data import builtin
+from plugkit.data import builtin, text
 from plugkit.data.builtin import available_datasets
 from plugkit.data.dataset import MODALITIES, DataError, Dataset, check_modality, validate
 from plugkit.errors import UsageError
@@ -22,9 +24,13 @@ __all__ = ["MODALITIES", "DataError", "Dataset", "available_datasets", "load", "
 
 
 def load(spec: str, modality: str | None = None, image_size: int | None = None,
-         window: int | None = None) -> Dataset:
+         window: int | None = None, max_length: int | None = None) -> Dataset:
     """The dataset `spec` names: a built-in (see available_datasets()) or a file/folder path;
-    with `window`, every window of that many steps of the long series it holds."""
+    with `window`, every window of that many steps of the long series it holds. Text lines
+    longer than `max_length` characters (default text.MAX_LENGTH) become consecutive windows
+    (text.cut), so a book without line breaks trains in rows of bounded length."""
+    if max_length is not None:
+        _check_max_length(spec, modality, window, max_length)
     if window is not None:
         if modality not in (None, "sequence"):
             raise UsageError(f"--window makes sequences, not {modality} data")
@@ -38,7 +44,7 @@ def load(spec: str, modality: str | None = None, image_size: int | None = None,
     if image_size is not None and image_size < 1:
         raise UsageError(f"image size must be a positive integer, got {image_size}")
     if spec in builtin.REGISTRY:
-        return validate(builtin.load(spec, modality, image_size))
+        return _text_rows(validate(builtin.load(spec, modality, image_size)), max_length)
     path = Path(spec).expanduser()
     if not path.exists() and not _looks_like_path(spec):
         names = ", ".join(builtin.REGISTRY)
@@ -47,7 +53,41 @@ def load(spec: str, modality: str | None = None, image_size: int | None = None,
                          ".txt file")
     from plugkit.data.readers import read_path
 
-    return validate(read_path(path, modality, image_size))
+    return _text_rows(validate(read_path(path, modality, image_size)), max_length)
+
+
+def _check_max_length(spec: str, modality: str | None, window: int | None,
+                      max_length: int) -> None:
+    """Refuses --max-length before anything loads where it cannot apply."""
+    if max_length < 1:
+        raise UsageError(f"--max-length must be at least 1, got {max_length}")
+    known = builtin.REGISTRY.get(spec)
+    kind = modality or (known.modality if known is not None else "text")
+    if window is not None or kind != "text":
+        what = "sequences (--window)" if window is not None else f"{kind} data"
+        raise UsageError(f"--max-length cuts lines of text, and {spec} is read as {what}")
+
+
+def _text_rows(ds: Dataset, max_length: int | None) -> Dataset:
+    """Text as the rows it trains on: lines cut to `max_length` (text.cut), with their meta."""
+    if ds.modality != "text":
+        if max_length is not None:
+            raise UsageError(f"--max-length cuts lines of text, and {ds.name} is "
+                             f"{ds.modality} data")
+        return ds
+    length = text.MAX_LENGTH if max_length is None else max_length
+    rows = text.cut(ds.x, length)
+    meta = text.text_meta(rows)
+    tokens = len(rows) * (meta["max_length"] + 1)  # what codec.encode will hold
+    if tokens > text.MAX_TOKENS:
+        raise DataError(f"{ds.name}: {len(rows):,} rows of up to {meta['max_length']:,} "
+                        f"characters take {tokens * 8 / 2**30:.1f} GiB as tokens, over "
+                        f"{text.MAX_TOKENS * 8 // 2**30} GiB; train on part of the text, or "
+                        "lower --max-length when most rows are short")
+    labels = ds.labels
+    if labels is not None and len(rows) != len(ds.x):  # each window keeps its line's label
+        labels = np.repeat(labels, [max(1, -(-len(line) // length)) for line in ds.x])
+    return replace(ds, x=rows, labels=labels, meta={**ds.meta, **meta})
 
 
 def _looks_like_path(spec: str) -> bool:

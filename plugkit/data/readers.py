@@ -20,13 +20,11 @@ import numpy as np
 
 from plugkit.data import images
 from plugkit.data.dataset import DataError, Dataset, UsageError
-from plugkit.data.text import text_meta
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet", ".txt")
 _NPZ_X, _NPZ_Y = ("x", "images"), ("y", "labels")
 _PICKLED = ("holds an object array (pickled Python objects); refused, nothing is unpickled: "
             "save a numeric array instead")
-MAX_TOKENS = 2**28  # text lines are padded to the longest: N * (L + 1) int64 tokens (2 GiB)
 
 
 def read_path(path: Path, modality: str | None, image_size: int | None) -> Dataset:
@@ -224,6 +222,8 @@ def _check_ragged(path: Path) -> None:
 
 
 def _read_text(path: Path) -> Dataset:
+    """Its non-empty lines, whole: data.load cuts long ones into windows and fills the meta
+    (text.cut), so a line of any length costs memory in proportion to its size only."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -234,8 +234,4 @@ def _read_text(path: Path) -> Dataset:
     lines = [line for line in lines if line]
     if not lines:
         raise DataError(f"{path}: empty (no non-empty lines)")
-    longest = max(map(len, lines))
-    if len(lines) * (longest + 1) > MAX_TOKENS:
-        raise DataError(f"{path}: a line of {longest:,} characters: padding all {len(lines):,} "
-                        f"lines to it takes over {MAX_TOKENS * 8 // 2**30} GiB; split long lines")
-    return Dataset(str(path), "text", lines, meta=text_meta(lines))
+    return Dataset(str(path), "text", lines)
