@@ -142,21 +142,31 @@ def requested(threads: int | None = None) -> tuple[int | None, str]:
 def choose(threads: int | None = None, window: float = 0.1) -> Choice:
     """The thread count for this process now (see the module docstring)."""
     fixed, source = requested(threads)
+    if fixed is None:
+        return automatic(window)
+    allowed, _ = cores_allowed()
+    return Choice(fixed, False, f"{source}={fixed}", allowed, 0, _share())
+
+
+def automatic(window: float = 0.1) -> Choice:
+    """The free cores now: allowed, less those other processes keep busy, shared among this
+    machine's data-parallel processes."""
     allowed, why = cores_allowed()
-    share = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-    if fixed is not None:
-        return Choice(fixed, False, f"{source}={fixed}", allowed, 0, share)
+    share = _share()
     before = _START  # a command's import time is the measuring window, if it is recent
     if before is None or time.monotonic() - before.at > STALE_S:
         before = read_load()  # a long-lived process (a notebook): measure now
     time.sleep(max(0.0, window - (time.monotonic() - before.at)) if before else 0.0)
     busy = _taken(others_busy(before, read_load()), allowed)
-    free = _free(allowed, busy, share)
     parts = [why, f"{busy} busy with other processes" if busy else "none busy with other "
              "processes"]
     if share > 1:
         parts.append(f"shared by {share} processes")
-    return Choice(free, True, "; ".join(parts), allowed, busy, share)
+    return Choice(_free(allowed, busy, share), True, "; ".join(parts), allowed, busy, share)
+
+
+def _share() -> int:
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
 
 
 def _taken(others: float, allowed: int) -> int:

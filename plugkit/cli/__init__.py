@@ -51,6 +51,7 @@ for name, command in [("train", train.train), ("sample", train.sample),
     app.command(name)(one_line_errors(command))
 bench.app.command("kernels")(one_line_errors(bench.kernels))
 bench.app.command("train")(one_line_errors(bench.train_loop))
+bench.app.command("threads")(one_line_errors(bench.threads_bench))
 app.add_typer(bench.app, name="bench")
 
 

@@ -67,3 +67,26 @@ def train_loop(
                f"hand-written loop {result['hand_written_s']:.2f} s, plugkit train "
                f"{result['plugkit_s']:.2f} s, overhead {100 * result['overhead']:+.1f}% "
                "(validation, checkpoints and metrics each epoch included)")
+
+
+def threads_bench(
+    workload: Annotated[list[str] | None, typer.Option(
+        help="vae/digits, gan/mnist-5k, lstm/names (repeatable; default all three).")] = None,
+    seconds: Annotated[float, typer.Option(help="Training time of each run.")] = 6.0,
+    repeats: Annotated[int, typer.Option(help="Interleaved repeats (the median counts).")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Training samples/s at 1 thread, every core and the automatic choice: idle, next to a
+    CPU-bound process started before the run, and next to one started halfway."""
+    import json
+
+    from plugkit import bench_threads
+
+    names = tuple(workload or bench_threads.WORKLOADS)
+    unknown = [n for n in names if n not in bench_threads.WORKLOADS]
+    if unknown:
+        raise UsageError(f"unknown workload {unknown[0]!r}; choose from "
+                         + ", ".join(bench_threads.WORKLOADS))
+    result = bench_threads.run(names, seconds, repeats,
+                               progress=lambda line: print(line, file=sys.stderr, flush=True))
+    typer.echo(json.dumps(result, indent=2) if as_json else bench_threads.format_table(result))
