@@ -10,7 +10,7 @@ export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0+PTX
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.plugkit-installed
 
-.PHONY: setup datasets test test-fallback demo bench lint clean
+.PHONY: setup datasets test test-fallback demo bench gpu-check lint clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/plugkit bench kernels
+
+# On a machine with an NVIDIA GPU and its own torch, offline: build for that GPU, CUDA tests and
+# probes, train/resume/sample, bench (docs/benchmarks.md: GPU check). Needs no `make setup`.
+gpu-check:
+	bash scripts/gpu-check.sh
 
 lint: setup
 	$(BIN)/ruff check plugkit plugins tests examples setup.py
