@@ -267,3 +267,27 @@ def test_cuda_half_storage(backend, dtype):
     grads_ref = torch.autograd.grad(z_ref.sum() + kl_ref.sum(), (mu64, lv64))
     for got, want in zip(grads, grads_ref, strict=True):
         assert got.dtype == dtype and rel_err(got, want) < tolerance(dtype)
+
+
+@NEEDS_NATIVE
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device on this machine"))])
+@pytest.mark.parametrize("bad, message", [
+    ({"grad_z": torch.zeros(3, 4)}, "grad_z has shape"),
+    ({"grad_kl": torch.zeros(4)}, "grad_kl has shape"),
+    ({"z": torch.zeros(5, 3)}, "z has shape"),
+    ({"grad_z": torch.zeros(5, 4, dtype=torch.float64)}, "grad_z has dtype"),
+])
+def test_the_native_backward_checks_its_gradients(device, bad, message):
+    """Autograd always passes matching gradients; a direct call with others is refused instead
+    of reading out of bounds (or, on a GPU, a host pointer)."""
+    args = {"grad_z": torch.zeros(5, 4), "grad_kl": torch.zeros(5), "mu": torch.zeros(5, 4),
+            "logvar": torch.zeros(5, 4), "z": torch.zeros(5, 4)}
+    args = {k: v.to(device) for k, v in (args | bad).items()}
+    with pytest.raises(ValueError, match=message):
+        torch.ops.plugkit.reparameterize_kl_backward(*args.values())
+    if device == "cuda":  # a host tensor among device ones
+        args = {k: torch.zeros_like(v) for k, v in args.items() if k != "grad_z"}
+        with pytest.raises(ValueError, match="grad_z is on cpu"):
+            torch.ops.plugkit.reparameterize_kl_backward(
+                torch.zeros(5, 4), args["grad_kl"], args["mu"], args["logvar"], args["z"])

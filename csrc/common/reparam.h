@@ -46,4 +46,19 @@ inline std::vector<int64_t> kl_shape(const at::Tensor& mu) {
   return std::vector<int64_t>(mu.sizes().begin(), mu.sizes().end() - 1);
 }
 
+// The backward reads every input at mu's layout and device: a gradient of another shape or on
+// another device would be read out of bounds (or, on a GPU, as a host pointer).
+inline void check_reparam_backward_args(const at::Tensor& grad_z, const at::Tensor& grad_kl,
+                                        const at::Tensor& mu, const at::Tensor& logvar,
+                                        const at::Tensor& z, bool allow_half) {
+  check_floating(mu, "mu", allow_half);
+  TORCH_CHECK_VALUE(mu.dim() >= 1, "mu must have shape [..., D], got a 0-D tensor");
+  check_same_shape(logvar, mu, "logvar", "mu");
+  check_same_shape(z, mu, "z", "mu");
+  check_same_shape(grad_z, mu, "grad_z", "mu");
+  check_like(grad_kl, mu, "grad_kl", "mu");
+  TORCH_CHECK_VALUE(grad_kl.sizes() == at::IntArrayRef(kl_shape(mu)), "grad_kl has shape ",
+                    grad_kl.sizes(), " but the KL of mu ", mu.sizes(), " has ", kl_shape(mu));
+}
+
 }  // namespace plugkit

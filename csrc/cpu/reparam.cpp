@@ -99,6 +99,7 @@ std::tuple<at::Tensor, at::Tensor> reparameterize_kl(const at::Tensor& mu, const
 std::tuple<at::Tensor, at::Tensor> reparameterize_kl_backward(
     const at::Tensor& grad_z, const at::Tensor& grad_kl, const at::Tensor& mu_in,
     const at::Tensor& logvar_in, const at::Tensor& z_in) {
+  check_reparam_backward_args(grad_z, grad_kl, mu_in, logvar_in, z_in, /*allow_half=*/false);
   const at::Tensor dz = grad_z.contiguous(), dkl = grad_kl.contiguous(), mu = mu_in.contiguous(),
                    lv = logvar_in.contiguous(), z = z_in.contiguous();
   at::Tensor d_mu = at::empty_like(mu), d_lv = at::empty_like(lv);
