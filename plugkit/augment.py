@@ -38,7 +38,7 @@ def augment(run_dir: str | Path, per_class: int | None = None, seed: int = 0,
     family = sampling.load(run_dir)
     if not family.num_classes:
         raise UsageError(f"{run_dir}'s model is not class-conditional (conditional=false)")
-    real = data.load(spec["spec"], "image", spec.get("image_size"))
+    real = data.load(runs.data_spec(spec), "image", spec.get("image_size"))
     train, holdout = data.split(real, record["val_fraction"], record["seed"])
     classes = len(real.classes)
     per_class = per_class or int(np.bincount(train.labels, minlength=classes).max())

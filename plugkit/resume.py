@@ -15,6 +15,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from plugkit import runs
 from plugkit.errors import PlugkitError, UsageError
 
 # What a resumed session may change; everything else in TrainConfig comes from run.json.
@@ -60,7 +61,7 @@ def settle(config: Any, record: dict | None) -> Any:
     if config.family is not None and config.family != record["family"]:
         raise UsageError(f"{config.out} is a {record['family']} run, not {config.family}")
     data = record["data"]
-    stored = {"data": _stored_data(data), "modality": data["modality"],
+    stored = {"data": runs.data_spec(data), "modality": data["modality"],
               "image_size": data.get("image_size"), "window": data.get("window"),
               "max_length": data.get("max_length"),
               "batch_size": record["batch_size"], "seed": record["seed"],
@@ -84,10 +85,6 @@ def _same(name: str, given: Any, stored: Any) -> bool:
     if name == "data" and given != stored:
         return Path(given).expanduser().resolve() == Path(stored).expanduser().resolve()
     return given == stored
-
-
-def _stored_data(data: dict) -> str:
-    return data.get("path", data["spec"])  # runs from before paths were recorded: the spec
 
 
 def _check_data(data: dict) -> None:

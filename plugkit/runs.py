@@ -66,6 +66,12 @@ def read(run_dir: Path) -> dict:
     return record
 
 
+def data_spec(data: dict) -> str:
+    """What to load a run's data from: the absolute path recorded when it trained (so a run is
+    evaluated from any folder), or the built-in's name (and the spec of older runs)."""
+    return data.get("path", data["spec"])
+
+
 def update(run_dir: Path, **fields: Any) -> None:
     """Sets fields of run.json; a field set to None is removed."""
     record = read(run_dir)

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from plugkit.cli import app
 from plugkit.data import load
+from plugkit.metrics import sets
 from plugkit.metrics.evaluate import evaluate
 
 runner = CliRunner()
@@ -27,11 +28,16 @@ def iris_halves(tmp_path):
     return tmp_path / "train.csv", tmp_path / "hold.csv"
 
 
-def test_a_copy_of_the_training_table_scores_its_floor_and_is_flagged(iris_halves):
+def test_a_copy_of_the_training_table_scores_its_floor_and_is_flagged(iris_halves,
+                                                                      monkeypatch):
+    # the single-split design (1,000 held-out records and more), on iris' 75 held-out rows:
+    # the floor compares the holdout with training rows, and a copy of them is just that
+    monkeypatch.setattr(sets, "SMALL", 50)
     train, hold = iris_halves
     report = evaluate(str(train), against=str(train), holdout=str(hold), target="class")
     m = measures(report)
-    assert report.summary["n"] == 75
+    assert report.summary["n"] == 75 and report.summary["design"] == "holdout"
+    assert all(x["spread"] is None for x in report.measures)  # one comparison, no spread
     for name in ("KS mean (numeric columns)", "TV mean (categorical columns)", "detection AUC",
                  "association difference", "TSTR accuracy (class)"):
         assert m[name]["value"] == pytest.approx(m[name]["floor"]), name  # same sets exactly
@@ -90,11 +96,14 @@ def test_table_run_writes_a_self_contained_report(tmp_path):
     assert result.exit_code == 0, result.output
     assert "detection AUC" in result.stdout
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
-    assert metrics["modality"] == "table" and metrics["n"] == 15 and metrics["seed"] == 1
+    assert metrics["modality"] == "table" and metrics["seed"] == 1
+    # 15 held-out rows: every one of the 150 real rows takes part, as many samples are drawn
+    assert metrics["n"] == 150 and metrics["design"] == "pooled" and metrics["compared"] == 75
     page = (run / "eval" / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3  # histograms, embedding, training curves
+    # histograms, associations, embedding, training curves
+    assert page.count("data:image/png;base64,") == 4
     assert "http" not in page and "<script" not in page  # opens offline, runs nothing
-    assert len(list((run / "eval" / "figures").glob("*.png"))) == 3
+    assert len(list((run / "eval" / "figures").glob("*.png"))) == 4
 
 
 @pytest.mark.parametrize("args, code, message", [
@@ -109,6 +118,8 @@ def test_table_run_writes_a_self_contained_report(tmp_path):
 def test_bad_input_is_one_line_and_leaves_no_report(tmp_path, monkeypatch, args, code, message):
     monkeypatch.chdir(tmp_path)
     load("iris").x.to_csv("iris.csv", index=False)
+    load("iris").x.to_csv("x.csv", index=False)
+    open("grid.png", "wb").close()
     pd.DataFrame({"a": [1, 2]}).to_csv("other.csv", index=False)
     open("empty.csv", "w").close()
     np.save("digits.npy", np.zeros((10, 1, 9, 9), np.float32))
@@ -129,7 +140,8 @@ def test_image_run_eval_measures_and_report(tmp_path, family):
     assert trained.exit_code == 0, trained.output
     report = evaluate(str(run), out=tmp_path / "report")
     m = measures(report)
-    assert report.summary["n"] == 180  # digits' held-out tenth
+    # 180 held-out digits: pooled, as many samples as real digits, halves of 898 compared
+    assert report.summary["n"] == 1797 and report.summary["compared"] == 898
     assert m["Fréchet distance"]["value"] > m["Fréchet distance"]["floor"] > 0
     assert m["detection accuracy"]["floor"] < 0.65  # real against real: hard to tell apart
     assert m["detection accuracy"]["value"] > m["detection accuracy"]["floor"]

@@ -19,8 +19,10 @@ def evaluate(
                                                 "split in halves).")] = None,
     modality: Annotated[str | None, typer.Option(help="image, table, text or sequence, when the "
                                                  "files do not say.")] = None,
-    n: Annotated[int | None, typer.Option(help="Samples compared (default: the held-out size, "
-                                          "at most 10,000).")] = None,
+    n: Annotated[int | None, typer.Option(
+        help="Samples drawn from a run, or used from a file (default: the held-out size, at "
+             "most 10,000; with under 1,000 held-out records, every real record's count, at "
+             "most 2,000). The output says how many each measure compares.")] = None,
     target: Annotated[str | None, typer.Option(help="Tables: the column train-on-synthetic "
                                                "predicts (default: the dataset's label).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of sampling, subsets and classifiers.")] = 0,
@@ -31,14 +33,19 @@ def evaluate(
                                              "figures/ (default: <run>/eval).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json, not a table.")]
     = False,
+    threads: Annotated[int | None, typer.Option(
+        help="Threads of torch and scikit-learn (or PLUGKIT_THREADS); default: the free "
+             "cores.")] = None,
 ) -> None:
     """Compare synthetic samples with real data: fidelity, diversity, usefulness, privacy."""
     from plugkit.metrics.evaluate import evaluate as run_eval
+    from plugkit.threads import using
 
     if out is None and (Path(source) / "run.json").exists():
         out = Path(source) / "eval"
-    report = run_eval(source, against=against, holdout=holdout, modality=modality, n=n,
-                      seed=seed, target=target, out=out, weights=weights)
+    with using(threads):
+        report = run_eval(source, against=against, holdout=holdout, modality=modality, n=n,
+                          seed=seed, target=target, out=out, weights=weights)
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2, default=str))
         return
@@ -57,12 +64,17 @@ def augment(
         help="Also write the augmented training set (real + synthetic, with labels) here, "
              ".npz.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    threads: Annotated[int | None, typer.Option(
+        help="Threads of torch and scikit-learn (or PLUGKIT_THREADS); default: the free "
+             "cores.")] = None,
 ) -> None:
     """Train a classifier on real images, on real + class-balanced synthetic ones, and on
     synthetic alone; report each one's accuracy on held-out real images."""
     from plugkit.augment import augment as run_augment
+    from plugkit.threads import using
 
-    result = run_augment(run, per_class=per_class, seed=seed, out=out)
+    with using(threads):
+        result = run_augment(run, per_class=per_class, seed=seed, out=out)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -81,14 +93,35 @@ def _print_table(report) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from plugkit.metrics.report import stat
+
     summary = report.summary
-    table = Table(title=f"{summary['source']}: {summary['modality']}, n = {summary['n']}")
+    console = Console()
+    table = Table(title=f"{summary['source']}: {summary['modality']}, {summary['n']:,} samples,"
+                        f" {summary['real_size']:,} real records")
     for column in ("measure", "synthetic", "real floor", "better"):
         table.add_column(column, justify="left" if column == "measure" else "right")
     for m in report.measures:
-        table.add_row(m["name"], _fmt(m["value"]), _fmt(m["floor"]), m["better"])
-    Console().print(table)
+        table.add_row(m["name"], stat(m["value"], m.get("spread")),
+                      stat(m["floor"], m.get("floor_spread")), m["better"])
+    console.print(table)
+    columns = report.details.get("columns")
+    if columns:
+        _print_columns(console, columns)
+    for note in summary.get("notes", []):
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
-def _fmt(value) -> str:
-    return "–" if value is None else f"{value:.4g}"
+def _print_columns(console, columns: list[dict], most: int = 10) -> None:
+    from rich.table import Table
+
+    from plugkit.metrics.report import stat
+
+    table = Table(title="columns, worst first" + (f" ({most} of {len(columns)}; all in "
+                                                  "report.html)" if len(columns) > most else ""))
+    for column in ("column", "distance", "synthetic", "real floor", "over floor"):
+        table.add_column(column, justify="left" if column == "column" else "right")
+    for col in columns[:most]:
+        table.add_row(str(col["name"]), col["measure"], stat(col["synthetic"], col["spread"]),
+                      stat(col["floor"], col["floor_spread"]), f"{col['excess']:+.3f}")
+    console.print(table)

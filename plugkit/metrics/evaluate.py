@@ -3,14 +3,17 @@
     report = evaluate("runs/vae-digits", out=Path("reports/vae-digits"))
     report = evaluate("synthetic.csv", against="adult", target="income")
 
-A measure compares the synthetic set with the held-out real set; its floor is the same measure
-between the training set and the held-out set, cut to the same size (plugkit.metrics.sets), so
+A measure compares the synthetic set with a reference set of real records; its floor is the same
+measure between the reference and as many other real records (plugkit.metrics.sets), so
 "synthetic 4.1, floor 1.3" reads as "three times further from the real data than real data".
+With few held-out records the comparison is repeated on random splits of all real records, and
+each figure is the mean with its standard deviation over the repeats ("0.81 ± 0.03").
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,11 @@ import numpy as np
 from plugkit import runs
 from plugkit.errors import UsageError
 from plugkit.metrics import detection, distances, figures, sequences, sets, tables, text
-from plugkit.metrics.report import Report
+from plugkit.metrics.report import Report, stat
+
+Stat = tuple[float | None, float | None]  # mean, standard deviation over repeats (None: one)
+KID_SUBSETS = 100  # shared out over the repeats: the same work as one comparison
+PANELS = 24  # per-column panels per figure: more columns, more figures
 
 
 def evaluate(source: str | Path, *, against: str | None = None, holdout: str | None = None,
@@ -32,143 +39,286 @@ def evaluate(source: str | Path, *, against: str | None = None, holdout: str | N
             raise UsageError("--against/--holdout are for sample files; a run is compared with "
                              "its own training data")
         compared = sets.from_run(path, n, seed, weights)
+    elif not path.exists() and not _builtin(str(source)):
+        raise UsageError(f"{source}: not found; give a run directory or a sample file")
     else:
         compared = sets.from_file(str(source), against, holdout, modality, n, seed)
-    report = Report(f"plugkit eval: {compared.source}", {
-        "source": compared.source, "modality": compared.modality, "n": compared.n,
-        "train_size": len(compared.train_full), "seed": seed,
-        **({"weights": weights} if compared.run is not None else {})}, [])
-    MODALITIES[compared.modality](compared, report, seed, target)
-    if compared.run is not None:
-        _training_curves(compared.run, report)
+    c = compared
+    report = Report(f"plugkit eval: {c.source}", {
+        "source": c.source, "modality": c.modality, "n": c.n, "compared": c.compared,
+        "repeats": c.repeats, "design": "pooled" if c.pooled else "holdout",
+        "real_size": c.real_size, "train_size": len(c.train), "holdout_size": len(c.holdout),
+        "seed": seed, **({"weights": weights} if c.run is not None else {}),
+        "notes": list(c.notes)}, [])
+    MODALITIES[c.modality](c, report, seed, target)
+    if c.run is not None:
+        _training_curves(c.run, report)
     if out is not None:
         report.write(Path(out))
     return report
 
 
-def _add(report: Report, name: str, value: Any, floor: Any, better: str, help: str) -> None:
-    report.measures.append({"name": name, "value": _num(value), "floor": _num(floor),
+def _builtin(name: str) -> bool:
+    from plugkit.data import builtin
+
+    return name in builtin.REGISTRY
+
+
+def _add(report: Report, name: str, value: Any, floor: Any, better: str, help: str,
+         spread: Any = None, floor_spread: Any = None) -> None:
+    report.measures.append({"name": name, "value": _num(value), "spread": _num(spread),
+                            "floor": _num(floor), "floor_spread": _num(floor_spread),
                             "better": better, "help": help})
+
+
+def _add_stats(report: Report, name: str, pair: tuple[Stat, Stat], better: str,
+               help: str) -> None:
+    (value, spread), (floor, floor_spread) = pair
+    _add(report, name, value, floor, better, help, spread, floor_spread)
 
 
 def _num(value: Any) -> Any:
     return None if value is None else float(value)
 
 
-def _compare(report: Report, name: str, fn: Any, s: dict, better: str, help: str) -> None:
-    """fn(holdout, synthetic) against its floor fn(holdout, train): reference first."""
-    _add(report, name, fn(s["holdout"], s["synthetic"]), fn(s["holdout"], s["train"]), better,
-         help)
+def _repeat(comparisons: list[sets.Comparison], real: Callable, synthetic: Callable,
+            once: Callable) -> dict[Any, tuple[Stat, Stat]]:
+    """once(reference, other) -> {key: value} on every comparison, against the synthetic rows
+    and against the floor's real rows; per key (synthetic, floor), each a Stat over repeats.
+    real(rows) / synthetic(rows) give the records (or their features) at `rows`."""
+    pairs = []
+    for k in comparisons:
+        reference = real(k.reference)
+        pairs.append((once(reference, synthetic(k.synthetic)), once(reference, real(k.real))))
+    return {key: (_stat([s[key] for s, _ in pairs]), _stat([f[key] for _, f in pairs]))
+            for key in pairs[0][0]}
 
 
-def _privacy(report: Report, s: dict, full_train: Any) -> None:
-    """Distance to the closest training record, synthetic against fresh real data."""
-    dcr = distances.privacy(s["synthetic"], full_train, s["holdout"])
+def _stat(values: list[Any]) -> Stat:
+    if any(v is None for v in values):
+        return None, None
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else None
+
+
+def _privacy(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarray]) -> None:
+    """Distance to the closest training record, synthetic against fresh real data: every
+    training record, every held-out one, up to MAX_N samples. rows(x) gives the flat rows."""
+    synthetic = rows(c.synthetic_x(np.arange(min(c.n, sets.MAX_N))))
+    train, holdout = rows(c.train.x), rows(c.holdout.x)
+    dcr = distances.privacy(synthetic, train, holdout)
     _add(report, "DCR ratio", dcr["dcr_ratio"], 1.0, "≈ 1 (0 = copies)",
          "median distance to the closest training record, over the holdout's")
     _add(report, "closer than holdout", dcr["closer_than_holdout"], 0.5, "≈ 0.5",
          "share of samples closer to the training data than the median held-out record")
-    _add(report, "exact copies", distances.exact_copy_rate(s["synthetic"], full_train),
-         distances.exact_copy_rate(s["holdout"], full_train), "lower",
+    _add(report, "exact copies", distances.exact_copy_rate(synthetic, train),
+         distances.exact_copy_rate(holdout, train), "lower",
          "share of samples identical to a training record")
+
+
+def _too_few(c: sets.Sets, report: Report, what: str) -> bool:
+    """Detection's 5 folds need 5 records a side; with fewer the measure is left out."""
+    if c.compared >= detection.FOLDS:
+        return False
+    report.summary["notes"].append(f"{what} left out: {detection.FOLDS}-fold cross-validation "
+                                   f"needs {detection.FOLDS} records a side, the comparisons "
+                                   f"have {c.compared}")
+    return True
 
 
 def _images(c: sets.Sets, report: Report, seed: int, target: str | None) -> None:
     from plugkit.metrics import features
 
-    net = features.feature_net(c.train_full.x, c.train_full.labels, seed=seed)
-    f = {k: net.features(getattr(c, k).x) for k in ("synthetic", "train", "holdout")}
-    _compare(report, "Fréchet distance", distances.frechet_distance, f, "lower",
-             "between Gaussians fitted to classifier features")
-    _compare(report, "KID", lambda a, b: distances.kid(a, b, seed=seed)["kid"], f, "lower",
-             "kernel inception distance (unbiased MMD², cubic kernel) on the same features")
-    prdc = {k: distances.prdc(f["holdout"], f[k]) for k in ("synthetic", "train")}
+    net = features.feature_net(c.train.x, c.train.labels, seed=seed)
+    comparisons = c.comparisons(seed)
+    shown = _shown(c, seed)
+    used = np.unique(np.concatenate([c.reference_rows(), *[np.concatenate([k.reference, k.real])
+                                                           for k in comparisons]]))
+    real = np.zeros((c.real_size, features.DIM))
+    real[used] = net.features(c.real_x(used))  # only the records some comparison or figure takes
+    synthetic = net.features(c.synthetic.x)
+    detect = not _too_few(c, report, "detection accuracy")
+
+    def once(a: np.ndarray, b: np.ndarray) -> dict:
+        out = {"fd": distances.frechet_distance(a, b),
+               "kid": distances.kid(a, b, subsets=KID_SUBSETS // c.repeats, seed=seed)["kid"],
+               **distances.prdc(a, b)}
+        if detect:
+            out["detection"] = detection.detection(a, b, model="logistic", seed=seed)["accuracy"]
+        return out
+
+    r = _repeat(comparisons, lambda rows: real[rows], lambda rows: synthetic[rows], once)
+    _add_stats(report, "Fréchet distance", r["fd"], "lower",
+               "between Gaussians fitted to classifier features")
+    _add_stats(report, "KID", r["kid"], "lower",
+               "kernel inception distance (unbiased MMD², cubic kernel) on the same features")
     for key in ("precision", "recall", "density", "coverage"):
-        _add(report, key, prdc["synthetic"][key], prdc["train"][key], "higher",
-             "k-NN manifold measure of Naeem et al. 2020 (k = 5)")
-    _compare(report, "detection accuracy",
-             lambda a, b: detection.detection(a, b, model="logistic", seed=seed)["accuracy"], f,
-             "≈ 0.5", "5-fold CV accuracy of logistic regression telling real from synthetic")
+        _add_stats(report, key, r[key], "higher",
+                   "k-NN manifold measure of Naeem et al. 2020 (k = 5)")
+    if detect:
+        _add_stats(report, "detection accuracy", r["detection"], "≈ 0.5",
+                   "5-fold CV accuracy of logistic regression telling real from synthetic")
     if c.synthetic.labels is not None and net.has_classes:
         _add(report, "label accuracy", (net.predict(c.synthetic.x) == c.synthetic.labels).mean(),
              (net.predict(c.holdout.x) == c.holdout.labels).mean(), "higher",
-             "how often the classifier gives a sample the label it was generated for")
+             "how often the classifier gives a sample the label it was generated for; the "
+             "floor: its accuracy on the held-out records")
     report.details["feature_net_accuracy"] = net.accuracy
-    pixels = {k: getattr(c, k).x.reshape(c.n, -1) for k in ("synthetic", "holdout")}
-    _privacy(report, pixels, c.train_full.x.reshape(len(c.train_full), -1))
-    report.add_figure("real and synthetic samples", figures.image_grids(c.holdout.x,
+    _privacy(report, c, lambda x: x.reshape(len(x), -1))
+    report.add_figure("real and synthetic samples", figures.image_grids(c.real_x(shown),
                                                                         c.synthetic.x))
     report.add_figure("classifier features, first two principal axes",
-                      figures.embedding(f["holdout"], f["synthetic"], "features"))
+                      figures.embedding(real[c.reference_rows()], synthetic, "features"))
+
+
+def _shown(c: sets.Sets, seed: int, most: int = 64) -> np.ndarray:
+    """The real records a grid shows: the first held-out ones, or a random few of all."""
+    rows = c.reference_rows()
+    if not c.pooled or len(rows) <= most:
+        return rows[:most]
+    return np.sort(np.random.default_rng(seed).choice(rows, most, replace=False))
 
 
 def _tables(c: sets.Sets, report: Report, seed: int, target: str | None) -> None:
     from plugkit.data import tabular
 
-    s = {k: getattr(c, k).x for k in ("synthetic", "train", "holdout")}
-    fidelity = {k: tables.column_fidelity(s["holdout"], s[k]) for k in ("synthetic", "train")}
+    detect = not _too_few(c, report, "detection AUC")
+
+    def once(a: Any, b: Any) -> dict:
+        fidelity = tables.column_fidelity(a, b)
+        tvs = [col["tv"] for col in fidelity["columns"].values() if "tv" in col]
+        out = {"ks_mean": fidelity["ks_mean"], "tv_mean": fidelity["tv_mean"],
+               "tv_max": max(tvs) if tvs else None,
+               "association": tables.association_difference(a, b)["mean_abs_diff"]}
+        if detect:
+            out["detection"] = tables.table_detection(a, b, seed=seed)["auc"]
+        for name, col in fidelity["columns"].items():
+            out["column", name] = col.get("ks", col.get("tv"))
+            out["missing", name] = col["missing_rate_diff"]
+        return out
+
+    r = _repeat(c.comparisons(seed), c.real_x, c.synthetic_x, once)
     for key, label in (("ks_mean", "KS mean (numeric columns)"),
                        ("tv_mean", "TV mean (categorical columns)")):
-        _add(report, label, fidelity["synthetic"][key], fidelity["train"][key], "lower",
-             "per-column distance between the marginal distributions, averaged")
-    worst = {k: _worst_tv(fidelity[k]) for k in fidelity}
-    _add(report, "TV max (categorical columns)", worst["synthetic"], worst["train"], "lower",
-         "the largest per-column total variation")
-    _compare(report, "association difference",
-             lambda a, b: tables.association_difference(a, b)["mean_abs_diff"], s, "lower",
-             "mean |difference| of the pairwise correlation / Cramér's V / correlation ratio")
-    _compare(report, "detection AUC",
-             lambda a, b: tables.table_detection(a, b, seed=seed)["auc"], s, "≈ 0.5",
-             "5-fold CV ROC AUC of gradient boosting telling real from synthetic rows")
+        _add_stats(report, label, r[key], "lower",
+                   "per-column distance between the marginal distributions, averaged")
+    _add_stats(report, "TV max (categorical columns)", r["tv_max"], "lower",
+               "the largest per-column total variation")
+    _add_stats(report, "association difference", r["association"], "lower",
+               "mean |difference| of the pairwise correlation / Cramér's V / correlation ratio")
+    if detect:
+        _add_stats(report, "detection AUC", r["detection"], "≈ 0.5",
+                   "5-fold CV ROC AUC of gradient boosting telling real from synthetic rows")
     target = target or c.meta.get("target")
     if target is not None:
-        utility = tables.tstr(s["synthetic"], s["train"], s["holdout"], target, seed=seed)
-        _add(report, f"TSTR {utility['metric']} ({target})", utility["synthetic"],
-             utility["real"], "higher", "train on synthetic, test on real; the floor trains on "
-             "real data of the same size")
-    report.details["columns"] = fidelity["synthetic"]["columns"]
+        _tstr(c, report, seed, target)
+    columns = _worst_first(r, c.meta["columns"])
+    report.details["columns"] = columns
+    report.add_table("columns, worst first",
+                     ["column", "distance", "synthetic", "real floor", "over floor"],
+                     [[col["name"], col["measure"], stat(col["synthetic"], col["spread"]),
+                       stat(col["floor"], col["floor_spread"]), f"{col['excess']:+.3f}"]
+                      for col in columns])
     encoding = c.meta["encoding"]
-    rows = {k: tabular.encode(s[k], encoding) for k in ("synthetic", "holdout")}
-    _privacy(report, rows, tabular.encode(c.train_full.x, encoding))
-    columns = [col["name"] for col in encoding][:12]
-    report.add_figure("per-column distributions (blue real, orange synthetic)",
-                      figures.histograms(s["holdout"], s["synthetic"], columns,
-                                         c.meta["columns"]))
+    _privacy(report, c, lambda x: tabular.encode(x, encoding))
+    real = c.real_x(c.reference_rows())
+    for start in range(0, len(columns), PANELS):
+        page = columns[start:start + PANELS]
+        where = "" if len(columns) <= PANELS else \
+            f", columns {start + 1}–{start + len(page)} of {len(columns)}"
+        report.add_figure(f"per-column distributions, worst first (blue real, orange "
+                          f"synthetic){where}",
+                          figures.histograms(real, c.synthetic.x, [col["name"] for col in page],
+                                             c.meta["columns"], [_title(col) for col in page]))
+    if len(c.meta["columns"]) > 1:
+        report.add_figure("pairwise associations: real, synthetic and their |difference| "
+                          "(Pearson, Cramér's V, correlation ratio)",
+                          figures.associations(real, c.synthetic.x, c.meta["columns"]))
     report.add_figure("encoded rows, first two principal axes",
-                      figures.embedding(rows["holdout"], rows["synthetic"], "rows"))
+                      figures.embedding(tabular.encode(real, encoding),
+                                        tabular.encode(c.synthetic.x, encoding), "rows"))
 
 
-def _worst_tv(fidelity: dict) -> float | None:
-    tvs = [col["tv"] for col in fidelity["columns"].values() if "tv" in col]
-    return max(tvs) if tvs else None
+def _tstr(c: sets.Sets, report: Report, seed: int, target: str) -> None:
+    """Train on synthetic, test on real: on small data by cross-validation over every real
+    record (tables.tstr_cv), else on the held-out records (tables.tstr)."""
+    help = "train on synthetic, test on real; the floor trains on real data of the same size"
+    if not c.pooled:
+        k = c.comparisons(seed)[0]
+        u = tables.tstr(c.synthetic_x(k.synthetic), c.real_x(k.real), c.real_x(k.reference),
+                        target, seed=seed)
+        _add(report, f"TSTR {u['metric']} ({target})", u["synthetic"], u["real"], "higher",
+             help)
+        return
+    rows = np.arange(c.real_size)
+    if len(rows) > sets.POOLED_N:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, sets.POOLED_N, replace=False))
+    u = tables.tstr_cv(c.synthetic.x, c.real_x(rows), target, repeats=sets.REPEATS, seed=seed)
+    _add(report, f"TSTR {u['metric']} ({target})", u["synthetic"], u["real"], "higher",
+         help + " (cross-validated over all real records)", u["synthetic_std"], u["real_std"])
+    report.summary["notes"].append(
+        f"TSTR: {u['folds']}-fold cross-validation over {len(rows):,} real records, "
+        f"{u['repeats']} repeats; in each fold one model learns from {u['train_rows']:,} "
+        "synthetic records, the floor's from as many real ones, and both are scored on the "
+        "fold's real records, which include records the generator trained on (a generator "
+        "that copies them scores above the floor: see exact copies)")
+
+
+def _worst_first(r: dict, kinds: dict[str, str]) -> list[dict]:
+    """Every column with its distance (KS or TV), floor and distance over the floor, the
+    largest excess first."""
+    columns = []
+    for name, kind in kinds.items():
+        (value, spread), (floor, floor_spread) = r["column", name]
+        columns.append({"name": name, "kind": kind, "measure": "KS" if kind == "numeric"
+                        else "TV", "synthetic": value, "spread": spread, "floor": floor,
+                        "floor_spread": floor_spread, "excess": value - floor,
+                        "missing_rate_diff": r["missing", name][0][0]})
+    return sorted(columns, key=lambda col: -col["excess"])
+
+
+def _title(col: dict) -> str:
+    return f"{col['name']}\n{col['measure']} {col['synthetic']:.3f} (floor {col['floor']:.3f})"
 
 
 def _text(c: sets.Sets, report: Report, seed: int, target: str | None) -> None:
-    s = {k: getattr(c, k).x for k in ("synthetic", "train", "holdout")}
-    novelty = text.novelty(s["synthetic"], c.train_full.x, c.holdout_full.x)
+    samples = c.synthetic.x
+    novelty = text.novelty(samples, c.train.x, c.holdout.x)
     _add(report, "copies of training lines", novelty["copied"],
-         distances.exact_copy_rate(s["holdout"], c.train_full.x), "lower",
+         distances.exact_copy_rate(c.holdout.x, c.train.x), "lower",
          "share of samples that are a training line; the floor: held-out lines that are")
     _add(report, "new", novelty["new"], None, "higher",
          "share of samples in neither the training nor the held-out data")
     _add(report, "held-out only", novelty["holdout_only"], None, "",
          "share of samples that are a held-out line the model never saw")
-    _add(report, "unique", novelty["unique"], len(set(s["holdout"])) / c.n, "≈ floor",
-         "distinct samples over samples: low means mode collapse")
-    _add(report, "distinct-2", text.distinct_n(s["synthetic"], 2),
-         text.distinct_n(s["holdout"], 2), "≈ floor", "distinct character bigrams over all")
-    _compare(report, "character distance", text.char_distance, s, "lower",
-             "total variation between character frequencies")
-    _compare(report, "length KS", lambda a, b: text.length_distance(a, b)["ks"], s, "lower",
-             "KS statistic between line-length distributions")
+
+    def once(a: list[str], b: list[str]) -> dict:
+        return {"char": text.char_distance(a, b), "length": text.length_distance(a, b)["ks"],
+                # properties of one set: the synthetic one's, with the reference's as floor
+                "unique": _unique(b), "distinct": text.distinct_n(b, 2),
+                "unique_ref": _unique(a), "distinct_ref": text.distinct_n(a, 2)}
+
+    r = _repeat(c.comparisons(seed), c.real_x, c.synthetic_x, once)
+    _add_stats(report, "unique", (r["unique"][0], r["unique_ref"][0]), "≈ floor",
+               "distinct samples over samples: low means mode collapse")
+    _add_stats(report, "distinct-2", (r["distinct"][0], r["distinct_ref"][0]), "≈ floor",
+               "distinct character bigrams over all")
+    _add_stats(report, "character distance", r["char"], "lower",
+               "total variation between character frequencies")
+    _add_stats(report, "length KS", r["length"], "lower",
+               "KS statistic between line-length distributions")
     if c.run is not None:
         nll = _heldout_nll(c)
         if nll is not None:
             _add(report, "held-out NLL (nats/char)", nll, None, "lower",
                  "the model's negative log-likelihood per character, end of line included")
-    report.details["samples"] = s["synthetic"][:20]
+    report.details["samples"] = samples[:20]
     report.add_figure("characters and line lengths (blue real, orange synthetic)",
-                      figures.text_distributions(s["holdout"], s["synthetic"]))
+                      figures.text_distributions(c.real_x(c.reference_rows()), samples))
+
+
+def _unique(items: list[str]) -> float:
+    return len(set(items)) / len(items)
 
 
 def _heldout_nll(c: sets.Sets) -> float | None:
@@ -180,31 +330,45 @@ def _heldout_nll(c: sets.Sets) -> float | None:
     family = sampling.load(c.run)
     if not type(family).likelihood:
         return None
-    x, y = codec.encode(c.holdout_full)
+    x, y = codec.encode(c.holdout)
     return validate(family, x, y, 256, family.device)
 
 
 def _sequences(c: sets.Sets, report: Report, seed: int, target: str | None) -> None:
-    s = {k: getattr(c, k).x for k in ("synthetic", "train", "holdout")}
-    _compare(report, "marginal KS", lambda a, b: sequences.marginal_distance(a, b)["ks_mean"],
-             s, "lower", "KS statistic of all values, per feature, averaged")
-    _compare(report, "autocorrelation distance",
-             lambda a, b: sequences.autocorrelation_distance(a, b)["acf_distance"], s, "lower",
-             "mean |difference| of the mean autocorrelation functions")
-    _compare(report, "detection accuracy",
-             lambda a, b: sequences.sequence_detection(a, b, seed=seed)["accuracy"], s, "≈ 0.5",
-             "5-fold CV accuracy of gradient boosting telling real from synthetic sequences")
-    forecast = sequences.tstr_forecast(s["synthetic"], s["train"], s["holdout"])
-    _add(report, "TSTR one-step MSE", forecast["mse_synthetic"], forecast["mse_real"], "lower",
-         "ridge forecaster trained on synthetic, tested on real; the floor trains on real")
+    detect = not _too_few(c, report, "detection accuracy")
+
+    def once(a: np.ndarray, b: np.ndarray) -> dict:
+        out = {"ks": sequences.marginal_distance(a, b)["ks_mean"],
+               "acf": sequences.autocorrelation_distance(a, b)["acf_distance"]}
+        if detect:
+            out["detection"] = sequences.sequence_detection(a, b, seed=seed)["accuracy"]
+        return out
+
+    comparisons = c.comparisons(seed)
+    r = _repeat(comparisons, c.real_x, c.synthetic_x, once)
+    _add_stats(report, "marginal KS", r["ks"], "lower",
+               "KS statistic of all values, per feature, averaged")
+    _add_stats(report, "autocorrelation distance", r["acf"], "lower",
+               "mean |difference| of the mean autocorrelation functions")
+    if detect:
+        _add_stats(report, "detection accuracy", r["detection"], "≈ 0.5",
+                   "5-fold CV accuracy of gradient boosting telling real from synthetic "
+                   "sequences")
+    forecasts = [sequences.tstr_forecast(c.synthetic_x(k.synthetic), c.real_x(k.real),
+                                         c.real_x(k.reference)) for k in comparisons]
+    _add_stats(report, "TSTR one-step MSE",
+               (_stat([f["mse_synthetic"] for f in forecasts]),
+                _stat([f["mse_real"] for f in forecasts])), "lower",
+               "ridge forecaster trained on synthetic, tested on real; the floor trains on real")
     mean, std = np.asarray(c.meta["mean"]), np.asarray(c.meta["std"])
-    flat = {k: ((s[k] - mean) / std).reshape(c.n, -1) for k in ("synthetic", "holdout")}
-    train = ((c.train_full.x - mean) / std).reshape(len(c.train_full), -1)
-    _privacy(report, flat, train)
+    _privacy(report, c, lambda x: ((x - mean) / std).reshape(len(x), -1))
+    real = c.real_x(c.reference_rows())
     report.add_figure("sequences, values and autocorrelation (blue real, orange synthetic)",
-                      figures.sequences(s["holdout"], s["synthetic"]))
+                      figures.sequences(real, c.synthetic.x))
     report.add_figure("standardized sequences, first two principal axes",
-                      figures.embedding(flat["holdout"], flat["synthetic"], "sequences"))
+                      figures.embedding(((real - mean) / std).reshape(len(real), -1),
+                                        ((c.synthetic.x - mean) / std).reshape(c.n, -1),
+                                        "sequences"))
 
 
 def _training_curves(run: Path, report: Report) -> None:

@@ -48,21 +48,51 @@ def embedding(real: np.ndarray, synthetic: np.ndarray, title: str) -> Any:
     return fig
 
 
-def histograms(real: Any, synthetic: Any, columns: list[str], kinds: dict[str, str]) -> Any:
-    """One panel per column (DataFrames): overlaid histograms for numeric columns, side by side
-    bars of the most common categories for categorical ones."""
+def histograms(real: Any, synthetic: Any, columns: list[str], kinds: dict[str, str],
+               titles: list[str] | None = None) -> Any:
+    """One panel per column (DataFrames), in the order given: overlaid histograms for numeric
+    columns, side by side bars of the most common categories for categorical ones."""
     cols = min(len(columns), 4)
     rows = -(-len(columns) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, columns, strict=False):
+    tall = 2.6 if titles is None else 2.9  # room for two-line titles
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, tall * rows), squeeze=False)
+    for ax, name, title in zip(axes.flat, columns, titles or columns, strict=False):
         if kinds[name] == "numeric":
             _overlaid(ax, real[name].dropna().to_numpy(float),
                       synthetic[name].dropna().to_numpy(float))
         else:
             _bars(ax, _labels(real[name]), _labels(synthetic[name]))
-        ax.set_title(name, fontsize=10)
+        ax.set_title(title, fontsize=10)
     for ax in axes.flat[len(columns):]:
         ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def associations(real: Any, synthetic: Any, kinds: dict[str, str]) -> Any:
+    """The pairwise association matrices of two tables (plugkit.metrics.associations: Pearson,
+    Cramér's V, correlation ratio) side by side, and their absolute difference."""
+    from plugkit.metrics.associations import association_matrix
+
+    names = list(kinds)
+    a = association_matrix(real[names], kinds).to_numpy()
+    b = association_matrix(synthetic[names], kinds).to_numpy()
+    side = min(max(3.2, 0.32 * len(names) + 1.5), 14.0)
+    fig, axes = plt.subplots(1, 3, figsize=(3 * side, side))
+    for ax, matrix, title, cmap, low in ((axes[0], a, "real", "RdBu_r", -1),
+                                         (axes[1], b, "synthetic", "RdBu_r", -1),
+                                         (axes[2], np.abs(a - b), "|real − synthetic|", "Reds",
+                                          0)):
+        image = ax.imshow(matrix, cmap=cmap, vmin=low, vmax=1)
+        ax.set_title(title)
+        size = 8 if len(names) <= 20 else 6
+        ax.set_xticks(range(len(names)), [str(n)[:18] for n in names], rotation=90,
+                      fontsize=size)
+        ax.set_yticks(range(len(names)), [str(n)[:18] for n in names], fontsize=size)
+        if len(names) <= 10:  # room to write the values
+            for (i, j), value in np.ndenumerate(matrix):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
 
@@ -128,7 +158,7 @@ def _mean_acf(x: np.ndarray, lags: int) -> np.ndarray:
 
 def loss_curves(rows: list[dict]) -> Any:
     """Every logged number of a run's metrics.jsonl against the epoch."""
-    keys = [k for k in rows[0] if k not in ("epoch", "step", "samples_per_s")
+    keys = [k for k in rows[0] if k not in ("epoch", "step", "samples_per_s", "threads")
             and isinstance(rows[0][k], int | float)]
     fig, ax = plt.subplots(figsize=(6, 3.6))
     epochs = [r["epoch"] for r in rows]

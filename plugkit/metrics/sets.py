@@ -1,15 +1,26 @@
 """What `plugkit eval` compares: synthetic samples, the real data they must resemble (train),
-and real data no model saw (holdout), all cut to one size n (DESIGN.md §5).
+and real data no model saw (holdout), and how (DESIGN.md §5, issue 12 §4).
 
 From a run: the run's own dataset, split exactly as training split it (same seed and fraction),
 so the holdout is the validation set the model never trained on; n fresh samples are drawn.
 From a sample file: `--against` is the training data and `--holdout` the held-out data, else
 `--against` is split in two halves.
+
+Two designs, chosen by the size of the holdout:
+
+- holdout (1,000 held-out records or more): one comparison. Each measure compares the held-out
+  records with as many samples, its floor the same held-out records with as many training
+  records: all cut to m = min(n, holdout, train) records.
+- pooled (fewer): the holdout alone is too small to measure with (a 10% split of a 344-row
+  table holds 34 rows), so every real record takes part. Each of REPEATS comparisons splits
+  the real records (training and held-out) at random into two disjoint halves of m records,
+  a reference and a floor side, and draws m samples; the figures are the mean and standard
+  deviation over the repeats.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +30,78 @@ from plugkit import data, runs
 from plugkit.data import Dataset
 from plugkit.errors import PlugkitError, UsageError
 
-MAX_N = 10_000  # default cap of the compared size (DESIGN.md §5)
+MAX_N = 10_000  # default cap of the compared size (DESIGN.md §5); privacy's cap on samples
+SMALL = 1_000  # fewer held-out records than this: the pooled design
+REPEATS = 5  # comparisons of the pooled design
+MAX_HALF = 1_000  # records per side of one pooled comparison (bounds the time on ~10k rows)
+POOLED_N = 2_000  # default samples drawn in the pooled design: all real records, up to this
 CHUNK = 1_000  # samples drawn per call when sampling a run
+
+
+@dataclass
+class Comparison:
+    """Rows of one comparison, each of `Sets.compared` records: the measure is
+    f(reference, synthetic), its floor f(reference, real)."""
+
+    reference: np.ndarray  # rows of the real records (training first, then held-out)
+    synthetic: np.ndarray  # rows of Sets.synthetic
+    real: np.ndarray  # rows of the real records, none of them in `reference`
 
 
 @dataclass
 class Sets:
     modality: str
-    synthetic: Dataset
-    train: Dataset
-    holdout: Dataset
+    synthetic: Dataset  # every sample: n
+    train: Dataset  # every training record
+    holdout: Dataset  # every held-out record
     meta: dict  # the real data's meta (image size, table encoding, vocabulary ...)
     source: str
     run: Path | None = None
-    train_full: Dataset | None = None  # before the cut: privacy compares with every record
-    holdout_full: Dataset | None = None
+    pooled: bool = False  # the design (module docstring)
+    compared: int = 0  # records per side of each comparison
+    notes: list[str] = field(default_factory=list)  # what a reader must know about the sizes
 
     @property
     def n(self) -> int:
         return len(self.synthetic)
+
+    @property
+    def repeats(self) -> int:
+        return REPEATS if self.pooled else 1
+
+    @property
+    def real_size(self) -> int:
+        return len(self.train) + len(self.holdout)
+
+    def comparisons(self, seed: int) -> list[Comparison]:
+        """The rows each comparison takes, deterministic in `seed`."""
+        m, n_train = self.compared, len(self.train)
+        if not self.pooled:  # the subsets (and random stream) of the single-split design
+            rng = np.random.default_rng(seed)
+            synthetic, train = _pick(self.n, m, rng), _pick(n_train, m, rng)
+            return [Comparison(_pick(len(self.holdout), m, rng) + n_train, synthetic, train)]
+        out = []
+        for repeat in range(REPEATS):
+            rng = np.random.default_rng([seed, repeat])
+            order = rng.permutation(self.real_size)
+            out.append(Comparison(np.sort(order[:m]), _pick(self.n, m, rng),
+                                  np.sort(order[m:2 * m])))
+        return out
+
+    def reference_rows(self) -> np.ndarray:
+        """The real records the samples are compared with: all of them when pooled, else the
+        held-out ones (figures show these)."""
+        return np.arange(0 if self.pooled else len(self.train), self.real_size)
+
+    def real_x(self, rows: np.ndarray) -> Any:
+        """The records at `rows` of the real data (training records first, then held-out)."""
+        n_train = len(self.train)
+        parts = [_take(self.train.x, rows[rows < n_train]),
+                 _take(self.holdout.x, rows[rows >= n_train] - n_train)]
+        return _concat([p for p in parts if len(p)] or parts[:1])
+
+    def synthetic_x(self, rows: np.ndarray) -> Any:
+        return _take(self.synthetic.x, rows)
 
 
 def from_run(run_dir: Path, n: int | None, seed: int, weights: str = "best") -> Sets:
@@ -50,20 +114,31 @@ def from_run(run_dir: Path, n: int | None, seed: int, weights: str = "best") -> 
         raise PlugkitError(f"{run_dir} has no trained weights yet (no {checkpoint.WEIGHTS}); "
                            "train at least one epoch")
     spec = record["data"]
-    real = data.load(spec["spec"], spec["modality"], spec.get("image_size"), spec.get("window"))
+    real = data.load(runs.data_spec(spec), spec["modality"], spec.get("image_size"),
+                     spec.get("window"), spec.get("max_length"))
     train, holdout = data.split(real, record["val_fraction"], record["seed"])
-    size = _size(n, train, holdout)
+    pooled, size, compared = _design(len(train), len(holdout), n)
     family = sampling.load(run_dir, weights=weights)
     generator = torch.Generator(device=family.device).manual_seed(seed)
-    # a class-conditional model draws for the holdout's labels: the same class mix as the real
-    # set it is compared with, and the labels that label accuracy checks
-    labels = np.resize(holdout.labels, size) if family.num_classes else None
+    # a class-conditional model draws for the class mix of the real records it is compared
+    # with, and these are the labels that label accuracy checks
+    labels = _label_mix(train, holdout, pooled, size, seed) if family.num_classes else None
     drawn = [_decoded(family, generator, labels, start, min(CHUNK, size - start))
              for start in range(0, size, CHUNK)]
     synthetic = Dataset(f"samples of {run_dir}", real.modality, _concat(drawn), labels,
                         real.classes if labels is not None else None, meta=real.meta)
-    return _cut(Sets(real.modality, synthetic, train, holdout, real.meta, str(run_dir), run_dir),
-                size, seed)
+    sets = Sets(real.modality, synthetic, train, holdout, real.meta, str(run_dir), run_dir,
+                pooled, compared)
+    sets.notes = _notes(sets, n)
+    return sets
+
+
+def _label_mix(train: Dataset, holdout: Dataset, pooled: bool, size: int,
+               seed: int) -> np.ndarray:
+    if not pooled:
+        return np.resize(holdout.labels, size)
+    both = np.concatenate([train.labels, holdout.labels])
+    return np.resize(np.random.default_rng(seed).permutation(both), size)
 
 
 def _decoded(family: Any, generator: Any, labels: np.ndarray | None, start: int, n: int) -> Any:
@@ -74,16 +149,6 @@ def _decoded(family: Any, generator: Any, labels: np.ndarray | None, start: int,
     given = {} if labels is None else {
         "labels": torch.from_numpy(labels[start:start + n]).to(family.device)}
     return codec.decode(family.info, family.sample(n, generator=generator, **given))
-
-
-def _concat(parts: list[Any]) -> Any:
-    if isinstance(parts[0], list):
-        return [item for part in parts for item in part]
-    if isinstance(parts[0], np.ndarray):
-        return np.concatenate(parts)
-    import pandas as pd
-
-    return pd.concat(parts, ignore_index=True)
 
 
 def from_file(path: str, against: str | None, holdout: str | None, modality: str | None,
@@ -100,32 +165,77 @@ def from_file(path: str, against: str | None, holdout: str | None, modality: str
         train, held = real, data.load(holdout, real.modality)
         _check_like(real, held, f"--holdout {holdout}")
     _check_like(real, synthetic, path)
-    size = _size(n if n is not None else len(synthetic), train, held, len(synthetic))
-    return _cut(Sets(real.modality, synthetic, train, held, real.meta, path), size, seed)
+    pooled, size, compared = _design(len(train), len(held), n, len(synthetic))
+    if size < len(synthetic):
+        synthetic = synthetic.subset(_pick(len(synthetic), size, np.random.default_rng(seed)))
+    sets = Sets(real.modality, synthetic, train, held, real.meta, path, None, pooled, compared)
+    sets.notes = _notes(sets, n, available=len(synthetic) if n and n > size else None)
+    return sets
 
 
-def _size(n: int | None, train: Dataset, holdout: Dataset, available: int | None = None) -> int:
-    """The compared size: n (default: the holdout's size, capped at MAX_N), no larger than any
-    set it is cut from, since the floor compares n train records with n holdout records."""
+def _design(n_train: int, n_holdout: int, n: int | None,
+            available: int | None = None) -> tuple[bool, int, int]:
+    """(pooled, samples used, records per side of a comparison). n defaults to the holdout's
+    size (capped at MAX_N) when it is large enough, else to every real record (capped at
+    POOLED_N); a sample file gives at most what it holds."""
     if n is not None and n < 1:
         raise UsageError(f"--n must be at least 1, got {n}")
-    wanted = n if n is not None else min(len(holdout), MAX_N)
-    limits = [len(train), len(holdout)] + ([available] if available is not None else [])
-    return min([wanted, *limits])
+    pooled = n_holdout < SMALL
+    total = n_train + n_holdout
+    if n is None:
+        n = available if available is not None else \
+            min(total, POOLED_N) if pooled else min(n_holdout, MAX_N)
+    if available is not None:
+        n = min(n, available)
+    compared = min(n, total // 2, MAX_HALF) if pooled else min(n, n_train, n_holdout)
+    return pooled, n, compared
 
 
-def _cut(sets: Sets, n: int, seed: int) -> Sets:
-    """Every set to n records, each a random subset drawn with its own stream of `seed`."""
-    rng = np.random.default_rng(seed)
-    cut = {name: _subset(getattr(sets, name), n, rng)
-           for name in ("synthetic", "train", "holdout")}
-    return replace(sets, train_full=sets.train, holdout_full=sets.holdout, **cut)
+def _notes(c: Sets, asked: int | None, available: int | None = None) -> list[str]:
+    m, n = c.compared, c.n
+    notes = []
+    if available is not None:
+        notes.append(f"--n {asked:,} asked for more samples than the file holds: all "
+                     f"{available:,} are used")
+    if c.pooled:
+        notes.append(
+            f"{len(c.holdout):,} held-out records are too few to measure with alone (under "
+            f"{SMALL:,}): each of {REPEATS} repeats compares {m:,} samples and {m:,} real "
+            f"records with {m:,} other real records, drawn from all {c.real_size:,} "
+            f"({len(c.train):,} training, {len(c.holdout):,} held out); "
+            "± is the standard deviation over the repeats")
+        if n > m:
+            notes.append(f"{n:,} samples: each repeat compares a different {m:,} of them "
+                         f"(at most half the real records, and at most {MAX_HALF:,})")
+    elif n > m:
+        notes.append(f"{n:,} samples: the measures compare {m:,} of them with as many "
+                     f"held-out and training records (the smaller set's size)")
+    if n > MAX_N:
+        notes.append(f"privacy measures use {MAX_N:,} of the {n:,} samples")
+    return notes
 
 
-def _subset(ds: Dataset, n: int, rng: np.random.Generator) -> Dataset:
-    if len(ds) == n:
-        return ds
-    return ds.subset(np.sort(rng.choice(len(ds), n, replace=False)))
+def _pick(size: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """m sorted rows of `size`, all of them (and no draw) when m == size."""
+    return np.arange(size) if size == m else np.sort(rng.choice(size, m, replace=False))
+
+
+def _take(records: Any, rows: np.ndarray) -> Any:
+    if hasattr(records, "iloc"):
+        return records.iloc[rows].reset_index(drop=True)
+    if isinstance(records, list):
+        return [records[i] for i in rows]
+    return records[rows]
+
+
+def _concat(parts: list[Any]) -> Any:
+    if isinstance(parts[0], list):
+        return [item for part in parts for item in part]
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    import pandas as pd
+
+    return pd.concat(parts, ignore_index=True)
 
 
 def _check_like(real: Dataset, other: Dataset, name: str) -> None:

@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, r2_score
 
 from plugkit.errors import UsageError
 from plugkit.metrics.associations import association_matrix
-from plugkit.metrics.detection import detection
+from plugkit.metrics.detection import detection, leaf_size
 from plugkit.metrics.univariate import ks_statistic, total_variation
 
 MAX_CATEGORIES = 255  # HistGradientBoosting's limit for a categorical feature (max_bins)
@@ -92,7 +92,7 @@ def tstr(synthetic: pd.DataFrame, train_real: pd.DataFrame, test_real: pd.DataFr
         ys = np.split(labels, np.cumsum([len(f) for f in frames])[:-1])
     else:
         ys = [_floats(f[target]) for f in frames]
-    scores = [_fit_and_score(x, y, xs[2], ys[2], classify, categorical, seed)
+    scores = [_score(ys[2], _fit_predict(x, y, xs[2], classify, categorical, seed), classify)
               for x, y in zip(xs[:2], ys[:2], strict=True)]
     return {"task": "classification" if classify else "regression",
             "metric": "accuracy" if classify else "r2",
@@ -100,15 +100,90 @@ def tstr(synthetic: pd.DataFrame, train_real: pd.DataFrame, test_real: pd.DataFr
             "ratio": scores[0] / scores[1] if scores[1] > 0 else float("nan")}
 
 
-def _fit_and_score(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                   classify: bool, categorical: np.ndarray | None, seed: int) -> float:
+def tstr_cv(synthetic: pd.DataFrame, real: pd.DataFrame, target: str, *, folds: int = 5,
+            repeats: int = 5, seed: int = 0) -> dict:
+    """Train on synthetic, test on real, every real row tested: k-fold cross-validation over
+    `real` (stratified by a categorical target when every class has `folds` rows). In each
+    fold, one model fitted on the other folds' real rows (the floor) and one fitted on as many
+    synthetic rows (a random subset; both cut to the synthetic count when it is smaller) are
+    scored on the fold; a repeat's score is that of every real row's out-of-fold prediction.
+    Repeated with new folds and new subsets, for small data where one held-out set would be a
+    few dozen rows. Returns tstr's keys plus "synthetic_std" and "real_std" (standard
+    deviation over the repeats; None for one repeat) and "train_rows" (rows per fitted model).
+
+    When the synthetic data came from a model trained on `real`, its classifier is tested on
+    rows the generator saw (not the classifier): a generator that copies them scores above the
+    floor; the privacy measures tell."""
+    synthetic, kinds = _aligned(real, synthetic)
+    if target not in kinds:
+        raise UsageError(f"target column {target!r} is not in the tables; "
+                         f"columns: {', '.join(map(str, kinds))}")
+    frames = [f[f[target].notna()].reset_index(drop=True) for f in (synthetic, real)]
+    if len(frames[0]) == 0 or len(frames[1]) < 2:
+        raise UsageError(f"train-on-synthetic needs rows with a value in the target column "
+                         f"{target!r}: one synthetic, two real at least")
+    features = {name: kind for name, kind in kinds.items() if name != target}
+    if not features:
+        raise UsageError("tstr needs at least one column besides the target")
+    (x_syn, x_real), categorical = _encode(frames, features)
+    classify = kinds[target] == "categorical"
+    if classify:
+        labels, _ = pd.factorize(pd.concat([f[target] for f in frames], ignore_index=True))
+        y_syn, y_real = labels[:len(frames[0])], labels[len(frames[0]):]
+    else:
+        y_syn, y_real = _floats(frames[0][target]), _floats(frames[1][target])
+    k = min(folds, len(y_real))
+    scores: dict[str, list[float]] = {"synthetic": [], "real": []}
+    rows = 0
+    for repeat in range(repeats):
+        rng = np.random.default_rng([seed, repeat])
+        predicted = {"synthetic": np.empty(len(y_real)), "real": np.empty(len(y_real))}
+        for fit_rows, test in _folds(y_real, k, classify, rng):
+            rows = min(len(fit_rows), len(y_syn))
+            fits = {"real": (x_real, y_real, _some(fit_rows, rows, rng)),
+                    "synthetic": (x_syn, y_syn, _some(np.arange(len(y_syn)), rows, rng))}
+            for name, (x, y, pick) in fits.items():
+                predicted[name][test] = _fit_predict(x[pick], y[pick], x_real[test], classify,
+                                                     categorical, seed)
+        for name in scores:
+            scores[name].append(_score(y_real, predicted[name], classify))
+    syn, rl = float(np.mean(scores["synthetic"])), float(np.mean(scores["real"]))
+    spread = {name: float(np.std(v, ddof=1)) if repeats > 1 else None
+              for name, v in scores.items()}
+    return {"task": "classification" if classify else "regression",
+            "metric": "accuracy" if classify else "r2", "synthetic": syn, "real": rl,
+            "ratio": syn / rl if rl > 0 else float("nan"),
+            "synthetic_std": spread["synthetic"], "real_std": spread["real"],
+            "train_rows": rows, "folds": k, "repeats": repeats}
+
+
+def _folds(y: np.ndarray, k: int, classify: bool, rng: np.random.Generator):
+    """(fit rows, test rows) of k shuffled folds; stratified when every class has k rows."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    state = int(rng.integers(2**31))
+    stratify = classify and np.bincount(y).min() >= k
+    splitter = (StratifiedKFold if stratify else KFold)(k, shuffle=True, random_state=state)
+    return splitter.split(np.zeros((len(y), 1)), y)
+
+
+def _some(rows: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    return rows if len(rows) == m else np.sort(rng.choice(rows, m, replace=False))
+
+
+def _fit_predict(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, classify: bool,
+                 categorical: np.ndarray | None, seed: int) -> np.ndarray:
     if classify and len(np.unique(y)) == 1:
         # One class to learn from: the model can only ever predict it.
-        return float(accuracy_score(y_test, np.full_like(y_test, y[0])))
+        return np.full(len(x_test), y[0])
     model_type = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
-    model = model_type(categorical_features=categorical, random_state=seed).fit(x, y)
-    score = accuracy_score if classify else r2_score
-    return float(score(y_test, model.predict(x_test)))
+    model = model_type(categorical_features=categorical, random_state=seed,
+                       min_samples_leaf=leaf_size(len(x))).fit(x, y)
+    return model.predict(x_test)
+
+
+def _score(y: np.ndarray, predicted: np.ndarray, classify: bool) -> float:
+    return float(accuracy_score(y, predicted) if classify else r2_score(y, predicted))
 
 
 def _aligned(real: pd.DataFrame, other: pd.DataFrame,
