@@ -40,7 +40,7 @@ import torch
 
 from plugkit import atomic, checkpoint, options, plugins, runs
 from plugkit.data import codec
-from plugkit.errors import PlugkitError, UsageError
+from plugkit.errors import PlugkitError, UsageError, out_of_memory
 from plugkit.family import DataInfo, Family
 
 FORMATS = {"image": (".png", ".npz", ".npy"), "text": (".txt",), "table": (".csv", ".parquet"),
@@ -122,7 +122,7 @@ def sample(run_dir: str | Path, n: int | None = None, out: str | Path | None = N
     except OSError as exc:
         raise PlugkitError(f"cannot write {out}: {_reason(exc)}") from None
     except (MemoryError, RuntimeError) as exc:
-        if not _out_of_memory(exc):
+        if not out_of_memory(exc):
             raise
         raise PlugkitError(f"out of memory drawing {min(n, BLOCK):,} samples at a time for "
                            f"{out}; nothing was written") from None
@@ -232,12 +232,6 @@ def _reason(exc: OSError) -> str:
     if code in (errno.EEXIST, errno.ENOTDIR):
         return "a file stands where a folder is expected"
     return os.strerror(code) if code else (str(exc).splitlines() or [repr(exc)])[0]
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """MemoryError, CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
-    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or \
-        "can't allocate memory" in str(exc)
 
 
 # Writers: (temp path, blocks, n). Each streams block after block into the temp file.

@@ -23,7 +23,7 @@ import torch
 
 from plugkit import checkpoint, data, distributed, options, plugins, resume, runs, threads
 from plugkit.data import codec, text
-from plugkit.errors import PlugkitError, UsageError
+from plugkit.errors import PlugkitError, UsageError, out_of_memory
 from plugkit.family import Batch, DataInfo, Family
 
 
@@ -182,7 +182,7 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     except BaseException as exc:
         if world.main:
             _failed(run_dir, fresh=previous is None, error=exc)
-        if _out_of_memory(exc):
+        if out_of_memory(exc):
             raise PlugkitError(f"out of memory training {cls.name} at step {loop['step'] + 1}"
                                f" (batch size {config.batch_size}): lower --batch-size or the "
                                f"model's size (see `plugkit info {cls.name}`)"
@@ -220,12 +220,6 @@ def _kept(run_dir: Path, fresh: bool) -> str:
     if (run_dir / checkpoint.STATE).exists():
         return f"; the last checkpoint is kept in {run_dir} (--resume continues it)"
     return "; nothing was written" if fresh else ""
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """MemoryError, CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
-    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or \
-        (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
 
 
 def _save(family: Family, run_dir: Path, world: distributed.World, loop: dict) -> None:

@@ -175,3 +175,19 @@ def test_a_missing_path_is_not_found(tmp_path, monkeypatch):
     assert result.exit_code == 2  # a bad argument (DESIGN.md §5), as `plugkit sample ./nowhere`
     assert len(result.stderr.strip().splitlines()) == 1
     assert "not found" in result.stderr and "--against" not in result.stderr
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError(
+    "DefaultCPUAllocator: can't allocate memory: you tried to allocate 80000000000 bytes")])
+def test_out_of_memory_in_eval_is_one_line_and_writes_nothing(run_40, tmp_path, monkeypatch,
+                                                              error):
+    def exhausted(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(figures, "associations", exhausted)  # late: measures done, no report
+    result = runner.invoke(app, ["eval", str(run_40), "--n", "300", "--out",
+                                 str(tmp_path / "report")])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "out of memory" in result.stderr and "lower --n" in result.stderr
+    assert not (tmp_path / "report").exists() and list(tmp_path.iterdir()) == []

@@ -67,7 +67,9 @@ def test_fixed_counts_come_from_the_flag_then_the_environment(monkeypatch):
 
 @pytest.mark.parametrize("cores, others, share, expected", [
     (2, 0.0, 1, 2), (2, 1.0, 1, 1), (2, 0.3, 1, 2), (2, 0.7, 1, 1), (8, 3.0, 1, 5),
-    (8, 0.0, 2, 4), (2, 5.0, 1, 1), (1, 0.0, 1, 1)])
+    (8, 0.0, 2, 4), (2, 5.0, 1, 1), (1, 0.0, 1, 1),
+    # --nproc 2: the sibling process's busy cores are its share, not a neighbour's
+    (8, 4.0, 2, 4), (8, 5.0, 2, 3), (2, 1.0, 2, 1), (8, 7.0, 4, 1)])
 def test_the_automatic_choice_leaves_busy_cores_alone(monkeypatch, auto, cores, others, share,
                                                       expected):
     fake_machine(monkeypatch, cores, lambda: others)

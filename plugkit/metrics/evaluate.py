@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from plugkit import runs
-from plugkit.errors import UsageError
+from plugkit.errors import PlugkitError, UsageError, out_of_memory
 from plugkit.metrics import detection, distances, figures, sequences, sets, tables, text
 from plugkit.metrics.report import Report, stat
 
@@ -33,6 +33,19 @@ def evaluate(source: str | Path, *, against: str | None = None, holdout: str | N
              modality: str | None = None, n: int | None = None, seed: int = 0,
              target: str | None = None, out: Path | None = None,
              weights: str = "best") -> Report:
+    """Compares `source` (a run, or a sample file with the real data `against`) with real
+    data; writes the report to `out` (whole, or not at all) and returns it."""
+    try:
+        return _evaluate(source, against, holdout, modality, n, seed, target, out, weights)
+    except (MemoryError, RuntimeError) as exc:
+        if not out_of_memory(exc):
+            raise
+        asked = f"--n {n:,}" if n is not None else "the default --n"
+        raise PlugkitError(f"out of memory evaluating {source} with {asked}: lower --n; "
+                           "nothing was written") from None
+
+
+def _evaluate(source, against, holdout, modality, n, seed, target, out, weights) -> Report:
     path = Path(source)
     if (path / runs.RUN_JSON).exists():
         if against or holdout:
