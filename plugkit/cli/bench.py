@@ -23,6 +23,8 @@ def kernels(
     compile_fallback: Annotated[
         bool, typer.Option("--compile/--no-compile", help="Also time torch.compile(fallback).")
     ] = True,
+    threads: Annotated[int | None, typer.Option(
+        help="torch's threads (or PLUGKIT_THREADS); default: the free cores.")] = None,
 ) -> None:
     """Forward+backward of every operator: native vs fallback vs compile(fallback) vs PyTorch."""
     import torch
@@ -33,14 +35,18 @@ def kernels(
         raise UsageError(f"--device must be cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is visible")
+    from plugkit.threads import using
+
     with_compile = compile_fallback and not quick
     if as_json:
-        typer.echo(bench.main_json(bench.run_kernels(quick, device, with_compile=with_compile)))
+        with using(threads):
+            results = bench.run_kernels(quick, device, with_compile=with_compile)
+        typer.echo(bench.main_json(results))
         return
     from rich.console import Console
 
     console = Console(stderr=True)
-    with console.status("benchmarking") as status:
+    with console.status("benchmarking") as status, using(threads):
         results = bench.run_kernels(quick, device, with_compile=with_compile,
                                     progress=lambda line: status.update(line))
     # A pipe or file gets a fixed, wide layout instead of rich's 80-column default.
