@@ -157,6 +157,7 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
         raise UsageError(f"--patience: {cls.name}'s validation loss does not rank its "
                          f"{ds.modality} models, so it cannot stop early on it")
     loop = {"epoch": 0, "position": 0, "step": 0}
+    existed = run_dir.exists()  # a folder of the user's: a failure removes only plugkit's files
     if previous is None:
         runs.create(run_dir, _record(config, cls, opts, ds), write=False)  # every rank checks
         world.barrier()
@@ -181,7 +182,7 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
                        on_step, world, threads.Governor(choice))
     except BaseException as exc:
         if world.main:
-            _failed(run_dir, fresh=previous is None, error=exc)
+            _failed(run_dir, fresh=previous is None, existed=existed, error=exc)
         if out_of_memory(exc):
             raise PlugkitError(f"out of memory training {cls.name} at step {loop['step'] + 1}"
                                f" (batch size {config.batch_size}): lower --batch-size or the "
@@ -205,15 +206,21 @@ def _run_dir(config: TrainConfig) -> Path:
     return Path(f"runs/{config.family}-{Path(spec).stem}")
 
 
-def _failed(run_dir: Path, fresh: bool, error: BaseException) -> None:
-    """A fresh run that fails before its first checkpoint leaves nothing behind; otherwise the
-    last checkpoint stays, to be continued with --resume."""
+def _failed(run_dir: Path, fresh: bool, existed: bool, error: BaseException) -> None:
+    """A fresh run that fails before its first checkpoint leaves nothing behind (a folder that
+    was there before keeps everything but plugkit's files); otherwise the last checkpoint
+    stays, to be continued with --resume."""
     if isinstance(error, Interrupted) or not (run_dir / runs.RUN_JSON).exists():
         return
-    if fresh and not (run_dir / checkpoint.STATE).exists():
+    if not fresh or (run_dir / checkpoint.STATE).exists():
+        runs.update(run_dir, status="failed")
+    elif not existed:
         shutil.rmtree(run_dir, ignore_errors=True)
     else:
-        runs.update(run_dir, status="failed")
+        for name in (runs.RUN_JSON, runs.METRICS, checkpoint.WEIGHTS, checkpoint.PREVIOUS,
+                     checkpoint.BEST):
+            (run_dir / name).unlink(missing_ok=True)
+        checkpoint.remove_staged(run_dir)
 
 
 def _kept(run_dir: Path, fresh: bool) -> str:

@@ -188,3 +188,13 @@ def test_any_failure_before_the_first_checkpoint_leaves_no_run_behind(tmp_path, 
     result = cli("train", "vae", "--out", tmp_path / "run", "--epochs", 2, *SMALL)
     assert result.exit_code == 1 and result.stderr.strip() == "error: boom"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_failure_in_a_folder_the_user_had_removes_only_plugkits_files(tmp_path, monkeypatch):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    _fail_at_step(monkeypatch, MemoryError())
+    result = cli("train", "vae", "--out", folder, "--epochs", 1, *SMALL)
+    assert result.exit_code == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
