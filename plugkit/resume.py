@@ -1,11 +1,12 @@
 """`--resume` continues the run that is on disk: run.json is the truth.
 
-The family, data, options, modality, image size, window, batch size, validation fraction and
-seed come from run.json. A flag that contradicts it is refused, naming the setting, the stored
-value and the new one; what may change between sessions is only how long and where the run
-goes on (RESUMABLE). A data file or folder is recorded by its absolute path and a fingerprint
-(bytes and SHA-256 of the content), so a moved, edited or replaced file is refused by name
-instead of silently training on other data.
+The family, data, options, modality, image size, window, max length, batch size, validation
+fraction and seed come from run.json. A flag that contradicts it is refused, naming the
+setting, the stored value and the new one; what may change between sessions is only how long
+and where the run goes on: epochs, max_time, patience, threads, device (and --nproc). A data
+file or folder is recorded by its absolute path and a fingerprint (bytes and SHA-256 of the
+content), so a moved, edited or replaced file is refused by name instead of silently training
+on other data.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from typing import Any
 from plugkit import runs
 from plugkit.errors import PlugkitError, UsageError
 
-# What a resumed session may change; everything else in TrainConfig comes from run.json.
-RESUMABLE = ("epochs", "max_time", "patience", "threads", "device", "out", "resume")
 DEFAULTS = {"batch_size": 64, "seed": 0, "val_fraction": 0.1}  # when a fresh run omits them
 _CHUNK = 1 << 20
 
@@ -59,7 +58,8 @@ def settle(config: Any, record: dict | None) -> Any:
         return dataclasses.replace(config, **{k: v for k, v in DEFAULTS.items()
                                               if getattr(config, k) is None})
     if config.family is not None and config.family != record["family"]:
-        raise UsageError(f"{config.out} is a {record['family']} run, not {config.family}")
+        raise UsageError(f"{config.out or 'the run'} is a {record['family']} run, "
+                         f"not {config.family}")
     data = record["data"]
     stored = {"data": runs.data_spec(data), "modality": data["modality"],
               "image_size": data.get("image_size"), "window": data.get("window"),
