@@ -184,19 +184,16 @@ def _free(allowed: int, taken: int, share: int) -> int:
 
 
 def apply(count: int) -> None:
-    """torch's intra-op threads, and the BLAS/OpenMP pools of numpy and scikit-learn where
-    they are loaded (threadpoolctl), all to `count`."""
-    import sys
-
+    """torch's intra-op threads, and the BLAS/OpenMP pools that numpy and scikit-learn load
+    (threadpoolctl, which scikit-learn brings), all to `count`."""
     import torch
 
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
-    if "sklearn" in sys.modules or "numpy" in sys.modules:
-        with contextlib.suppress(ImportError):
-            from threadpoolctl import threadpool_limits
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_limits
 
-            threadpool_limits(count)
+        threadpool_limits(count)
 
 
 @contextlib.contextmanager
@@ -274,8 +271,3 @@ class Governor:
             best = min(self._timed, key=self._timed.__getitem__)
             self.threads = best if self._timed[best] < 0.9 * self._timed[fewest] else fewest
         apply(self.threads)
-
-    def describe(self) -> str:
-        if not self.choice.auto:
-            return f"{self.threads} ({self.choice.reason})"
-        return f"{self.threads} of {self.choice.allowed} ({self.choice.reason})"
