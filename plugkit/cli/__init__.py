@@ -13,7 +13,17 @@ from collections.abc import Callable
 import typer
 
 from plugkit import __version__, threads  # noqa: F401 (threads: its first load reading)
-from plugkit.cli import bench, datasets, doctor, evaluate, families, train
+from plugkit.cli import (
+    augment,
+    bench,
+    datasets,
+    doctor,
+    evaluate,
+    families,
+    new_plugin,
+    sample,
+    train,
+)
 from plugkit.errors import PlugkitError
 
 app = typer.Typer(
@@ -43,10 +53,10 @@ def one_line_errors(command: Callable) -> Callable:
     return run
 
 
-for name, command in [("train", train.train), ("sample", train.sample),
+for name, command in [("train", train.train), ("sample", sample.sample),
                       ("list", families.list_families), ("info", families.info),
-                      ("new-plugin", families.new_plugin), ("eval", evaluate.evaluate),
-                      ("augment", evaluate.augment),
+                      ("new-plugin", new_plugin.new_plugin), ("eval", evaluate.evaluate),
+                      ("augment", augment.augment),
                       ("datasets", datasets.datasets), ("doctor", doctor.doctor)]:
     app.command(name)(one_line_errors(command))
 bench.app.command("kernels")(one_line_errors(bench.kernels))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -77,15 +76,3 @@ def info(
                                           o.max is not None and f"<= {o.max}"))))
         table.add_row(o.name, o.type, repr(o.default), allowed, o.help)
     console.print(table)
-
-
-def new_plugin(
-    name: Annotated[str, typer.Argument(help="The family's name, a lowercase identifier.")],
-    directory: Annotated[Path, typer.Option("--dir", help="Where to create the package.")
-                         ] = Path("."),
-) -> None:
-    """Scaffold a pip-installable family package (entry point, module, conformance tests)."""
-    from plugkit import scaffold
-
-    root = scaffold.create(name, directory)
-    typer.echo(f"created {root}; next: pip install -e {root} && plugkit list")

@@ -1,4 +1,4 @@
-"""`plugkit train` and `plugkit sample`: thin wrappers around plugkit.training and sampling."""
+"""`plugkit train`: a thin wrapper around plugkit.training (and torchrun for --nproc)."""
 
 from __future__ import annotations
 
@@ -62,10 +62,9 @@ def train(
                                        "global batch).")] = 1,
 ) -> None:
     """Train a model family on a dataset; writes a run directory."""
-    from plugkit.training import TrainConfig
-    from plugkit.training import train as run_training
+    from plugkit import training
 
-    config = TrainConfig(family=family, data=data, out=out, epochs=epochs,
+    config = training.TrainConfig(family=family, data=data, out=out, epochs=epochs,
                          batch_size=batch_size, seed=seed, device=device,
                          options=option or [], modality=modality, image_size=image_size,
                          window=window, max_time=max_time, patience=patience, resume=resume,
@@ -83,10 +82,10 @@ def train(
                        f"{row['samples_per_s']:.0f} samples/s, {_threads(row['threads'])}")
 
     if as_json or not sys.stdout.isatty():  # a pipe or a log file gets plain lines
-        run_dir = run_training(config, report)
+        run_dir = training.train(config, report)
     else:
         with _progress_bar(epochs, _batch_size(config)) as on_step:
-            run_dir = run_training(config, report, on_step)
+            run_dir = training.train(config, report, on_step)
     if not as_json and os.environ.get("RANK", "0") == "0":  # one line, not one per process
         typer.echo(_last_line(run_dir))
 
@@ -175,45 +174,3 @@ def _progress_bar(epochs: int, batch_size: int) -> Iterator:
                        rate=f"{rate:.0f} samples/s")
 
         yield on_step
-
-
-def sample(
-    run: Annotated[Path, typer.Argument(help="A run directory written by `plugkit train`.")],
-    n: Annotated[int | None, typer.Option(
-        "--n", help="How many samples (default 64, or --per-class x classes).")] = None,
-    out: Annotated[Path | None, typer.Option(
-        help="Output file: .png grid, .npz or .npy for images, .csv or .parquet for tables, "
-             ".npz or .npy for sequences, .txt for text (default RUN/samples/samples.<first>)."
-    )] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
-    weights: Annotated[str, typer.Option(
-        help="best (lowest validation loss, where the family keeps them) or last.")] = "best",
-    label: Annotated[str | None, typer.Option(
-        help="Class-conditional runs: every sample of this class (a name or an index).")
-    ] = None,
-    per_class: Annotated[int | None, typer.Option(
-        help="Class-conditional runs: this many samples of every class, in class order.")
-    ] = None,
-    temperature: Annotated[float | None, typer.Option(
-        help="Text: divide the logits by this (<1 safer, >1 wilder; default 1).")] = None,
-    top_k: Annotated[int | None, typer.Option(
-        help="Text: draw only among the k likeliest next characters.")] = None,
-    prefix: Annotated[str | None, typer.Option(
-        help="Text: every sample starts with these characters.")] = None,
-    where: Annotated[str | None, typer.Option(
-        metavar="COLUMN=VALUE",
-        help="Tables: every row has VALUE in the categorical COLUMN, e.g. --where "
-             "'income=>50K' (drawn so by the model, not filtered).")] = None,
-    threads: Annotated[int | None, typer.Option(
-        help="torch's threads (or PLUGKIT_THREADS); default: the free cores.")] = None,
-) -> None:
-    """Draw samples from a trained run into a file (plus a sidecar JSON)."""
-    from plugkit.sampling import sample as draw
-    from plugkit.threads import using
-
-    given = {"temperature": temperature, "top_k": top_k, "prefix": prefix, "where": where}
-    settings = {k: v for k, v in given.items() if v is not None}  # image runs get none
-    with using(threads):
-        written = draw(run, n, out, seed, weights=weights, label=label, per_class=per_class,
-                       **settings)
-    typer.echo(f"wrote {written}")
