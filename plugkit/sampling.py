@@ -106,6 +106,8 @@ def sample(run_dir: str | Path, n: int | None = None, out: str | Path | None = N
     if "where" in settings and modality != "table":
         raise UsageError(f"--where: only for table runs, and {run_dir} is a {modality} run")
     family = load(run_dir, weights=weights)
+    if weights == "best" and not (run_dir / checkpoint.BEST).exists():
+        weights = "last"  # what was loaded: the family keeps no best weights for this run
     labels = plan_labels(family, record, n, label, per_class, run_dir)
     sidecar = {"run": str(run_dir), "family": family.name, "n": n, "seed": seed,
                "weights": weights, "settings": settings, "file": out.name}

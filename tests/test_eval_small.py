@@ -191,3 +191,19 @@ def test_out_of_memory_in_eval_is_one_line_and_writes_nothing(run_40, tmp_path, 
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "out of memory" in result.stderr and "lower --n" in result.stderr
     assert not (tmp_path / "report").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_column_that_lost_its_values_ranks_first_by_its_missing_rate(tmp_path):
+    """KS reads only the values present: a column whose samples are half empty (none in the
+    real data) must still rank worst, with its missing-rate gap shown."""
+    real = small_table()
+    real.to_csv(tmp_path / "real.csv", index=False)
+    synthetic = real.copy()
+    synthetic.loc[::2, "age"] = np.nan  # the values left are real ones: KS alone looks fine
+    synthetic.to_csv(tmp_path / "synthetic.csv", index=False)
+    report = evaluate(str(tmp_path / "synthetic.csv"), against=str(tmp_path / "real.csv"))
+    worst = report.details["columns"][0]
+    assert worst["name"] == "age" and worst["missing_gap"] == pytest.approx(0.5, abs=0.15)
+    assert worst["missing_gap_floor"] < 0.15 and worst["excess"] > 0.3
+    table = next(t for t in report.tables if t.title == "columns, worst first")
+    assert "missing-rate gap" in table.header and table.rows[0][0] == "age"

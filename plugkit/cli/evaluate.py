@@ -84,9 +84,12 @@ def _print_columns(console, columns: list[dict], most: int = 10) -> None:
 
     table = Table(title="columns, worst first" + (f" ({most} of {len(columns)}; all in "
                                                   "report.html)" if len(columns) > most else ""))
-    for column in ("column", "distance", "synthetic", "real floor", "over floor"):
+    for column in ("column", "distance", "synthetic", "real floor", "missing-rate gap",
+                   "over floor"):
         table.add_column(column, justify="left" if column == "column" else "right")
     for col in columns[:most]:
         table.add_row(str(col["name"]), col["measure"], stat(col["synthetic"], col["spread"]),
-                      stat(col["floor"], col["floor_spread"]), f"{col['excess']:+.3f}")
+                      stat(col["floor"], col["floor_spread"]),
+                      f"{col['missing_gap']:.3f} ({col['missing_gap_floor']:.3f})",
+                      f"{col['excess']:+.3f}")
     console.print(table)

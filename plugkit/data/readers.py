@@ -215,8 +215,9 @@ def _check_ragged(path: Path) -> None:
                 if width is None:
                     width = len(row)
                 elif row and len(row) != width:
+                    fields = f"{len(row)} field{'s' * (len(row) != 1)}"
                     raise DataError(f"{path}: malformed CSV (line {reader.line_num} has "
-                                    f"{len(row)} fields, the header has {width})")
+                                    f"{fields}, the header has {width})")
         except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
             raise DataError(f"{path}: malformed CSV (line {reader.line_num}: {exc})") from None
 

@@ -178,8 +178,8 @@ def _images(c: sets.Sets, report: Report, seed: int, target: str | None) -> None
              "floor: its accuracy on the held-out records")
     report.details["feature_net_accuracy"] = net.accuracy
     _privacy(report, c, lambda x: x.reshape(len(x), -1))
-    report.add_figure("real and synthetic samples", figures.image_grids(c.real_x(shown),
-                                                                        c.synthetic.x))
+    report.add_figure("real and synthetic samples", figures.image_grids(
+        c.real_x(shown), c.synthetic.x, real_title="real" if c.pooled else "real (held out)"))
     report.add_figure("classifier features, first two principal axes",
                       figures.embedding(real[c.reference_rows()], synthetic, "features"))
 
@@ -207,7 +207,7 @@ def _tables(c: sets.Sets, report: Report, seed: int, target: str | None) -> None
             out["detection"] = tables.table_detection(a, b, seed=seed)["auc"]
         for name, col in fidelity["columns"].items():
             out["column", name] = col.get("ks", col.get("tv"))
-            out["missing", name] = col["missing_rate_diff"]
+            out["missing", name] = abs(col["missing_rate_diff"])
         return out
 
     r = _repeat(c.comparisons(seed), c.real_x, c.synthetic_x, once)
@@ -228,10 +228,11 @@ def _tables(c: sets.Sets, report: Report, seed: int, target: str | None) -> None
     columns = _worst_first(r, c.meta["columns"])
     report.details["columns"] = columns
     report.add_table("columns, worst first",
-                     ["column", "distance", "synthetic", "real floor", "over floor"],
+                     ["column", "distance", "synthetic", "real floor", "missing-rate gap",
+                      "over floor"],
                      [[col["name"], col["measure"], stat(col["synthetic"], col["spread"]),
-                       stat(col["floor"], col["floor_spread"]), f"{col['excess']:+.3f}"]
-                      for col in columns])
+                       stat(col["floor"], col["floor_spread"]), _missing(col),
+                       f"{col['excess']:+.3f}"] for col in columns])
     encoding = c.meta["encoding"]
     _privacy(report, c, lambda x: tabular.encode(x, encoding))
     real = c.real_x(c.reference_rows())
@@ -278,20 +279,30 @@ def _tstr(c: sets.Sets, report: Report, seed: int, target: str) -> None:
 
 
 def _worst_first(r: dict, kinds: dict[str, str]) -> list[dict]:
-    """Every column with its distance (KS or TV), floor and distance over the floor, the
-    largest excess first."""
+    """Every column with its distance (KS or TV), its missing-rate gap (|synthetic - real|
+    share of empty cells: KS reads only the values present), their floors, and its excess:
+    the larger of the two over its floor; the largest excess first."""
     columns = []
     for name, kind in kinds.items():
         (value, spread), (floor, floor_spread) = r["column", name]
+        (missing, _), (missing_floor, _) = r["missing", name]
         columns.append({"name": name, "kind": kind, "measure": "KS" if kind == "numeric"
                         else "TV", "synthetic": value, "spread": spread, "floor": floor,
-                        "floor_spread": floor_spread, "excess": value - floor,
-                        "missing_rate_diff": r["missing", name][0][0]})
+                        "floor_spread": floor_spread, "missing_gap": missing,
+                        "missing_gap_floor": missing_floor,
+                        "excess": max(value - floor, missing - missing_floor)})
     return sorted(columns, key=lambda col: -col["excess"])
 
 
+def _missing(col: dict) -> str:
+    return f"{col['missing_gap']:.3f} (floor {col['missing_gap_floor']:.3f})"
+
+
 def _title(col: dict) -> str:
-    return f"{col['name']}\n{col['measure']} {col['synthetic']:.3f} (floor {col['floor']:.3f})"
+    title = f"{col['name']}\n{col['measure']} {col['synthetic']:.3f} (floor {col['floor']:.3f})"
+    if col["missing_gap"] > col["missing_gap_floor"]:
+        title += f", missing-rate gap {col['missing_gap']:.2f}"
+    return title
 
 
 def _text(c: sets.Sets, report: Report, seed: int, target: str | None) -> None:

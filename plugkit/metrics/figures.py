@@ -19,12 +19,13 @@ import numpy as np  # noqa: E402
 REAL, SYNTHETIC = "#1f77b4", "#ff7f0e"
 
 
-def image_grids(real: np.ndarray, synthetic: np.ndarray, n: int = 64) -> Any:
+def image_grids(real: np.ndarray, synthetic: np.ndarray, n: int = 64,
+                real_title: str = "real") -> Any:
     """Two grids of up to n images (N, C, H, W) in [0, 1]: real left, synthetic right."""
     from plugkit.sampling import grid_image
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
-    for ax, images, title in zip(axes, (real, synthetic), ("real (held out)", "synthetic"),
+    for ax, images, title in zip(axes, (real, synthetic), (real_title, "synthetic"),
                                  strict=True):
         grid = grid_image(images[:n])  # (rows, cols, C)
         ax.imshow(grid.squeeze(2) if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=1)
