@@ -198,3 +198,13 @@ def test_a_failure_in_a_folder_the_user_had_removes_only_plugkits_files(tmp_path
     result = cli("train", "vae", "--out", folder, "--epochs", 1, *SMALL)
     assert result.exit_code == 1
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_a_long_epoch_in_a_log_is_not_silent(tmp_path, monkeypatch):
+    from plugkit.cli import train as train_cli
+
+    monkeypatch.setattr(train_cli, "PROGRESS_EVERY_S", 0.0)  # as if every step took 30 s
+    result = cli("train", "vae", "--out", tmp_path / "run", "--epochs", 1, *SMALL)
+    assert result.exit_code == 0
+    steps = [line for line in result.stdout.splitlines() if " step " in line]
+    assert steps and steps[0].startswith("epoch 1/1  step 1/")

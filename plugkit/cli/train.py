@@ -81,8 +81,10 @@ def train(
             typer.echo(f"epoch {row['epoch']}/{epochs}  {losses}  "
                        f"{row['samples_per_s']:.0f} samples/s, {_threads(row['threads'])}")
 
-    if as_json or not sys.stdout.isatty():  # a pipe or a log file gets plain lines
+    if as_json:
         run_dir = training.train(config, report)
+    elif not sys.stdout.isatty():  # a pipe or a log file gets plain lines
+        run_dir = training.train(config, report, _progress_lines(epochs))
     else:
         with _progress_bar(epochs, _batch_size(config)) as on_step:
             run_dir = training.train(config, report, on_step)
@@ -142,6 +144,25 @@ def _spawn(nproc: int, config, as_json: bool) -> None:
     from plugkit.distributed import launch
 
     raise typer.Exit(launch(nproc, ["train", *args]))
+
+
+PROGRESS_EVERY_S = 30.0  # a pipe or a log: a line at most this often inside an epoch
+
+
+def _progress_lines(epochs: int):
+    """For a pipe or a log: a plain line at most every PROGRESS_EVERY_S seconds inside a long
+    epoch, so a first epoch of minutes is not minutes of silence."""
+    import time
+
+    last = [time.monotonic()]
+
+    def on_step(epoch: int, position: int, steps: int, losses: dict) -> None:
+        if time.monotonic() - last[0] >= PROGRESS_EVERY_S and position < steps:
+            last[0] = time.monotonic()
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in losses.items())
+            typer.echo(f"epoch {epoch + 1}/{epochs}  step {position}/{steps}  {shown}")
+
+    return on_step
 
 
 @contextlib.contextmanager
