@@ -212,7 +212,7 @@ def test_unknown_name_and_bad_arguments(tmp_path):
     _fails(UsageError, "unknown modality 'video'", "digits", modality="video")
     _fails(UsageError, "'digits' is image data, not table", "digits", modality="table")
     _fails(UsageError, "image size must be a positive", "digits", image_size=0)
-    _fails(DataError, "file not found", tmp_path / "nope.npy")
+    _fails(DataError, "not found (no such file or folder)", tmp_path / "nope.npy")
     (tmp_path / "x.xyz").write_text("1")
     _fails(DataError, "unsupported file type .xyz", tmp_path / "x.xyz")
 

@@ -37,7 +37,7 @@ def read_path(path: Path, modality: str | None, image_size: int | None) -> Datas
 
 def _read(path: Path, modality: str | None, image_size: int | None) -> Dataset:
     if not path.exists():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: not found (no such file or folder)")
     if path.is_dir():
         _allow(path, "an image folder", ("image",), modality)
         return images.read_folder(path, image_size)
