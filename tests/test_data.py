@@ -212,7 +212,7 @@ def test_unknown_name_and_bad_arguments(tmp_path):
     _fails(UsageError, "unknown modality 'video'", "digits", modality="video")
     _fails(UsageError, "'digits' is image data, not table", "digits", modality="table")
     _fails(UsageError, "image size must be a positive", "digits", image_size=0)
-    _fails(DataError, "not found (no such file or folder)", tmp_path / "nope.npy")
+    _fails(DataError, r"not found \(no such file or folder\)", tmp_path / "nope.npy")
     (tmp_path / "x.xyz").write_text("1")
     _fails(DataError, "unsupported file type .xyz", tmp_path / "x.xyz")
 
@@ -291,7 +291,7 @@ def test_bad_csv(tmp_path):
     (tmp_path / "long.csv").write_text("a,b\n1,2\n3,4,5\n")
     _fails(DataError, "malformed CSV.*line 3", tmp_path / "long.csv")
     (tmp_path / "short.csv").write_text("a,b\n1,2\n3\n")
-    _fails(DataError, "malformed CSV.*line 3 has 1 fields", tmp_path / "short.csv")
+    _fails(DataError, "malformed CSV.*line 3 has 1 field,", tmp_path / "short.csv")
     (tmp_path / "empty.csv").write_text("")
     _fails(DataError, "empty", tmp_path / "empty.csv")
     (tmp_path / "header.csv").write_text("a,b\n")
