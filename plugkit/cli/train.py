@@ -64,11 +64,11 @@ def train(
     """Train a model family on a dataset; writes a run directory."""
     from plugkit import training
 
-    config = training.TrainConfig(family=family, data=data, out=out, epochs=epochs,
-                         batch_size=batch_size, seed=seed, device=device,
-                         options=option or [], modality=modality, image_size=image_size,
-                         window=window, max_time=max_time, patience=patience, resume=resume,
-                         val_fraction=val_fraction, threads=threads, max_length=max_length)
+    config = training.TrainConfig(
+        family=family, data=data, out=out, epochs=epochs, batch_size=batch_size, seed=seed,
+        device=device, options=option or [], modality=modality, image_size=image_size,
+        window=window, max_time=max_time, patience=patience, resume=resume,
+        val_fraction=val_fraction, threads=threads, max_length=max_length)
     if nproc != 1:
         _spawn(nproc, config, as_json)
 
