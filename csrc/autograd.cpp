@@ -1,7 +1,7 @@
 // Autograd for the native operators, registered in C++ for the Autograd dispatch key: the
 // backward runs without Python, which is what keeps small, overhead-bound calls (a GAN loss
 // over 256 logits) cheap. Each forward redispatches below autograd to the CPU or CUDA kernel;
-// each backward calls the matching *_backward operator (DESIGN.md §1 gives the formulas).
+// each backward calls the matching *_backward operator (docs/operators.md gives the formulas).
 #include <torch/autograd.h>
 #include <torch/library.h>
 

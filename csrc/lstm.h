@@ -1,4 +1,4 @@
-// The LSTM cell (DESIGN.md §1.3) as plain functions, so lstm_layer.cpp can run its time loop
+// The LSTM cell (docs/operators.md) as plain functions, so lstm_layer.cpp can run its time loop
 // without a dispatcher round trip per step, plus the op entry points and argument checks that
 // cpu/lstm_cell.cpp and cuda/lstm_cell.cu share.
 //

@@ -1,4 +1,4 @@
-// lstm_layer and its backward (DESIGN.md §1.3): the time loop and backpropagation through time
+// lstm_layer and its backward (docs/operators.md): the time loop and backpropagation through time
 // in C++ around the fused cell, one device-generic implementation registered for CPU and CUDA.
 // The GEMMs go through ATen (MKL / cuBLAS); the loop allocates nothing per step.
 //

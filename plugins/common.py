@@ -1,4 +1,4 @@
-"""Machinery the built-in families share (DESIGN.md §5: not copied into each family); the table
+"""Machinery the built-in families share (written once, not copied into each family); the table
 heads, likelihood and conditions are in tabular_heads.py."""
 
 from __future__ import annotations

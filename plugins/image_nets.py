@@ -1,4 +1,4 @@
-"""Image networks the vae and gan families share (DESIGN.md §5: shared machinery lives beside the
+"""Image networks the vae and gan families share (shared machinery lives beside the
 families, not in them): a trunk from images to features, one from a code to images, and the
 class conditioning both use.
 

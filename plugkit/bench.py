@@ -1,4 +1,5 @@
-"""Kernel benchmark (DESIGN.md §2): forward+backward time of every op, side by side in one process.
+"""Kernel benchmark: forward+backward time of every op, side by side in one process, at the
+shapes docs/operators.md lists.
 
 Each case is timed four ways: the native op, the pure-PyTorch fallback (eager), torch.compile of
 that fallback, and PyTorch's own way of writing the same computation. Every row carries the
@@ -73,7 +74,7 @@ def _gan_torch(real, fake, fake_g, ones, zeros):
 
 
 def _tbih(dims: dict[str, int]) -> tuple[int, int, int, int]:
-    return dims["T"], dims["B"], dims["I"], dims["H"]  # "I" is DESIGN's name, not a variable's
+    return dims["T"], dims["B"], dims["I"], dims["H"]  # "I" is the shape's name, not a variable's
 
 
 def _lstm_layer_inputs(device: str, **dims: int) -> Inputs:
@@ -190,7 +191,7 @@ CASES: tuple[Case, ...] = (
     Case(REPARAM, {"B": 65536, "D": 512}, {"B": 256, "D": 64}),
     Case(GAN, {"B": 256}, {"B": 64}),  # overhead-bound
     Case(GAN, {"B": 1 << 20}, {"B": 4096}),  # 12 MB of logits: beyond a CPU's L2
-    # On a GPU 2^20 logits fit in L2; 2^26 moves 2.4 GB, so it measures HBM (DESIGN.md §5).
+    # On a GPU 2^20 logits fit in L2; 2^26 moves 2.4 GB, so it measures HBM.
     Case(GAN, {"B": 1 << 26}, {"B": 1 << 14}, devices=("cuda",)),
     Case(LSTM_LAYER, {"T": 64, "B": 64, "I": 128, "H": 256}, {"T": 4, "B": 4, "I": 8, "H": 16}),
     Case(LSTM_CELL, {"B": 64, "H": 512}, {"B": 4, "H": 16}),
@@ -443,7 +444,8 @@ def _add_pct_peak(rows: list[dict], copy_gbps: float, gemm_gflops: float) -> Non
 
 def run_kernels(quick: bool = False, device: str = "cpu", *, with_compile: bool | None = None,
                 progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Time every case of DESIGN.md §2 on `device`; returns rows (the machine's first).
+    """Time every case of docs/operators.md's benchmark shapes on `device`; returns rows (the
+    machine's first).
 
     quick: tiny shapes and repetition counts, torch.compile off (a smoke test in seconds).
     with_compile: time torch.compile(fallback) (default: unless quick; compiling is slow).

@@ -1,4 +1,4 @@
-"""What a model family is: the contract every plugin implements (DESIGN.md §4).
+"""What a model family is: the contract every plugin implements (docs/plugins.md).
 
 A family is one class, published under the entry-point group `plugkit.models`:
 

@@ -172,7 +172,7 @@ def test_pooled_comparisons_are_disjoint_halves_of_every_real_record(run_40):
 def test_a_missing_path_is_not_found(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["eval", "./nowhere"])
-    assert result.exit_code == 2  # a bad argument (DESIGN.md §5), as `plugkit sample ./nowhere`
+    assert result.exit_code == 2  # a bad argument (exit 2), as `plugkit sample ./nowhere`
     assert len(result.stderr.strip().splitlines()) == 1
     assert "not found" in result.stderr and "--against" not in result.stderr
 

@@ -1,7 +1,7 @@
 """Untrusted files and resource errors: crafted pickles are refused without running, and a full
 disk, a path that cannot be written or memory running out end in one line and no partial file.
 
-Faults that root cannot produce for real are simulated as DESIGN.md §5 says: an output path
+Faults that root cannot produce for real are simulated: an output path
 under /proc or below a file for "cannot write"; a disk that fills up mid-write is the kernel's
 file-size limit in a subprocess (a real failing write(2), in every writer) and, for the ENOSPC
 message itself, a write that raises it in-process.

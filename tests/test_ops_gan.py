@@ -1,4 +1,4 @@
-"""GAN losses: every backend against a float64 reference of DESIGN.md §1.2."""
+"""GAN losses: every backend against a float64 reference of docs/operators.md."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""plugkit.ops.lstm_cell and lstm_layer (DESIGN.md §1.3) on the native and the torch backend.
+"""plugkit.ops.lstm_cell and lstm_layer (docs/operators.md) on the native and the torch backend.
 
 Every numeric test records which plugkit ops ran (a TorchDispatchMode sees the custom ops below
 autograd), so a native run that silently fell back to the reference fails.

@@ -7,7 +7,7 @@ the same examples every time; PLUGKIT_EXAMPLES=1000 runs a deeper search by hand
 
 How close is close enough: an op adds terms, and rounding each term in the input dtype bounds
 the error, so results are compared by norm against the magnitude of those terms (`scale`),
-norm-relative with an absolute floor as DESIGN.md §5 asks. A value that underflows in float32
+norm-relative with an absolute floor. A value that underflows in float32
 (exp(-25) * eps) cannot be demanded element by element, but it is still counted.
 """
 
@@ -111,7 +111,7 @@ def test_reparameterize_kl_matches_float64(backend, shape, layout, dtype, data):
     want = torch.autograd.grad((z_ref * dz.double()).sum() + (kl_ref * dkl.double()).sum(),
                                (m, lv))
     dz64, dkl64 = dz.double(), dkl.double()[..., None]
-    # dlogvar may come from z - mu (DESIGN §5), whose rounding is relative to |z|
+    # dlogvar may come from z - mu (the backward saves z, not eps), rounded relative to |z|
     scales = (dz64.abs() + (m * dkl64).abs(),
               0.5 * (dz64 * z_ref).abs() + 0.5 * (dz64 * m).abs()
               + 0.5 * (torch.exp(lv) + 1) * dkl64.abs())
@@ -122,7 +122,8 @@ def test_reparameterize_kl_matches_float64(backend, shape, layout, dtype, data):
 @SEARCH
 @given(shape=shapes, layout=layouts, dtype=dtypes, seed=st.integers(0, 2**31), data=st.data())
 def test_sampled_reparameterize_agrees_across_backends(shape, layout, dtype, seed, data):
-    """Switching backend changes the drawn eps by a few ulps at most (DESIGN §5)."""
+    """Switching backend changes the drawn eps by a few ulps at most (Box-Muller's log, sin
+    and cos are the platform's)."""
     from plugkit.ops import backend, use_backend
 
     if not backend().native_loaded:

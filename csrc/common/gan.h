@@ -1,4 +1,4 @@
-// GAN loss terms shared by the CPU and CUDA kernels (DESIGN.md §1.2). Every loss is a sum of
+// GAN loss terms shared by the CPU and CUDA kernels (docs/operators.md). Every loss is a sum of
 // per-element terms averaged over each tensor, so a kernel needs one term and its derivative
 // per (kind, role): D on real logits, D on fake logits, G on fake logits.
 #pragma once

@@ -1,4 +1,4 @@
-// CPU kernels of the GAN losses (DESIGN.md §1.2): one SIMD pass forward, one backward, with a
+// CPU kernels of the GAN losses (docs/operators.md): one SIMD pass forward, one backward, with a
 // deterministic reduction.
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>

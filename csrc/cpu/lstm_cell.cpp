@@ -1,4 +1,4 @@
-// CPU kernels of the LSTM cell (DESIGN.md §1.3): one fused SIMD pass forward and one backward,
+// CPU kernels of the LSTM cell (docs/operators.md): one fused SIMD pass forward and one backward,
 // running the formulas of common/pointwise.h on Vectorized<S>, parallel over the B*H units.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>

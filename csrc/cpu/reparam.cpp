@@ -1,4 +1,4 @@
-// CPU kernels of reparameterize_kl (DESIGN.md §1.1): Philox normals, z and the per-row KL in
+// CPU kernels of reparameterize_kl (docs/operators.md): Philox normals, z and the per-row KL in
 // one pass over each row; the backward in one pass too.
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>

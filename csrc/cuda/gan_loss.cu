@@ -1,4 +1,4 @@
-// CUDA kernels of the GAN losses (DESIGN.md §1.2). Forward: per-block partial sums in a fixed
+// CUDA kernels of the GAN losses (docs/operators.md). Forward: per-block partial sums in a fixed
 // grid, then one block adds them in a fixed order, so results are bit-identical run to run.
 // Backward: one elementwise pass; the incoming gradient is read on the device (no host sync).
 #include <ATen/Dispatch.h>

@@ -1,6 +1,7 @@
-// CUDA kernels of the LSTM cell (DESIGN.md §1.3): one thread per hidden unit, running the
+// CUDA kernels of the LSTM cell (docs/operators.md): one thread per hidden unit, running the
 // formulas of common/pointwise.h in float32 for half/bfloat16 storage (float64 stays float64).
-// Headers are kept light on purpose (DESIGN.md §5): no torch/extension.h, no ATen/cuda/*.
+// Headers are kept light on purpose (nvcc compiles each include; this keeps the build short):
+// no torch/extension.h, no ATen/cuda/*.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>

@@ -1,4 +1,4 @@
-// CUDA kernels of reparameterize_kl (DESIGN.md §1.1). Forward: one warp per row draws the
+// CUDA kernels of reparameterize_kl (docs/operators.md). Forward: one warp per row draws the
 // Philox normals, writes z and reduces the row's KL with shuffles in a fixed order. The
 // (seed, offset) key is read from device memory, so nothing syncs with the host and the kernel
 // is safe to capture in a CUDA graph.

@@ -36,7 +36,8 @@ app = typer.Typer(
 
 
 def one_line_errors(command: Callable) -> Callable:
-    """Library errors become one line on stderr and their exit code (DESIGN.md §5)."""
+    """Library errors become one line on stderr and their exit code: 2 for usage, 1 for
+    failures while running, 130 after Ctrl-C."""
 
     @functools.wraps(command)
     def run(*args, **kwargs):

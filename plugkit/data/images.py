@@ -1,7 +1,7 @@
 """Images: a folder of files (Pillow) or an array, to float32 [N, C, H, W] in [0, 1].
 
 Grayscale stays one channel, anything with colour (RGB, RGBA, palette) becomes RGB, and a
-folder that mixes both becomes RGB. Sizes follow DESIGN.md: the images' own size when they all
+folder that mixes both becomes RGB. Sizes: the images' own size when they all
 agree and it is at most 64, else a square `image_size` (default 64), reached by scaling the
 short side and cropping the centre.
 """

@@ -1,5 +1,5 @@
 """What `plugkit eval` compares: synthetic samples, the real data they must resemble (train),
-and real data no model saw (holdout), and how (DESIGN.md §5, issue 12 §4).
+and real data no model saw (holdout), and how.
 
 From a run: the run's own dataset, split exactly as training split it (same seed and fraction),
 so the holdout is the validation set the model never trained on; n fresh samples are drawn.
@@ -30,7 +30,7 @@ from plugkit import data, runs
 from plugkit.data import Dataset
 from plugkit.errors import PlugkitError, UsageError
 
-MAX_N = 10_000  # default cap of the compared size (DESIGN.md §5); privacy's cap on samples
+MAX_N = 10_000  # default cap of the compared size (time grows with it); privacy's cap on samples
 SMALL = 1_000  # fewer held-out records than this: the pooled design
 REPEATS = 5  # comparisons of the pooled design
 MAX_HALF = 1_000  # records per side of one pooled comparison (bounds the time on ~10k rows)

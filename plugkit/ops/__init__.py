@@ -5,7 +5,7 @@
     lstm_cell, lstm_layer               LSTM step and whole-sequence layer (nn.LSTM layout)
 
 `backend()` says which implementation runs and why; PLUGKIT_BACKEND=auto|native|torch or
-`set_backend` / `use_backend` choose it. Semantics: DESIGN.md §1.
+`set_backend` / `use_backend` choose it. Semantics: docs/operators.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GAN losses (DESIGN.md §1.2): the discriminator's and the generator's loss from logits.
+"""GAN losses (docs/operators.md): the discriminator's and the generator's loss from logits.
 
     bce          L_D = mean((1-s) softplus(-r) + s softplus(r)) + mean(softplus(f))
                  L_G = mean(softplus(-f))            (the non-saturating generator loss)

@@ -1,4 +1,4 @@
-"""LSTM cell and single-layer LSTM (DESIGN.md §1.3), in torch.nn.LSTM's layout and gate order.
+"""LSTM cell and single-layer LSTM (docs/operators.md), in torch.nn.LSTM's layout and gate order.
 
     i, f, o = sigmoid(gates_i, gates_f, gates_o),   g = tanh(gates_g)
     c = f * c_prev + i * g,                          h = o * tanh(c)

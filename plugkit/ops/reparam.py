@@ -1,4 +1,4 @@
-"""Reparameterized Gaussian sampling with its KL divergence (DESIGN.md §1.1).
+"""Reparameterized Gaussian sampling with its KL divergence (docs/operators.md).
 
     z  = mu + exp(logvar / 2) * eps,                 eps ~ N(0, 1) i.i.d.
     kl = 0.5 * sum_d(exp(logvar) + mu^2 - 1 - logvar) = KL(N(mu, exp(logvar)) || N(0, I))
