@@ -61,9 +61,18 @@ class Batch:
         noise in train_step."""
         import torch
 
+        return self._rows(torch.randn, shape)
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        """Uniform noise in [0, 1) [B, *shape] for this batch's rows, drawn like `randn` (the
+        same numbers whatever the number of processes): diffusion timesteps, dropout masks."""
+        import torch
+
+        return self._rows(torch.rand, shape)
+
+    def _rows(self, draw, shape: tuple[int, ...]) -> torch.Tensor:
         total = self.total if self.total is not None else len(self.x)
-        noise = torch.randn(total, *shape, device=self.x.device)
-        return noise[self.start:self.start + len(self.x)]
+        return draw(total, *shape, device=self.x.device)[self.start:self.start + len(self.x)]
 
 
 class Family:

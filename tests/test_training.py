@@ -209,3 +209,20 @@ def test_best_weights_and_early_stopping(tmp_path, monkeypatch):
                                       "--patience", "2"])
         assert refused.exit_code == 2 and "does not rank its image models" in refused.stderr
         assert not (tmp_path / family).exists()
+
+
+def test_batch_noise_is_the_same_rows_whatever_the_split():
+    """Batch.randn and Batch.rand draw for the global batch and slice: two halves of a batch
+    get exactly the rows the whole batch gets (what makes N processes compute what 1 does)."""
+    from plugkit.family import Batch
+
+    x = torch.zeros(6, 3)
+    for draw in ("randn", "rand"):
+        torch.manual_seed(1)
+        whole = getattr(Batch(x), draw)(4)
+        halves = []
+        for start in (0, 3):
+            torch.manual_seed(1)
+            halves.append(getattr(Batch(x[start:start + 3], None, start, 6), draw)(4))
+        assert torch.equal(whole, torch.cat(halves)) and whole.shape == (6, 4)
+    assert 0 <= whole.min() and whole.max() < 1
