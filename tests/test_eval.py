@@ -178,6 +178,8 @@ def test_sequence_run_eval(tmp_path):
     m = measures(evaluate(str(run)))
     assert {"marginal KS", "autocorrelation distance", "detection accuracy",
             "TSTR one-step MSE", "DCR ratio"} <= m.keys()
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert m["held-out NLL (nats/value)"]["value"] == pytest.approx(last["val_loss"], rel=1e-5)
 
 
 def test_label_accuracy_of_labelled_image_samples(tmp_path):

@@ -65,6 +65,7 @@ def _evaluate(source, against, holdout, modality, n, seed, target, out, weights)
         "notes": list(c.notes)}, [])
     MODALITIES[c.modality](c, report, seed, target)
     if c.run is not None:
+        _heldout_likelihood(c, report)
         _training_curves(c.run, report)
     if out is not None:
         report.write(Path(out))
@@ -331,11 +332,6 @@ def _text(c: sets.Sets, report: Report, seed: int, target: str | None) -> None:
                "total variation between character frequencies")
     _add_stats(report, "length KS", r["length"], "lower",
                "KS statistic between line-length distributions")
-    if c.run is not None:
-        nll = _heldout_nll(c)
-        if nll is not None:
-            _add(report, "held-out NLL (nats/char)", nll, None, "lower",
-                 "the model's negative log-likelihood per character, end of line included")
     report.details["samples"] = samples[:20]
     report.add_figure("characters and line lengths (blue real, orange synthetic)",
                       figures.text_distributions(c.real_x(c.reference_rows()), samples))
@@ -343,6 +339,21 @@ def _text(c: sets.Sets, report: Report, seed: int, target: str | None) -> None:
 
 def _unique(items: list[str]) -> float:
     return len(set(items)) / len(items)
+
+
+UNITS = {"text": ("nats/char", "per character, end of line included"),
+         "sequence": ("nats/value", "per value"), "image": ("nats/image", "per image"),
+         "table": ("nats/row", "per row")}
+
+
+def _heldout_likelihood(c: sets.Sets, report: Report) -> None:
+    """The model's negative log-likelihood of the held-out records, for any family whose
+    validation loss is one (Family.likelihood)."""
+    nll = _heldout_nll(c)
+    if nll is not None:
+        unit, per = UNITS[c.modality]
+        _add(report, f"held-out NLL ({unit})", nll, None, "lower",
+             f"the model's negative log-likelihood {per}, on records it never trained on")
 
 
 def _heldout_nll(c: sets.Sets) -> float | None:
