@@ -12,12 +12,12 @@ import pytest
 import torch
 from helpers import run_python
 from PIL import Image
-from plugkit_families.gan import GAN
-from plugkit_families.vae import VAE
 from sklearn.linear_model import LogisticRegression
 
 from plugkit import data, options, sampling
 from plugkit.errors import UsageError
+from plugkit.families.gan import GAN
+from plugkit.families.vae import VAE
 from plugkit.family import Batch, DataInfo
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from helpers import assert_ran, run_recorded, table_batch, table_info
-from plugkit_families.gan import GAN, Options
 from safetensors.torch import load_file
 
 from plugkit import options, plugins, sampling, training
 from plugkit.errors import UsageError
+from plugkit.families.gan import GAN, Options
 from plugkit.family import Batch, DataInfo
 from plugkit.testing import FamilyTests
 

@@ -1,10 +1,7 @@
 """The built-in char-level LSTM family: loss, layout, sampler, native op, and end to end."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,22 +11,15 @@ from torch import nn
 from plugkit import plugins
 from plugkit.data import text
 from plugkit.errors import UsageError
+from plugkit.families import lstm
 from plugkit.family import Batch, DataInfo
 from plugkit.testing import FamilyTests
-
-try:
-    from plugkit_families import lstm
-except ImportError:  # an install that predates plugins/lstm.py: test the checkout's file
-    _spec = importlib.util.spec_from_file_location(
-        "plugkit_families_lstm", Path(__file__).parent.parent / "plugins" / "lstm.py")
-    lstm = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(lstm)
 
 LINES = ["abc", "ab", "cab", "b", "ca", "abcab", "bc", "a"]
 META = text.text_meta(LINES)  # vocab a, b, c; longest line 5
 REGISTERED = pytest.mark.skipif("lstm" not in plugins.entries(), reason=(
     'the "lstm" entry point is not installed yet (pyproject: '
-    'lstm = "plugkit_families.lstm:LSTM", then reinstall)'))
+    'lstm = "plugkit.families.lstm:LSTM", then reinstall)'))
 
 
 def family(**options):

@@ -2,8 +2,8 @@
 
 import torch
 from helpers import table_batch, table_info
-from plugkit_families.vae import VAE
 
+from plugkit.families.vae import VAE
 from plugkit.family import Batch, DataInfo
 from plugkit.testing import FamilyTests
 

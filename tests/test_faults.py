@@ -100,7 +100,7 @@ def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path):
 
 def diverge(monkeypatch, at_step, how):
     """Makes the VAE's train_step go bad at a given step: a NaN loss or a NaN weight."""
-    from plugkit_families.vae import VAE
+    from plugkit.families.vae import VAE
 
     real_step, count = VAE.train_step, []
 

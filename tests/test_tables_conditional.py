@@ -1,5 +1,6 @@
 """The table path as in CTGAN/TVAE: mode-specific normalization in the codec, training-by-
-sampling and conditional sampling (plugins/tabular_heads.py), and `plugkit sample --where`."""
+sampling and conditional sampling (plugkit/families/tabular_heads.py), and `plugkit sample
+--where`."""
 
 import json
 
@@ -8,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 from helpers import small_table
-from plugkit_families.tabular_heads import Conditions
 from scipy import stats
 from typer.testing import CliRunner
 
@@ -16,6 +16,7 @@ from plugkit import sampling
 from plugkit.cli import app
 from plugkit.data import dataset, tabular
 from plugkit.errors import UsageError
+from plugkit.families.tabular_heads import Conditions
 
 runner = CliRunner()
 

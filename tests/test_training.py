@@ -180,9 +180,8 @@ def test_validation_weights_sum_count_pairs_by_their_count():
 def test_best_weights_and_early_stopping(tmp_path, monkeypatch):
     """The lowest validation loss keeps its weights; --patience stops after that many epochs
     without a better one; sampling uses the best weights unless asked for the last."""
-    from plugkit_families.vae import VAE
-
     from plugkit import checkpoint
+    from plugkit.families.vae import VAE
 
     losses = iter([5.0, 3.0, 4.0, 4.5, 2.0, 1.0])  # best at epoch 2, no better for 2 epochs
     monkeypatch.setattr(VAE, "val_loss", lambda self, batch: next(losses))

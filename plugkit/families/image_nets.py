@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from plugkit_families.common import mlp
 from torch import nn
+
+from plugkit.families.common import mlp
 
 
 def down(c: int, h: int, w: int, conv: bool, width: int,

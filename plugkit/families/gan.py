@@ -16,7 +16,7 @@ G and D have their own learning rates (Heusel et al., "GANs Trained by a Two Tim
 Rule", NeurIPS 2017) and D may take several steps per G step; D's layers may be spectrally
 normalized (Miyato et al., ICLR 2018). Samples come from a moving average of G's weights.
 With labelled images G takes the label beside z and D judges by projection (Miyato & Koyama,
-ICLR 2018; plugins/image_nets.py), so samples are drawn per class.
+ICLR 2018; plugkit/families/image_nets.py), so samples are drawn per class.
 
 Tables follow CTGAN (Xu et al., "Modeling Tabular Data using Conditional GAN", NeurIPS 2019):
 G writes encoded rows (plugkit.data.tabular: tanh offsets within modes, Gumbel-softmax one-hot
@@ -24,7 +24,7 @@ spans) given noise and a conditional vector that names one categorical column's 
 rows with their condition, `pac` at a time (PacGAN: Lin et al., NeurIPS 2018: a pack of
 collapsed samples is easier to spot than one), with dropout; G also pays the cross-entropy of
 not producing the category it was asked for. Conditions are drawn by training-by-sampling
-(plugins/tabular_heads.py), which is also how `plugkit sample --where column=value` works.
+(plugkit/families/tabular_heads.py), which is also how `plugkit sample --where column=value` works.
 Measured on adult (4 min each, batch 500):
 pac 1 / 2 / 4 / 10 gave detection AUC 0.81 / 0.85 / 0.87 / 0.88 and TV max 0.23 / 0.15 /
 0.08 / 0.06 (smaller packs: rows more real, categories collapsing onto the common ones); the
@@ -38,13 +38,13 @@ import math
 from dataclasses import dataclass
 
 import torch
-from plugkit_families import image_nets
-from plugkit_families.common import use_conv
-from plugkit_families.tabular_heads import Conditions, RowHead, residual_mlp
 from torch import nn
 
 from plugkit import ops
 from plugkit.data import tabular
+from plugkit.families import image_nets
+from plugkit.families.common import use_conv
+from plugkit.families.tabular_heads import Conditions, RowHead, residual_mlp
 from plugkit.family import Batch, DataInfo, Family
 from plugkit.ops.gan import KINDS
 from plugkit.options import option

@@ -8,7 +8,7 @@ likelihood=gaussian a mean per pixel under one learned scale (Rybkin et al., "Si
 Effective VAE Training with Calibrated Decoders", ICML 2021). The loss is the negative ELBO per
 sample in nats: reconstruction + beta * KL (beta = 1 is the plain VAE; Higgins et al., ICLR 2017).
 With labelled images the VAE is conditional (Sohn et al., NeurIPS 2015): encoder and decoder
-take the label's one-hot (plugins/image_nets.py), so samples are drawn per class.
+take the label's one-hot (plugkit/families/image_nets.py), so samples are drawn per class.
 Sequence windows [T, F] (standardized per feature) go through MLPs to a Gaussian decoder with a
 learned scale per feature. Samples are the decoder's means, as for images: the learned scale
 is the residual's marginal size, and adding it as noise independent in time made windows
@@ -19,7 +19,7 @@ Tables follow TVAE (Xu et al., "Modeling Tabular Data using Conditional GAN", Ne
 encoded rows (plugkit.data.tabular) are decoded into a Gaussian around tanh(output) per offset
 within a mode, with a learned scale, and a categorical distribution per one-hot span. Encoder
 and decoder also take CTGAN's conditional vector (a conditional VAE: Sohn et al., NeurIPS 2015),
-drawn by training-by-sampling (plugins/tabular_heads.py), so rare categories are trained on
+drawn by training-by-sampling (plugkit/families/tabular_heads.py), so rare categories are trained on
 more often and `plugkit sample --where column=value` draws rows of one category directly.
 """
 
@@ -30,13 +30,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from plugkit_families import image_nets
-from plugkit_families.common import mlp, use_conv
-from plugkit_families.tabular_heads import Conditions, RowLikelihood
 from torch import nn
 
 from plugkit import ops
 from plugkit.data import tabular
+from plugkit.families import image_nets
+from plugkit.families.common import mlp, use_conv
+from plugkit.families.tabular_heads import Conditions, RowLikelihood
 from plugkit.family import Batch, DataInfo, Family
 from plugkit.options import option
 
