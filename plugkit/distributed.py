@@ -60,6 +60,15 @@ class World:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
 
+    def flags(self, *flags: bool) -> list[bool]:
+        """Each flag true on every rank when it is true on one, in one all_reduce: the
+        training loop's per-step agreement (diverged, interrupted, out of time)."""
+        if self.size == 1:
+            return list(flags)
+        t = torch.tensor([float(f) for f in flags], device=_device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return [bool(v) for v in t.tolist()]
+
     def mean(self, totals: dict[str, float], seen: int) -> tuple[dict[str, float], int]:
         """Sums of per-row losses and row counts over all ranks."""
         if self.size == 1:

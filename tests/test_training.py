@@ -162,7 +162,7 @@ def test_unwritable_outputs_fail_cleanly(tmp_path):
 def test_validation_weights_sum_count_pairs_by_their_count():
     """A family that returns (sum, count) -- the LSTM, per character -- is averaged over all
     units, so a long line weighs more than a short one; a plain float is weighted per sample."""
-    from plugkit.training import validate
+    from plugkit.trainer import validate
 
     class PerUnit:  # nonzero entries are the units ("characters")
         def val_loss(self, batch):
@@ -185,7 +185,7 @@ def test_best_weights_and_early_stopping(tmp_path, monkeypatch):
 
     losses = iter([5.0, 3.0, 4.0, 4.5, 2.0, 1.0])  # best at epoch 2, no better for 2 epochs
     monkeypatch.setattr(VAE, "val_loss", lambda self, batch: next(losses))
-    monkeypatch.setattr("plugkit.training.validate",
+    monkeypatch.setattr("plugkit.trainer.validate",
                         lambda family, *args: family.val_loss(None))
     # a table: the VAE's ELBO ranks its table models (not its image ones, below)
     result, rows = train(tmp_path / "run", "--data", "iris", "--epochs", "6", "--patience", "2")

@@ -360,7 +360,7 @@ def _heldout_nll(c: sets.Sets) -> float | None:
     """The family's own held-out loss, when the family says it is a likelihood."""
     from plugkit import sampling
     from plugkit.data import codec
-    from plugkit.training import validate
+    from plugkit.trainer import validate
 
     family = sampling.load(c.run)
     if not type(family).likelihood:
