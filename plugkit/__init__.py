@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from plugkit.family import Family
 
-__version__ = "0.1.0"
+from plugkit.version import __version__
+
+__all__ = ["__version__", "evaluate", "load", "sample", "train"]
 
 
 def train(family: str, data: str | None = None, **settings: Any) -> Path:

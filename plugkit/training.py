@@ -18,6 +18,7 @@ from plugkit.data import text
 from plugkit.errors import PlugkitError, UsageError, out_of_memory
 from plugkit.family import DataInfo, Family
 from plugkit.trainer import Interrupted, LoopState, StepHook, Trainer
+from plugkit.version import __version__
 
 
 @dataclass
@@ -60,8 +61,6 @@ def _check(config: TrainConfig) -> None:
 
 
 def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset) -> dict:
-    from plugkit import __version__
-
     entry = plugins.entries()[cls.name]
     return {
         "family": cls.name, "family_version": entry.version, "distribution": entry.distribution,
