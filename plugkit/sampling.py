@@ -58,9 +58,14 @@ def load(run_dir: str | Path, device: str = "cpu", weights: str = "best") -> Fam
     opts = options.parse(cls.Options, [f"{k}={v}" for k, v in record["options"].items()],
                          cls.name)
     family = cls(opts, info_of(record), torch.device(device))
-    best = weights == "best" and (run_dir / checkpoint.BEST).exists()
+    best = weights_used(run_dir, weights) == "best"
     checkpoint.load_weights(run_dir, family.modules(), checkpoint.BEST if best else None)
     return family
+
+
+def weights_used(run_dir: Path, weights: str) -> str:
+    """"best" when asked for and the run keeps best weights, else "last"."""
+    return "best" if weights == "best" and (run_dir / checkpoint.BEST).exists() else "last"
 
 
 def info_of(record: dict) -> DataInfo:
@@ -106,8 +111,7 @@ def sample(run_dir: str | Path, n: int | None = None, out: str | Path | None = N
     if "where" in settings and modality != "table":
         raise UsageError(f"--where: only for table runs, and {run_dir} is a {modality} run")
     family = load(run_dir, weights=weights)
-    if weights == "best" and not (run_dir / checkpoint.BEST).exists():
-        weights = "last"  # what was loaded: the family keeps no best weights for this run
+    weights = weights_used(run_dir, weights)  # the sidecar names what was loaded
     labels = plan_labels(family, record, n, label, per_class, run_dir)
     sidecar = {"run": str(run_dir), "family": family.name, "n": n, "seed": seed,
                "weights": weights, "settings": settings, "file": out.name}

@@ -357,13 +357,13 @@ def _heldout_likelihood(c: sets.Sets, report: Report) -> None:
 
 
 def _heldout_nll(c: sets.Sets) -> float | None:
-    """The family's own held-out loss, when the family says it is a likelihood."""
-    from plugkit import sampling
+    """The family's own held-out loss (with the weights the samples came from), when the
+    family says it is a likelihood."""
     from plugkit.data import codec
     from plugkit.trainer import validate
 
-    family = sampling.load(c.run)
-    if not type(family).likelihood:
+    family = c.family
+    if family is None or not type(family).likelihood:
         return None
     x, y = codec.encode(c.holdout)
     return validate(family, x, y, 256, family.device)

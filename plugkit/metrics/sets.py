@@ -60,6 +60,7 @@ class Sets:
     pooled: bool = False  # the design (module docstring)
     compared: int = 0  # records per side of each comparison
     notes: list[str] = field(default_factory=list)  # what a reader must know about the sizes
+    family: Any = None  # a run's trained family, as the samples were drawn from it
 
     @property
     def n(self) -> int:
@@ -128,7 +129,7 @@ def from_run(run_dir: Path, n: int | None, seed: int, weights: str = "best") -> 
     synthetic = Dataset(f"samples of {run_dir}", real.modality, _concat(drawn), labels,
                         real.classes if labels is not None else None, meta=real.meta)
     sets = Sets(real.modality, synthetic, train, holdout, real.meta, str(run_dir), run_dir,
-                pooled, compared)
+                pooled, compared, family=family)
     sets.notes = _notes(sets, n)
     return sets
 
