@@ -1,10 +1,13 @@
 """plugkit: plugin-based generative models with a native core.
 
     import plugkit
-    run = plugkit.train("vae", data="digits", epochs=20, options=["latent_dim=16"])
-    plugkit.sample(run, n=64, out="grid.png", seed=0)      # a file, as `plugkit sample` writes
-    report = plugkit.evaluate(run)                          # as `plugkit eval`: report.measures
-    images = plugkit.load(run).sample(64, generator=torch.Generator().manual_seed(0))
+    model = plugkit.train("vae", data="digits", epochs=20, options=["latent_dim=16"])
+    images, labels = model.sample(64, seed=0)        # the data's own kind (plugkit.runs.Run)
+    model = plugkit.train("vae", data=df, epochs=50)  # in-memory data: a DataFrame ...
+    df_new = model.sample(1_000)                      # ... gives a DataFrame back
+    plugkit.sample(model, n=64, out="grid.png")       # a file, as `plugkit sample` writes
+    report = model.evaluate(real=df)                  # as `plugkit eval`: report.measures
+    model = plugkit.load("runs/vae-digits")           # a trained run from disk
 
 Importing plugkit is cheap: torch and the families load when first used.
 """
@@ -15,41 +18,40 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from plugkit.family import Family
+    from plugkit.runs import Run
 
 from plugkit.version import __version__
 
 __all__ = ["__version__", "evaluate", "load", "sample", "train"]
 
 
-def train(family: str, data: str | None = None, **settings: Any) -> Path:
-    """Trains `family` on `data` (a built-in name or a path) and returns the run's folder. The
-    settings are plugkit.training.TrainConfig's, the CLI's flags with underscores: epochs,
-    batch_size, out, options=["key=value"], resume, max_time, threads, ..."""
-    import dataclasses
+def train(family: str | None, data: Any = None, **settings: Any) -> Run:
+    """Trains `family` on `data` and returns the trained run. data: a built-in's name, a path,
+    or in memory: a pandas DataFrame (a table), a list of strings (text), a numpy array or an
+    (array, labels) pair (images [N, H, W] / [N, C, H, W] / [N, H, W, C], sequences with
+    modality="sequence"). In-memory data is not copied into the run, only its fingerprint:
+    hand it back to evaluate or resume. The settings are plugkit.training.TrainConfig's, the
+    CLI's flags with underscores: epochs, batch_size, out, options=["key=value"], resume,
+    max_time, threads, ...; progress=False silences the line printed after each epoch."""
+    from plugkit import runs, training
+    from plugkit.data import memory
 
-    from plugkit import training
-    from plugkit.errors import UsageError
-
-    known = [f.name for f in dataclasses.fields(training.TrainConfig)]
-    unknown = [k for k in settings if k not in known or k in ("family", "data")]
-    if unknown:
-        raise UsageError(f"plugkit.train: unknown setting {unknown[0]!r}; settings: "
-                         + ", ".join(k for k in known if k not in ("family", "data")))
-    return training.train(training.TrainConfig(family=family, data=data, **settings))
+    path = training.train_from_python(family, data, **settings)
+    return runs.Run(path, data if memory.is_memory(data) else None)
 
 
-def sample(run: str | Path, n: int | None = None, out: str | Path | None = None,
+def sample(run: str | Path | Run, n: int | None = None, out: str | Path | None = None,
            seed: int = 0, **settings: Any) -> Path:
     """Writes n samples of a run to `out` (.png, .npz, .npy, .csv, .parquet or .txt, as the
-    run's data allows) and returns the file: `plugkit sample` (see plugkit.sampling.sample)."""
+    run's data allows) and returns the file: `plugkit sample` (see plugkit.sampling.sample).
+    For the samples themselves, in memory: plugkit.load(run).sample(n)."""
     from plugkit import sampling, threads
 
     with threads.using(settings.pop("threads", None)):
         return sampling.sample(run, n, out, seed, **settings)
 
 
-def evaluate(source: str | Path, **settings: Any) -> Any:
+def evaluate(source: str | Path | Run, **settings: Any) -> Any:
     """How real the samples of a run (or a sample file, with against=DATA) are, each measure
     next to its real-vs-real floor: `plugkit eval` (see plugkit.metrics.evaluate)."""
     from plugkit import threads
@@ -59,8 +61,9 @@ def evaluate(source: str | Path, **settings: Any) -> Any:
         return evaluation.evaluate(source, **settings)
 
 
-def load(run_dir: str | Path, device: str = "cpu") -> Family:
-    """The trained family of a run directory, ready to sample."""
-    from plugkit.sampling import load as load_run
+def load(run_dir: str | Path, data: Any = None) -> Run:
+    """A trained run from its folder: .sample(n), .evaluate(), .resume(...), .model() (the
+    family). `data`: the in-memory data of a run trained on one."""
+    from plugkit.runs import Run
 
-    return load_run(run_dir, device)
+    return Run(run_dir, data)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plugkit import atomic, data, runs, sampling
+from plugkit import atomic, runs
 from plugkit.errors import PlugkitError, UsageError
 
 
@@ -26,26 +26,22 @@ def augment(run_dir: str | Path, per_class: int | None = None, seed: int = 0,
     """Accuracies on the held-out real images; writes real + synthetic to `out` (.npz) if
     given. per_class: synthetic images of each class (default: the largest class's count in
     the training split, so the synthetic set alone is as big as a balanced real one)."""
-    run_dir = Path(run_dir)
-    record = runs.read(run_dir)
-    spec = record["data"]
-    if spec["modality"] != "image" or not spec.get("classes"):
-        what = f"a {spec['modality']} run" + ("" if spec.get("classes") else " without labels")
-        raise UsageError(f"augment needs an image run trained on labelled data; {run_dir} is "
+    run = runs.Run(run_dir)
+    if run.modality != "image" or not run.classes:
+        what = f"a {run.modality} run" + ("" if run.classes else " without labels")
+        raise UsageError(f"augment needs an image run trained on labelled data; {run.path} is "
                          f"{what}")
     if out is not None and Path(out).suffix != ".npz":
-        raise UsageError(f"--out must end in .npz, got {Path(out).name!r}")
-    family = sampling.load(run_dir)
-    if not family.num_classes:
-        raise UsageError(f"{run_dir}'s model is not class-conditional (conditional=false)")
-    real = data.load(runs.data_spec(spec), "image", spec.get("image_size"))
-    train, holdout = data.split(real, record["val_fraction"], record["seed"])
-    classes = len(real.classes)
+        raise UsageError(f"`out` must end in .npz, got {Path(out).name!r}")
+    if not run.model().num_classes:
+        raise UsageError(f"{run.path}'s model is not class-conditional (conditional=false)")
+    train, holdout = run.split()
+    classes = len(run.classes)
     per_class = per_class or int(np.bincount(train.labels, minlength=classes).max())
     if per_class < 1:
-        raise UsageError(f"--per-class must be at least 1, got {per_class}")
-    labels = np.repeat(np.arange(classes), per_class)
-    synthetic = np.concatenate(list(sampling.blocks(family, len(labels), seed, labels)))
+        raise UsageError(f"`per_class` must be at least 1, got {per_class}")
+    labels = run.labels(per_class * classes, per_class=per_class)
+    synthetic = np.concatenate(list(run.draw(len(labels), seed, labels=labels)))
 
     x_train, y_train = _flat(train.x), train.labels
     x_syn, x_test = _flat(synthetic), _flat(holdout.x)
@@ -60,7 +56,7 @@ def augment(run_dir: str | Path, per_class: int | None = None, seed: int = 0,
         both_x = np.concatenate([train.x, synthetic]).astype(np.float32)
         both_y = np.concatenate([train.labels, labels]).astype(np.int64)
         _save(Path(out), both_x, both_y)
-    return {"run": str(run_dir), "classifier": "logistic regression on standardized pixels",
+    return {"run": str(run.path), "classifier": "logistic regression on standardized pixels",
             "real_train": len(train), "synthetic": len(labels), "per_class": per_class,
             "holdout": len(holdout), "accuracy": scores,
             "gain": scores["real + synthetic"] - scores["real"], "seed": seed}

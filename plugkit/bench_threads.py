@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 import torch
 
 from plugkit import data, options, plugins, threads
-from plugkit.data import codec
 from plugkit.family import Batch, DataInfo
+from plugkit.formats import codec
 
 WORKLOADS = {  # (family, data, options): small to large steps
     "vae/digits": ("vae", "digits", ()),

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from plugkit import data, options, plugins
-from plugkit.data import codec
 from plugkit.family import Batch, DataInfo
+from plugkit.formats import codec
 from plugkit.training import TrainConfig, train
 
 

@@ -1,4 +1,11 @@
-"""Typed errors: the library raises them, only the CLI turns them into a line and an exit code."""
+"""Typed errors: the library raises them, only the CLI turns them into a line and an exit code.
+
+A message names a setting by its Python name in backquotes, "`per_class` must be at least 1",
+as a caller of plugkit.sample(per_class=...) knows it; the CLI shows the flag instead,
+"--per-class must be at least 1" (`for_cli`).
+"""
+
+import re
 
 
 class PlugkitError(Exception):
@@ -19,3 +26,8 @@ def out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return True
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
+def for_cli(message: str) -> str:
+    """A library message as the CLI shows it: every `setting` as its flag, --setting-name."""
+    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: "--" + m[1].replace("_", "-"), message)

@@ -6,25 +6,35 @@ A family is one class, published under the entry-point group `plugkit.models`:
     markov = "plugkit_markov:Markov"
 
 It declares itself with class attributes (name, description, modalities, conditional,
-api_version, Options, default_dataset) and owns its networks, losses, one training step and
-its sampler; the core owns data, devices, seeds, the loop, checkpoints and logging.
+likelihood, api_version, Options, Settings, default_dataset) and owns its networks, losses, one
+training step and its sampler; the core owns data, devices, seeds, the loop, checkpoints,
+logging, and turning data into batches and samples into data (plugkit.formats).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # keep `import plugkit.family` free of torch (plugkit --help, plugkit list)
     import torch
 
-API_VERSION = 1
+# 2: text samples are tokens like text batches (1: list[str]); sampler settings are a typed
+# Settings dataclass passed as `settings` (1: free keywords); the formats moved from
+# plugkit.data to plugkit.formats
+API_VERSION = 2
 MODALITIES = ("image", "table", "text", "sequence")
 
 
 @dataclass
 class NoOptions:
     """A family without options."""
+
+
+@dataclass
+class NoSettings:
+    """A family whose sampler takes no settings."""
 
 
 @dataclass(frozen=True)
@@ -41,9 +51,10 @@ class Batch:
     """One training batch, on the family's device.
 
     x: image float32 [B, C, H, W] in [0, 1]; sequence float32 [B, T, F] standardized per
-       feature; table float32 [B, D] encoded rows (plugkit.data.tabular: spans(meta["encoding"])
-       gives the layout); text int64 [B, L] tokens: characters 1..V (index in meta["vocab"] +
-       1), 0 = end of line, then padding. plugkit.data.codec encodes and decodes all four.
+       feature (plugkit.formats.sequence); table float32 [B, D] encoded rows
+       (plugkit.formats.tabular: spans(meta["encoding"]) gives the layout); text int64 [B, L]
+       tokens (plugkit.formats.text): characters 1..V (index in meta["vocab"] + 1), 0 = end
+       of line, then padding. plugkit.formats.codec encodes and decodes all four.
     y: int64 [B] class labels, or None when the data has none.
     start, total: where these rows sit in the global batch of a multi-process step (one
        process: 0 and B), for randn.
@@ -91,6 +102,9 @@ class Family:
     val_loss_ranks_models: bool = True
     api_version: ClassVar[int] = API_VERSION  # the plugin API it was written for
     Options: ClassVar[type] = NoOptions  # a dataclass: typed fields, defaults, help in metadata
+    # the sampler's settings, a dataclass like Options (`plugkit sample -s key=value`; the
+    # CLI's --temperature, --top-k, --prefix and --where set the fields of those names)
+    Settings: ClassVar[type] = NoSettings
     default_dataset: ClassVar[str | None] = None  # what `plugkit train NAME` uses without --data
     # Set in __init__ to len(info.classes) when the model learns p(x | label): the core then
     # passes `labels` [n] (int64, 0..num_classes-1) to every sample() call.
@@ -119,12 +133,14 @@ class Family:
         raise NotImplementedError
 
     def sample(self, n: int, *, generator: torch.Generator, labels: torch.Tensor | None = None,
-               **settings: Any) -> Any:
-        """n new samples in Batch.x's representation (images: float [n, C, H, W] in [0, 1];
-        tables: encoded rows [n, D], categorical spans as one-hot or logits; sequences:
-        standardized [n, T, F]) -- except text, as list[str]. The core decodes them to the
-        data's own format. `labels` [n]: the class of each sample, given when num_classes > 0.
-        `settings` are the sampler's knobs (text: temperature, top_k, prefix; tables: where)."""
+               settings: Any = None) -> torch.Tensor:
+        """n new samples in Batch.x's representation: images float [n, C, H, W] in [0, 1];
+        tables encoded rows [n, D], categorical spans as one-hot or logits; sequences
+        standardized [n, T, F]; text int64 tokens [n, L], each row ending at its first 0. The
+        core decodes them to the data's own format (plugkit.formats.codec). Draw every random
+        number from `generator`. `labels` [n]: the class of each sample, given when
+        num_classes > 0. `settings`: an instance of Settings, validated (a direct call without
+        it means Settings())."""
         raise NotImplementedError
 
 
@@ -134,7 +150,11 @@ def contract_errors(cls: object) -> list[str]:
         return [f"{cls!r} is not a subclass of plugkit.family.Family"]
     errors = []
     if cls.api_version != API_VERSION:
-        errors.append(f"targets plugin API {cls.api_version}, this plugkit speaks {API_VERSION}")
+        errors.append(f"targets plugin API {cls.api_version}, this plugkit speaks {API_VERSION}"
+                      " (docs/plugins.md, 'API versions', says what changed)")
+    for attr in ("Options", "Settings"):
+        if not dataclasses.is_dataclass(getattr(cls, attr, None)):
+            errors.append(f"its {attr} is not a dataclass")
     for attr in ("name", "description", "modalities"):
         if not getattr(cls, attr, None):
             errors.append(f"declares no {attr}")

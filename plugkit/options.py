@@ -1,4 +1,5 @@
-"""Typed family options: a dataclass declares them, `-o key=value` sets them.
+"""Typed family options and sampler settings: a dataclass declares them, `-o key=value` sets
+options when training, `-s key=value` settings when sampling.
 
     @dataclass
     class Options:
@@ -53,47 +54,68 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def parse(options_cls: type, pairs: list[str], family: str) -> Any:
-    """An options instance from `key=value` strings, validated."""
-    infos = {info.name: info for info in describe(options_cls)}
-    hints = typing.get_type_hints(options_cls)
+def parse(options_cls: type, pairs: list[str], family: str, kind: str = "option") -> Any:
+    """An instance of `options_cls` from `key=value` strings, validated (`build`)."""
     values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"-o expects key=value, got {pair!r}")
+        if not sep or not key.strip():
+            raise UsageError(f"{kind}s are key=value, got {pair!r}")
+        values[key.strip()] = raw.strip()
+    return build(options_cls, values, family, kind)
+
+
+def build(options_cls: type, values: dict[str, Any], family: str, kind: str = "option") -> Any:
+    """An instance of `options_cls` from values by name, validated: a string is converted to
+    the field's type ("0.5" for a float), any other value must have that type already; then
+    the bounds and choices, then the dataclass's own cross-field rules. `kind` names what the
+    fields are in messages ("option", "sampler setting")."""
+    infos = {info.name: info for info in describe(options_cls)}
+    hints = typing.get_type_hints(options_cls)
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
         if key not in infos:
             valid = ", ".join(infos) or "none"
-            raise UsageError(f"unknown option {key!r} for {family}; valid: {valid} "
+            raise UsageError(f"unknown {kind} {key!r} for {family}; valid: {valid} "
                              f"(see `plugkit info {family}`)")
-        values[key] = _check(infos[key], _convert(hints[key], raw.strip(), key))
+        tp = hints[key]
+        if isinstance(value, str) and tp is not str:
+            value = _convert(tp, value, f"{kind} {key}")
+        elif tp is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise UsageError(f"{kind} {key} must be {_KIND_OF.get(tp, tp.__name__)}, "
+                             f"got {value!r}")
+        checked[key] = _check(infos[key], value, kind)
     try:
-        return options_cls(**values)
+        return options_cls(**checked)
     except ValueError as exc:  # the dataclass's own cross-field rules
-        raise UsageError(f"invalid options for {family}: {exc}") from None
+        raise UsageError(f"invalid {kind}s for {family}: {exc}") from None
 
 
-def _convert(tp: Any, raw: str, key: str) -> Any:
+_KIND_OF = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+
+
+def _convert(tp: Any, raw: str, what: str) -> Any:
     try:
         if tp is bool:
             if raw.lower() in _TRUE | _FALSE:
                 return raw.lower() in _TRUE
             raise ValueError
-        if tp in (int, float, str):
+        if tp in (int, float):
             return tp(raw)
     except ValueError:
-        kind = {bool: "true or false", int: "an integer", float: "a number"}[tp]
-        raise UsageError(f"option {key} must be {kind}, got {raw!r}") from None
-    raise UsageError(f"option {key} has unsupported type {_type_name(tp)}")
+        raise UsageError(f"{what} must be {_KIND_OF[tp]}, got {raw!r}") from None
+    raise UsageError(f"{what} has unsupported type {_type_name(tp)}")
 
 
-def _check(info: OptionInfo, value: Any) -> Any:
+def _check(info: OptionInfo, value: Any, kind: str = "option") -> Any:
+    what = f"{kind} {info.name}"
     if info.choices is not None and value not in info.choices:
         allowed = ", ".join(map(str, info.choices))
-        raise UsageError(f"option {info.name} must be one of {allowed}, got {value!r}")
+        raise UsageError(f"{what} must be one of {allowed}, got {value!r}")
     if info.min is not None and value < info.min:
-        raise UsageError(f"option {info.name} must be >= {info.min}, got {value!r}")
+        raise UsageError(f"{what} must be >= {info.min}, got {value!r}")
     if info.max is not None and value > info.max:
-        raise UsageError(f"option {info.name} must be <= {info.max}, got {value!r}")
+        raise UsageError(f"{what} must be <= {info.max}, got {value!r}")
     return value

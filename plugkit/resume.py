@@ -37,11 +37,13 @@ def fingerprint(path: Path) -> dict[str, Any]:
     return {"bytes": size, "sha256": digest.hexdigest()}
 
 
-def data_record(spec: str) -> dict[str, Any]:
-    """What run.json keeps of --data: a built-in's name, or a path made absolute with its
-    fingerprint."""
-    from plugkit.data import builtin
+def data_record(spec: Any) -> dict[str, Any]:
+    """What run.json keeps of `data`: a built-in's name, a path made absolute with its
+    fingerprint, or the fingerprint of in-memory data (plugkit.data.memory)."""
+    from plugkit.data import builtin, memory
 
+    if memory.is_memory(spec):
+        return {"spec": memory.NAME, "memory": memory.fingerprint(spec)}
     if spec in builtin.REGISTRY:
         return {"spec": spec}
     path = Path(spec).expanduser().resolve()
@@ -53,15 +55,22 @@ def settle(config: Any, record: dict | None) -> Any:
     settings of a resumed one, after refusing any flag that contradicts them."""
     if record is None:
         if config.family is None:
-            raise UsageError("which family? give FAMILY (see `plugkit list`), or --resume "
-                             "with --out RUN to continue a run")
+            raise UsageError("which family? give FAMILY (see `plugkit list`), or `resume` "
+                             "with `out` RUN to continue a run")
         return dataclasses.replace(config, **{k: v for k, v in DEFAULTS.items()
                                               if getattr(config, k) is None})
     if config.family is not None and config.family != record["family"]:
         raise UsageError(f"{config.out or 'the run'} is a {record['family']} run, "
                          f"not {config.family}")
     data = record["data"]
-    stored = {"data": runs.data_spec(data), "modality": data["modality"],
+    given = config.data
+    if "memory" in data:  # the data is handed back, not recorded: check it is the same
+        from plugkit.data import memory
+
+        given = memory.given_back(config.data, data["memory"], config.out or "the run")
+        config = dataclasses.replace(config, data=given)
+    stored = {"data": given if "memory" in data else runs.data_spec(data),
+              "modality": data["modality"],
               "image_size": data.get("image_size"), "window": data.get("window"),
               "max_length": data.get("max_length"),
               "batch_size": record["batch_size"], "seed": record["seed"],
@@ -69,19 +78,21 @@ def settle(config: Any, record: dict | None) -> Any:
     for name, value in stored.items():
         given = getattr(config, name)
         if given is not None and not _same(name, given, value):
-            raise UsageError(f"--resume: the run was trained with {_flag(name)} {value}, not "
+            raise UsageError(f"`resume`: the run was trained with {_flag(name)} {value}, not "
                              f"{given}; a resumed run keeps its settings (start a new run with "
-                             "another --out to change them)")
+                             "another `out` to change them)")
     _check_data(data)
     return dataclasses.replace(config, family=record["family"],
                                options=_options(config, record), **stored)
 
 
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return f"`{name}`"
 
 
 def _same(name: str, given: Any, stored: Any) -> bool:
+    if name == "data" and given is stored:  # in-memory data, checked by its fingerprint
+        return True
     if name == "data" and given != stored:
         return Path(given).expanduser().resolve() == Path(stored).expanduser().resolve()
     return given == stored
@@ -92,10 +103,10 @@ def _check_data(data: dict) -> None:
         return
     path = Path(data["path"])
     if not path.exists():
-        raise PlugkitError(f"--resume: the run's data {path} is not there any more (moved or "
+        raise PlugkitError(f"`resume`: the run's data {path} is not there any more (moved or "
                         "deleted); put it back to continue")
     if fingerprint(path) != data["fingerprint"]:
-        raise PlugkitError(f"--resume: the run's data {path} has changed since it was trained "
+        raise PlugkitError(f"`resume`: the run's data {path} has changed since it was trained "
                         "on (its content differs); a resumed run trains on the same data: "
                         "restore it, or start a new run")
 
@@ -110,7 +121,7 @@ def _options(config: Any, record: dict) -> list[str]:
     for pair in config.options:
         key = pair.partition("=")[0].strip()
         if key in stored and getattr(given, key) != stored[key]:
-            raise UsageError(f"--resume: the run was trained with -o {key}={stored[key]}, "
+            raise UsageError(f"`resume`: the run was trained with -o {key}={stored[key]}, "
                              f"not {key}={getattr(given, key)}; a resumed run keeps its "
                              "options")
     return [f"{k}={v}" for k, v in stored.items()]

@@ -9,10 +9,10 @@ prefix="ma", or for tables where="income=>50K", pass through). The sidecar `<out
 the run, the seed and the settings, so every sample file is traceable.
 
 Any n fits in memory: samples are drawn BLOCK at a time (block k by its own generator, keyed by
-the seed and k: see `blocks`) and streamed into the temp file: .csv rows, .txt lines, .parquet
-row groups, .npy/.npz data after a header written for the full shape. Only the .png grid is
-built in memory, up to GRID_MAX tiles. The temp file becomes `out` when it is complete; on any
-error (a full disk, Ctrl-C) nothing is left behind.
+the seed and k: see plugkit.runs.Run.draw) and streamed into the temp file: .csv rows, .txt
+lines, .parquet row groups, .npy/.npz data after a header written for the full shape. Only the
+.png grid is built in memory, up to GRID_MAX tiles. The temp file becomes `out` when it is
+complete; on any error (a full disk, Ctrl-C) nothing is left behind.
 
 A .png grid is made for a person to look at: grayscale (mode L) or RGB like the data, 2 px of
 white between tiles, and small images enlarged by nearest neighbour (each pixel a sharp square)
@@ -23,6 +23,7 @@ a side gets a smaller factor, never below 1 (`grid_scale`).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import itertools
@@ -31,50 +32,19 @@ import math
 import os
 import re
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-import torch
 
-from plugkit import atomic, checkpoint, options, plugins, runs
-from plugkit.data import codec
+from plugkit import atomic, runs
 from plugkit.errors import PlugkitError, UsageError, out_of_memory
-from plugkit.family import DataInfo, Family
 
 FORMATS = {"image": (".png", ".npz", ".npy"), "text": (".txt",), "table": (".csv", ".parquet"),
            "sequence": (".npz", ".npy")}  # the first is the default
 
 
-def load(run_dir: str | Path, device: str = "cpu", weights: str = "best") -> Family:
-    """The trained family of a run on `device`, with its best weights (lowest validation loss,
-    when the family keeps them) or weights="last" (the latest checkpoint)."""
-    if weights not in ("best", "last"):
-        raise UsageError(f"--weights must be best or last, got {weights!r}")
-    run_dir = Path(run_dir)
-    record = runs.read(run_dir)
-    cls = plugins.get(record["family"])
-    opts = options.parse(cls.Options, [f"{k}={v}" for k, v in record["options"].items()],
-                         cls.name)
-    family = cls(opts, info_of(record), torch.device(device))
-    best = weights_used(run_dir, weights) == "best"
-    checkpoint.load_weights(run_dir, family.modules(), checkpoint.BEST if best else None)
-    return family
-
-
-def weights_used(run_dir: Path, weights: str) -> str:
-    """"best" when asked for and the run keeps best weights, else "last"."""
-    return "best" if weights == "best" and (run_dir / checkpoint.BEST).exists() else "last"
-
-
-def info_of(record: dict) -> DataInfo:
-    data = record["data"]
-    return DataInfo(data["modality"], data["meta"], data["classes"])
-
-
-TEXT_SETTINGS = ("temperature", "top_k", "prefix")
-BLOCK = 10_000  # samples per draw: what is held in memory at once, and the unit of seeding
 GRID_MAX = 10_000  # the .png grid is built in memory: 10,000 tiles is already a huge picture
 
 
@@ -82,46 +52,38 @@ def sample(run_dir: str | Path, n: int | None = None, out: str | Path | None = N
            seed: int = 0, weights: str = "best", label: str | None = None,
            per_class: int | None = None, **settings: Any) -> Path:
     """Writes n samples of a run to `out` (default: <run>/samples/samples.<the modality's first
-    format>); returns it. `settings` go to the family's sampler (text: temperature, top_k,
-    prefix; tables: where="COLUMN=VALUE"). Samples are drawn and written in blocks (see
-    `blocks`), so memory stays bounded whatever n is; the file and its sidecar appear whole, or
-    not at all.
+    format>); returns it. `settings` go to the family's sampler, by name (its Settings: text:
+    temperature, top_k, prefix; tables: where="COLUMN=VALUE"). Samples are drawn and written
+    in blocks (runs.Run.draw), so memory stays bounded whatever n is; the file and its sidecar
+    appear whole, or not at all.
 
     Class-conditional runs (family.num_classes > 0) draw every sample for a label, in class
     order: all of `label` (a class name or index), `per_class` of each class (n = per_class *
     classes; a .png grid then shows one class per row), or by default the training data's
     class mix. A .npz holds the labels beside the images.
     """
-    run_dir = Path(run_dir)
-    record = runs.read(run_dir)
-    n = _count(n, per_class, record)
-    modality = record["data"]["modality"]
+    run = runs.Run(run_dir)
+    n = _count(n, per_class, run.record)
+    modality = run.modality
     formats = FORMATS[modality]
-    out = Path(out) if out is not None else run_dir / "samples" / f"samples{formats[0]}"
+    out = Path(out) if out is not None else run.path / "samples" / f"samples{formats[0]}"
     if out.suffix not in formats:
-        raise UsageError(f"--out must end in {', '.join(formats)} for {modality} samples, "
+        raise UsageError(f"`out` must end in {', '.join(formats)} for {modality} samples, "
                          f"got {out.name!r}")
     if out.suffix == ".png" and n > GRID_MAX:
-        raise UsageError(f"--n {n:,} is too many for a .png grid (at most {GRID_MAX:,}); "
+        raise UsageError(f"`n` {n:,} is too many for a .png grid (at most {GRID_MAX:,}); "
                          "write .npz or .npy instead")
-    misplaced = [k for k in settings if k in TEXT_SETTINGS and modality != "text"]
-    if misplaced:
-        flags = ", ".join(f"--{k.replace('_', '-')}" for k in misplaced)
-        raise UsageError(f"{flags}: only for text runs, and {run_dir} is a {modality} run")
-    if "where" in settings and modality != "table":
-        raise UsageError(f"--where: only for table runs, and {run_dir} is a {modality} run")
-    family = load(run_dir, weights=weights)
-    weights = weights_used(run_dir, weights)  # the sidecar names what was loaded
-    labels = plan_labels(family, record, n, label, per_class, run_dir)
-    sidecar = {"run": str(run_dir), "family": family.name, "n": n, "seed": seed,
-               "weights": weights, "settings": settings, "file": out.name}
+    labels = run.labels(n, label, per_class)
+    chosen = dataclasses.asdict(run.settings(**settings))
+    sidecar = {"run": str(run.path), "family": run.family_name, "n": n, "seed": seed,
+               "weights": run.weights_used(weights), "settings": chosen, "file": out.name}
     if labels is not None:
-        sidecar |= {"label": label, "per_class": per_class, "classes": family.info.classes}
+        sidecar |= {"label": label, "per_class": per_class, "classes": run.classes}
     writer = WRITERS[out.suffix]
     if labels is not None and out.suffix in (".npz", ".png"):
         writer = functools.partial(writer, labels=labels, per_row=per_class)
     try:
-        drawn = blocks(family, n, seed, labels, **settings)
+        drawn = run.draw(n, seed, labels=labels, weights=weights, **settings)
         drawn = itertools.chain([next(drawn)], drawn)  # bad settings fail before any file exists
         out.parent.mkdir(parents=True, exist_ok=True)
         _write(out, lambda tmp: writer(tmp, drawn, n), json.dumps(sidecar, indent=2) + "\n")
@@ -130,8 +92,8 @@ def sample(run_dir: str | Path, n: int | None = None, out: str | Path | None = N
     except (MemoryError, RuntimeError) as exc:
         if not out_of_memory(exc):
             raise
-        raise PlugkitError(f"out of memory drawing {min(n, BLOCK):,} samples at a time for "
-                           f"{out}; nothing was written") from None
+        raise PlugkitError(f"out of memory drawing {min(n, runs.BLOCK):,} samples at a time "
+                           f"for {out}; nothing was written") from None
     return out
 
 
@@ -140,77 +102,16 @@ def _count(n: int | None, per_class: int | None, record: dict) -> int:
         n = 64 if n is None else n
     else:
         if per_class < 1:
-            raise UsageError(f"--per-class must be at least 1, got {per_class}")
+            raise UsageError(f"`per_class` must be at least 1, got {per_class}")
         classes = record["data"]["classes"] or []
         if n is not None and n != per_class * len(classes):
-            raise UsageError(f"--n {n} and --per-class {per_class} disagree: "
+            raise UsageError(f"`n` {n} and `per_class` {per_class} disagree: "
                              f"{len(classes)} classes x {per_class} = "
                              f"{per_class * len(classes)} samples; give one of the two")
-        n = per_class * len(classes) or per_class  # no classes: plan_labels says why
+        n = per_class * len(classes) or per_class  # no classes: Run.labels says why
     if n < 1:
-        raise UsageError(f"--n must be at least 1, got {n}")
+        raise UsageError(f"`n` must be at least 1, got {n}")
     return n
-
-
-def plan_labels(family: Family, record: dict, n: int, label: str | None = None,
-                per_class: int | None = None, run_dir: Any = "the run") -> np.ndarray | None:
-    """The label of each of the n samples (int64 [n], in class order), or None when the
-    family does not sample by class."""
-    classes = family.info.classes or []
-    if not family.num_classes:
-        if label is not None or per_class is not None:
-            flag = "--label" if label is not None else "--per-class"
-            why = "its data has no labels" if not classes else \
-                "its model is not class-conditional (conditional=false, or its family is not)"
-            raise UsageError(f"{flag}: {run_dir} cannot sample by class: {why}")
-        return None
-    if label is not None:
-        return np.full(n, _class_index(label, classes), np.int64)
-    if per_class is not None:
-        return np.repeat(np.arange(len(classes)), per_class)
-    counts = record["data"].get("class_counts") or [1] * len(classes)
-    return np.repeat(np.arange(len(classes)), _quota(np.asarray(counts, np.float64), n))
-
-
-def _class_index(label: str, classes: list[str]) -> int:
-    if str(label) in classes:
-        return classes.index(str(label))
-    if str(label).isdigit() and int(label) < len(classes):
-        return int(label)
-    raise UsageError(f"--label {label!r} is not a class of this run; classes: "
-                     + ", ".join(classes))
-
-
-def _quota(weights: np.ndarray, n: int) -> np.ndarray:
-    """n split in proportion to weights, in whole numbers (largest remainders)."""
-    exact = weights / weights.sum() * n
-    counts = np.floor(exact).astype(np.int64)
-    counts[np.argsort(counts - exact, kind="stable")[:n - counts.sum()]] += 1
-    return counts
-
-
-def blocks(family: Family, n: int, seed: int, labels: np.ndarray | None = None,
-           **settings: Any) -> Iterator[Any]:
-    """The n samples in blocks of BLOCK, each decoded to the data's own representation.
-
-    Block k is drawn by its own generator, seeded with `seed` itself for k = 0 (so n <= BLOCK
-    gives exactly one draw of n from `seed`) and with a hash of (seed, k) after that. A block
-    never depends on n or on the blocks before it, so the samples depend on (seed, BLOCK)
-    alone: changing BLOCK changes the samples of n > BLOCK.
-    """
-    for k, start in enumerate(range(0, n, BLOCK)):
-        generator = torch.Generator(device=family.device).manual_seed(block_seed(seed, k))
-        if labels is not None:
-            settings["labels"] = torch.from_numpy(labels[start:start + BLOCK]).to(family.device)
-        with torch.no_grad():  # a sampler that keeps its graph would hold every block's memory
-            drawn = family.sample(min(BLOCK, n - start), generator=generator, **settings)
-        yield codec.decode(family.info, drawn)
-
-
-def block_seed(seed: int, k: int) -> int:
-    if k == 0:
-        return seed
-    return int(np.random.SeedSequence([seed % 2**64, k]).generate_state(1, np.uint64)[0])
 
 
 def _write(out: Path, fill: Callable[[Path], None], sidecar: str) -> None:
@@ -317,7 +218,7 @@ def _stream_npy(f: IO[bytes], drawn: Iterable[np.ndarray], n: int) -> None:
 def _write_png(tmp: Path, drawn: Iterable[np.ndarray], n: int,
                labels: np.ndarray | None = None, per_row: int | None = None) -> None:
     """A grid in sample order (class order for a conditional run; one class per row with
-    --per-class): mode L for grayscale, RGB for colour, small images enlarged (grid_image)."""
+    `per_class`): mode L for grayscale, RGB for colour, small images enlarged (grid_image)."""
     from PIL import Image
 
     images = np.concatenate(list(drawn))  # (n, C, H, W) in [0, 1]

@@ -118,13 +118,13 @@ class Choice:
 
 
 def requested(threads: int | None = None) -> tuple[int | None, str]:
-    """A fixed count from --threads, PLUGKIT_THREADS or OMP_NUM_THREADS (in that order), or
+    """A fixed count from `threads`, PLUGKIT_THREADS or OMP_NUM_THREADS (in that order), or
     None for the automatic choice. PLUGKIT_THREADS=auto forces the automatic choice."""
     from plugkit.errors import UsageError
 
     if threads is not None:
         if threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {threads}")
+            raise UsageError(f"`threads` must be at least 1, got {threads}")
         return threads, "--threads"
     for name in (ENV, "OMP_NUM_THREADS"):
         value = os.environ.get(name, "").strip()

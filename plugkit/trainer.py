@@ -21,9 +21,9 @@ from typing import Any
 import torch
 
 from plugkit import checkpoint, distributed, runs, threads
-from plugkit.data import codec
 from plugkit.errors import PlugkitError
 from plugkit.family import Batch, Family
+from plugkit.formats import codec
 
 StepHook = Callable[[int, int, int, dict], None]  # (epoch, position, steps_per_epoch, losses)
 
@@ -80,7 +80,7 @@ def validate(family, x, y, batch_size, device) -> float:
 @dataclass
 class Trainer:
     """One session of a run: `run(train, val)` trains from `state` until config.epochs, Ctrl-C,
-    --max-time or --patience, and returns how it ended, for run.json."""
+    `max_time` or `patience`, and returns how it ended, for run.json."""
 
     family: Family
     config: Any  # training.TrainConfig, settled (every field filled in)
@@ -110,7 +110,7 @@ class Trainer:
         return {"status": "done"}
 
     def _epoch(self, x, y, started: float, stop_requested: Callable[[], bool]) -> bool:
-        """Steps through the rest of the current epoch; False when --max-time cut it short
+        """Steps through the rest of the current epoch; False when `max_time` cut it short
         (its loss sums are carried in the checkpoint)."""
         config, state = self.config, self.state
         steps = math.ceil(len(x) / config.batch_size)
@@ -142,7 +142,7 @@ class Trainer:
                 if self.world.main:
                     runs.update(self.run_dir, status="interrupted")
                 raise Interrupted(f"interrupted at epoch {state.epoch + 1}, step {state.step}; "
-                                  f"saved to {self.run_dir}; continue with --resume")
+                                  f"saved to {self.run_dir}; continue with `resume`")
             if out_of_time:
                 break
         if state.position < steps:
@@ -213,7 +213,7 @@ class Trainer:
         return limit is not None and time.monotonic() - started > limit
 
     def _stopped(self) -> dict:
-        """How a run cut by --max-time ends: resumable, and saying so."""
+        """How a run cut by `max_time` ends: resumable, and saying so."""
         state = self.state
         return {"status": "stopped", "stopped": f"--max-time {self.config.max_time:g} s "
                 f"reached at epoch {state.epoch + (state.position > 0)}, step {state.step}"}

@@ -10,13 +10,14 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from plugkit import checkpoint, data, distributed, options, plugins, resume, runs, threads
-from plugkit.data import text
 from plugkit.errors import PlugkitError, UsageError, out_of_memory
 from plugkit.family import DataInfo, Family
+from plugkit.formats import text
 from plugkit.trainer import Interrupted, LoopState, StepHook, Trainer
 from plugkit.version import __version__
 
@@ -24,7 +25,9 @@ from plugkit.version import __version__
 @dataclass
 class TrainConfig:
     family: str | None  # None only with resume: the run's own
-    data: str | None = None  # a built-in dataset or a path; None: the family's default
+    # a built-in dataset, a path, or in-memory data (plugkit.data.memory); None: the family's
+    # default
+    data: Any = None
     out: Path | None = None  # the run directory; None: runs/<family>-<data>
     epochs: int = 10
     # None: 64, 0 and 0.1 for a new run (resume.DEFAULTS); a resumed run's own values
@@ -43,20 +46,39 @@ class TrainConfig:
     resume: bool = False
 
 
+def train_from_python(family: str | None, data: Any = None, progress: bool = True,
+                      **settings: Any) -> Path:
+    """plugkit.train and Run.resume: the settings by name (TrainConfig's fields), an unknown one
+    refused with the list; a line per epoch unless progress=False (a notebook shows it)."""
+    known = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("family", "data")]
+    unknown = [k for k in settings if k not in known]
+    if unknown:
+        raise UsageError(f"plugkit.train: unknown setting {unknown[0]!r}; settings: "
+                         + ", ".join(known + ["progress"]))
+    report = _epoch_line if progress else (lambda row: None)
+    return train(TrainConfig(family=family, data=data, **settings), report)
+
+
+def _epoch_line(row: dict) -> None:
+    losses = "  ".join(f"{k} {v:.4g}" for k, v in row.items()
+                       if k not in ("epoch", "step", "samples_per_s", "threads"))
+    print(f"epoch {row['epoch']}  {losses}", flush=True)
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda"):
-        raise UsageError(f"--device must be auto, cpu or cuda, got {name!r}")
+        raise UsageError(f"`device` must be auto, cpu or cuda, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is visible")
+        raise UsageError("`device` cuda: no CUDA device is visible")
     return torch.device(name)
 
 
 def _check(config: TrainConfig) -> None:
     for name in ("epochs", "batch_size", "patience"):
         if getattr(config, name) is not None and getattr(config, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, "
+            raise UsageError(f"`{name}` must be at least 1, "
                              f"got {getattr(config, name)}")
 
 
@@ -114,21 +136,23 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     cls = plugins.get(config.family)
     if config.data is None:
         if cls.default_dataset is None:
-            raise UsageError(f"family {cls.name} has no default dataset; give --data")
+            raise UsageError(f"family {cls.name} has no default dataset; give `data`")
         config = dataclasses.replace(config, data=cls.default_dataset)
     opts = options.parse(cls.Options, config.options, cls.name)
     spec = config.data
-    known = data.builtin.REGISTRY.get(spec)  # a built-in's modality is known before loading
+    in_memory = data.memory.is_memory(spec)
+    name = data.memory.NAME if in_memory else spec
+    known = None if in_memory else data.builtin.REGISTRY.get(spec)  # known before loading
     if config.window is None:
-        _check_modality(cls, spec, known.modality if known else None)
+        _check_modality(cls, name, known.modality if known else None)
     ds = data.load(spec, config.modality, config.image_size, config.window, config.max_length)
-    _check_modality(cls, spec, ds.modality)
+    _check_modality(cls, name, ds.modality)
     world, device = distributed.init(pick_device(config.device))
     train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
     torch.manual_seed(config.seed)
     family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes), device)
     if config.patience is not None and not family.val_loss_ranks_models:
-        raise UsageError(f"--patience: {cls.name}'s validation loss does not rank its "
+        raise UsageError(f"`patience`: {cls.name}'s validation loss does not rank its "
                          f"{ds.modality} models, so it cannot stop early on it")
     loop = {"epoch": 0, "position": 0, "step": 0}
     existed = run_dir.exists()  # a folder of the user's: a failure removes only plugkit's files
@@ -161,7 +185,7 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
         if out_of_memory(exc):
             raise PlugkitError(f"out of memory training {cls.name} at step "
                                f"{trainer.state.step + 1}"
-                               f" (batch size {config.batch_size}): lower --batch-size or the "
+                               f" (batch size {config.batch_size}): lower `batch_size` or the "
                                f"model's size (see `plugkit info {cls.name}`)"
                                + _kept(run_dir, previous is None)) from None
         raise
@@ -175,17 +199,19 @@ def _run_dir(config: TrainConfig) -> Path:
     if config.out is not None:
         return Path(config.out)
     if config.family is None:
-        raise UsageError("--resume without a FAMILY needs --out RUN")
-    spec = config.data or plugins.get(config.family).default_dataset
+        raise UsageError("`resume` without a FAMILY needs `out` RUN")
+    spec = config.data if config.data is not None else \
+        plugins.get(config.family).default_dataset
     if spec is None:
-        raise UsageError(f"family {config.family} has no default dataset; give --data")
-    return Path(f"runs/{config.family}-{Path(spec).stem}")
+        raise UsageError(f"family {config.family} has no default dataset; give `data`")
+    name = "data" if data.memory.is_memory(spec) else Path(spec).stem
+    return Path(f"runs/{config.family}-{name}")
 
 
 def _failed(run_dir: Path, fresh: bool, existed: bool, error: BaseException) -> None:
     """A fresh run that fails before its first checkpoint leaves nothing behind (a folder that
     was there before keeps everything but plugkit's files); otherwise the last checkpoint
-    stays, to be continued with --resume."""
+    stays, to be continued with `resume`."""
     if isinstance(error, Interrupted) or not (run_dir / runs.RUN_JSON).exists():
         return
     if not fresh or (run_dir / checkpoint.STATE).exists():
@@ -201,5 +227,5 @@ def _failed(run_dir: Path, fresh: bool, existed: bool, error: BaseException) -> 
 
 def _kept(run_dir: Path, fresh: bool) -> str:
     if (run_dir / checkpoint.STATE).exists():
-        return f"; the last checkpoint is kept in {run_dir} (--resume continues it)"
+        return f"; the last checkpoint is kept in {run_dir} (`resume` continues it)"
     return "; nothing was written" if fresh else ""

@@ -80,8 +80,8 @@ def table_info():
 
 
 def table_batch(info):
-    from plugkit.data import tabular
     from plugkit.family import Batch
+    from plugkit.formats import tabular
 
     return Batch(torch.from_numpy(tabular.encode(small_table(), info.meta["encoding"])))
 

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 import plugkit
@@ -37,3 +38,17 @@ def test_bench_train_reports_both_loops():
     result = bench_train.run("vae", "digits", epochs=1, batch_size=256,
                              opts=("hidden=16", "latent_dim=2"), repeats=1)
     assert result["hand_written_s"] > 0 and result["plugkit_s"] > 0
+
+
+def test_library_errors_name_settings_and_the_cli_shows_flags(tmp_path):
+    """A message names a setting as the Python caller knows it; the CLI shows its flag."""
+    import plugkit
+    from plugkit.errors import UsageError, for_cli
+
+    with pytest.raises(UsageError, match="`batch_size` must be at least 1"):
+        plugkit.train("vae", data="digits", batch_size=0, out=tmp_path / "r")
+    assert for_cli("`batch_size` must be at least 1; see `plugkit info vae`") == \
+        "--batch-size must be at least 1; see `plugkit info vae`"
+    result = CliRunner().invoke(app, ["train", "vae", "--batch-size", "0",
+                                      "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "error: --batch-size must be at least 1" in result.output

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import zipfile
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from helpers import run_python
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
-from plugkit import data, options, sampling
+from plugkit import data, options, runs, sampling
 from plugkit.errors import UsageError
 from plugkit.families.gan import GAN
 from plugkit.families.vae import VAE
@@ -61,40 +63,46 @@ def test_an_unconditional_model_ignores_labels(digits):
 
 
 def test_quota_splits_n_in_proportion():
-    counts = sampling._quota(np.array([5.0, 3.0, 2.0]), 7)
+    counts = runs._quota(np.array([5.0, 3.0, 2.0]), 7)
     assert counts.sum() == 7 and list(counts) == [4, 2, 1]
-    assert list(sampling._quota(np.ones(10), 64)) == [7, 7, 7, 7, 6, 6, 6, 6, 6, 6]
-
-
-class FakeFamily:
-    def __init__(self, classes, num_classes):
-        self.info = DataInfo("image", {}, classes)
-        self.num_classes = num_classes
+    assert list(runs._quota(np.ones(10), 64)) == [7, 7, 7, 7, 6, 6, 6, 6, 6, 6]
 
 
 RECORD = {"data": {"classes": ["cat", "dog", "owl"], "class_counts": [10, 30, 60]}}
 
 
-def test_plan_labels():
-    family = FakeFamily(["cat", "dog", "owl"], 3)
-    assert list(sampling.plan_labels(family, RECORD, 4, label="dog")) == [1] * 4
-    assert list(sampling.plan_labels(family, RECORD, 2, label="2")) == [2, 2]  # an index
-    assert list(sampling.plan_labels(family, RECORD, 6, per_class=2)) == [0, 0, 1, 1, 2, 2]
-    assert list(sampling.plan_labels(family, RECORD, 10)) == [0] + [1] * 3 + [2] * 6  # data mix
+class FakeRun(runs.Run):
+    """A Run with a record and a model's num_classes, and nothing on disk."""
+
+    def __init__(self, classes, num_classes):
+        self.path, self.record = Path("the-run"), {"data": {
+            "classes": classes, "class_counts": [10, 30, 60] if classes else None}}
+        self._num_classes = num_classes
+
+    def model(self, weights="best", device="cpu"):
+        return SimpleNamespace(num_classes=self._num_classes)
+
+
+def test_labels_of_a_draw():
+    run = FakeRun(["cat", "dog", "owl"], 3)
+    assert list(run.labels(4, label="dog")) == [1] * 4
+    assert list(run.labels(2, label="2")) == [2, 2]  # an index
+    assert list(run.labels(6, per_class=2)) == [0, 0, 1, 1, 2, 2]
+    assert list(run.labels(10)) == [0] + [1] * 3 + [2] * 6  # the data's mix
     with pytest.raises(UsageError, match="'fox' is not a class of this run; classes: cat, dog"):
-        sampling.plan_labels(family, RECORD, 4, label="fox")
-    plain = FakeFamily(["cat", "dog", "owl"], 0)
-    assert sampling.plan_labels(plain, RECORD, 4) is None
-    with pytest.raises(UsageError, match="--label: .* not class-conditional"):
-        sampling.plan_labels(plain, RECORD, 4, label="cat")
-    with pytest.raises(UsageError, match="--per-class: .* its data has no labels"):
-        sampling.plan_labels(FakeFamily(None, 0), {"data": {"classes": None}}, 4, per_class=1)
+        run.labels(4, label="fox")
+    plain = FakeRun(["cat", "dog", "owl"], 0)
+    assert plain.labels(4) is None
+    with pytest.raises(UsageError, match="`label`: .* not class-conditional"):
+        plain.labels(4, label="cat")
+    with pytest.raises(UsageError, match="`per_class`: .* its data has no labels"):
+        FakeRun(None, 0).labels(4, per_class=1)
 
 
 def test_per_class_and_n_must_agree():
     assert sampling._count(None, 3, RECORD) == 9
     assert sampling._count(9, 3, RECORD) == 9
-    with pytest.raises(UsageError, match="--n 10 and --per-class 3 disagree: 3 classes x 3"):
+    with pytest.raises(UsageError, match="`n` 10 and `per_class` 3 disagree: 3 classes x 3"):
         sampling._count(10, 3, RECORD)
     assert sampling._count(None, None, RECORD) == 64
 

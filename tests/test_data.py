@@ -27,7 +27,7 @@ def test_npy_images_uint8(tmp_path):
     ds = load(str(tmp_path / "x.npy"))
     assert ds.modality == "image" and ds.x.shape == (5, 1, 6, 7) and ds.x.dtype == np.float32
     assert ds.x.max() == 1 and ds.labels is None and len(ds) == 5
-    assert ds.meta == {"channels": 1, "height": 6, "width": 7}
+    assert ds.meta == {"channels": 1, "height": 6, "width": 7, "bit_depth": 8}
 
 
 def test_npy_channels_last_and_resize(tmp_path):
@@ -211,7 +211,7 @@ def test_unknown_name_and_bad_arguments(tmp_path):
     _fails(UsageError, "unknown dataset 'digitz'.*digits", "digitz")
     _fails(UsageError, "unknown modality 'video'", "digits", modality="video")
     _fails(UsageError, "'digits' is image data, not table", "digits", modality="table")
-    _fails(UsageError, "image size must be a positive", "digits", image_size=0)
+    _fails(UsageError, "`image_size` must be a positive", "digits", image_size=0)
     _fails(DataError, r"not found \(no such file or folder\)", tmp_path / "nope.npy")
     (tmp_path / "x.xyz").write_text("1")
     _fails(DataError, "unsupported file type .xyz", tmp_path / "x.xyz")

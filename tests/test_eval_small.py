@@ -10,6 +10,7 @@ import pytest
 from helpers import small_table
 from typer.testing import CliRunner
 
+from plugkit import runs
 from plugkit.cli import app
 from plugkit.data import load, split
 from plugkit.metrics import figures, sets
@@ -77,7 +78,7 @@ def test_n_larger_than_the_holdout_is_drawn_and_said(iris_run, tmp_path):
     small_table().to_csv(tmp_path / "real.csv", index=False)
     report = evaluate(str(tmp_path / "some.csv"), against=str(tmp_path / "real.csv"), n=300)
     assert report.summary["n"] == 30
-    assert any("--n 300 asked for more samples than the file holds" in note
+    assert any("300 samples were asked for, more than the file holds" in note
                for note in report.summary["notes"])
 
 
@@ -156,7 +157,7 @@ def test_association_matrices_of_real_and_synthetic_side_by_side(iris_run, tmp_p
 
 
 def test_pooled_comparisons_are_disjoint_halves_of_every_real_record(run_40):
-    c = sets.from_run(run_40, 300, seed=3)
+    c = sets.from_run(runs.Run(run_40), 300, seed=3)
     comparisons = c.comparisons(3)
     assert len(comparisons) == sets.REPEATS and c.n == 300
     for k in comparisons:
@@ -164,7 +165,7 @@ def test_pooled_comparisons_are_disjoint_halves_of_every_real_record(run_40):
         assert not set(k.reference) & set(k.real)
         assert max(k.reference.max(), k.real.max()) < 40
     assert len({tuple(k.synthetic) for k in comparisons}) == sets.REPEATS  # new samples each
-    again = sets.from_run(run_40, 300, seed=3).comparisons(3)
+    again = sets.from_run(runs.Run(run_40), 300, seed=3).comparisons(3)
     assert all((a.reference == b.reference).all() for a, b in zip(comparisons, again,
                                                                    strict=True))
 
@@ -207,3 +208,15 @@ def test_a_column_that_lost_its_values_ranks_first_by_its_missing_rate(tmp_path)
     assert worst["missing_gap_floor"] < 0.15 and worst["excess"] > 0.3
     table = next(t for t in report.tables if t.title == "columns, worst first")
     assert "missing-rate gap" in table.header and table.rows[0][0] == "age"
+
+
+def test_eval_draws_the_samples_sample_draws(run_40, monkeypatch, tmp_path):
+    """One draw for every verb (Run.draw): eval --seed compares exactly the rows that
+    sample --seed writes, beyond one block too."""
+    monkeypatch.setattr(runs, "BLOCK", 700)  # 1,500 samples: three blocks
+    compared = sets.from_run(runs.Run(run_40), 1500, seed=4).synthetic.x
+    written = runner.invoke(app, ["sample", str(run_40), "--n", "1500", "--seed", "4",
+                                  "--out", str(tmp_path / "s.parquet")])
+    assert written.exit_code == 0, written.output
+    pd.testing.assert_frame_equal(compared, pd.read_parquet(tmp_path / "s.parquet"),
+                                  check_dtype=False)

@@ -80,6 +80,19 @@ def test_a_step_updates_both_networks(info, opts, conv):
     assert all(p.requires_grad for p in family.D.parameters())  # the G step gives them back
 
 
+def test_checkpoints_keep_their_names():
+    """Saved runs load by these names (plugkit.checkpoint): the nets' code may move, not them."""
+    table = build(table_info())
+    assert list(table.D.state_dict()) == ["2.weight", "2.bias", "5.weight", "5.bias",
+                                          "8.weight", "8.bias"]
+    assert [k for k in table.G.state_dict() if k.endswith("weight")] == [
+        "0.fc.weight", "0.bn.weight", "1.fc.weight", "1.bn.weight", "2.weight"]
+    images = build(LABELLED)
+    assert list(images.D.state_dict()) == [
+        "trunk.0.weight", "trunk.0.bias", "trunk.2.weight", "trunk.2.bias", "linear.weight",
+        "linear.bias", "embed.weight"]
+
+
 def test_wasserstein_clips_the_critic():
     family = build(loss="wasserstein", clip=0.01)
     family.train_step(Batch(images(DIGITS)))

@@ -8,11 +8,11 @@ import torch
 from helpers import assert_ran, run_recorded
 from torch import nn
 
-from plugkit import plugins
-from plugkit.data import text
+from plugkit import options, plugins
 from plugkit.errors import UsageError
 from plugkit.families import lstm
 from plugkit.family import Batch, DataInfo
+from plugkit.formats import text
 from plugkit.testing import FamilyTests
 
 LINES = ["abc", "ab", "cab", "b", "ca", "abcab", "bc", "a"]
@@ -60,16 +60,26 @@ def test_loss_ignores_the_padding_after_the_end_token():
     assert fam.val_loss(batch()) == pytest.approx(fam.val_loss(batch(length=12)), rel=1e-6)
 
 
+def lines(fam, n, seed=0, generator=None, **settings):
+    """n samples as the core draws them: settings validated into Settings, tokens decoded."""
+    chosen = options.build(fam.Settings, settings, "lstm", "sampler setting")
+    generator = generator or torch.Generator().manual_seed(seed)
+    return text.decode(fam.sample(n, generator=generator, settings=chosen), fam.vocab)
+
+
 def test_sampling_is_deterministic_and_within_max_len():
     fam = family(max_len=4)
-
-    def draw(seed):
-        return fam.sample(20, generator=torch.Generator().manual_seed(seed))
-
-    first = draw(1)
-    assert first == draw(1) and first != draw(2)
+    first = lines(fam, 20, seed=1)
+    assert first == lines(fam, 20, seed=1) and first != lines(fam, 20, seed=2)
     assert all(len(s) <= 4 and set(s) <= set("abc") for s in first)
     assert fam.max_len == 4 and family().max_len == 5 + 8  # default: a bit above the data
+
+
+def test_samples_are_tokens_the_core_decodes():
+    fam = family(max_len=6)
+    tokens = fam.sample(5, generator=torch.Generator().manual_seed(0))
+    assert tokens.dtype == torch.int64 and tokens.shape[0] == 5
+    assert 0 <= tokens.min() and tokens.max() <= len(fam.vocab)
 
 
 def test_prefix_top_k_and_temperature():
@@ -77,28 +87,30 @@ def test_prefix_top_k_and_temperature():
     for _ in range(30):
         fam.train_step(batch())
     gen = torch.Generator().manual_seed(0)
-    with_prefix = fam.sample(10, generator=gen, prefix="ca")
+    with_prefix = lines(fam, 10, generator=gen, prefix="ca")
     assert all(s.startswith("ca") for s in with_prefix)
-    greedy = fam.sample(10, generator=gen, top_k=1)
+    greedy = lines(fam, 10, generator=gen, top_k=1)
     assert len(set(greedy)) == 1  # k = 1 leaves one choice at every step
-    cold = fam.sample(10, generator=gen, temperature=1e-4)
+    cold = lines(fam, 10, generator=gen, temperature=1e-4)
     assert cold == greedy
-    hot = fam.sample(50, generator=gen, temperature=5.0)
+    hot = lines(fam, 50, generator=gen, temperature=5.0)
     assert len(set(hot)) > 5
-    assert fam.sample(3, generator=gen, prefix="abcabcabcabcabc") == ["abcabcabcabcabc"] * 3
+    assert lines(fam, 3, generator=gen, prefix="abcabcabcabcabc") == ["abcabcabcabcabc"] * 3
 
 
 def test_bad_sampling_settings_are_usage_errors():
     fam = family()
-    gen = torch.Generator()
     with pytest.raises(UsageError, match=r"never saw: \['x', 'z'\]"):
-        fam.sample(2, generator=gen, prefix="axz")
-    with pytest.raises(UsageError, match="temperature"):
-        fam.sample(2, generator=gen, temperature=0)
-    with pytest.raises(UsageError, match="top-k"):
-        fam.sample(2, generator=gen, top_k=0)
-    with pytest.raises(UsageError, match="beam"):
-        fam.sample(2, generator=gen, beam=3)
+        lines(fam, 2, prefix="axz")
+    with pytest.raises(UsageError, match="temperature must be > 0"):
+        lines(fam, 2, temperature=0)
+    with pytest.raises(UsageError, match="sampler setting top_k must be >= 0"):
+        lines(fam, 2, top_k=-1)
+    with pytest.raises(UsageError, match="unknown sampler setting 'beam' for lstm; valid: "
+                                         "temperature, top_k, prefix"):
+        lines(fam, 2, beam=3)
+    with pytest.raises(UsageError, match="sampler setting temperature must be a number"):
+        lines(fam, 2, temperature="hot")
 
 
 def test_the_lstm_op_runs(backend):

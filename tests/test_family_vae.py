@@ -104,3 +104,16 @@ def test_sequence_samples_are_the_decoded_means():
     drawn = family.sample(3, generator=torch.Generator().manual_seed(0))
     assert drawn.shape == (3, 12, 2)
     torch.testing.assert_close(drawn, family.net["decoder"](z))
+
+
+
+def test_checkpoints_keep_their_names():
+    """Saved runs load by these names (plugkit.checkpoint): the nets' code may move, not them."""
+    sequence = TestVAESequence().build().net.state_dict()
+    assert [k for k in sequence if k.endswith("weight")] == [
+        "encoder.1.0.weight", "encoder.1.2.weight", "posterior.weight", "decoder.0.0.0.weight",
+        "decoder.0.0.2.weight", "decoder.0.0.4.weight"] and "log_sigma.value" in sequence
+    table = TestVAETable().build().net.state_dict()
+    assert [k for k in table if k.endswith("weight")] == [
+        "encoder.0.weight", "encoder.2.weight", "encoder.4.weight", "decoder.0.weight",
+        "decoder.2.weight", "decoder.4.weight"] and "likelihood.log_sigma" in table

@@ -56,12 +56,12 @@ def runs(tmp_path_factory):
 
 
 def expected_samples(run, n, seed=0, labels=None):
-    """The samples, drawn the way plugkit.sampling documents (`blocks`), not read back from a
+    """The samples, drawn the way plugkit.sampling documents (Run.draw), not read back from a
     writer; and the label of each."""
-    family = sampling.load(run)
+    run = run_records.Run(run)
     if labels is None:
-        labels = sampling.plan_labels(family, run_records.read(run), n)
-    return np.concatenate(list(sampling.blocks(family, n, seed, labels))), labels
+        labels = run.labels(n)
+    return np.concatenate(list(run.draw(n, seed, labels=labels))), labels
 
 
 def factor(h, w):
@@ -157,14 +157,13 @@ def test_sampling_from_python_as_a_notebook_does(runs, tmp_path):
     default = plugkit.sampling.sample(runs["gray"], n=5)  # the modality's first format
     assert default == runs["gray"] / "samples" / "samples.png"
     assert Image.open(default).mode == "L"
-    # or draw the images and make the picture yourself (floats in [0, 1], for imshow)
-    import torch
-
-    images = plugkit.load(run).sample(6, generator=torch.Generator().manual_seed(0),
-                                      labels=torch.tensor([0, 0, 1, 1, 2, 2])).numpy()
+    # or draw the images and make the picture yourself: a folder of PNGs is 8-bit data, so
+    # the samples come back as 0..255 bytes, what imshow and PIL take
+    images, labels = plugkit.load(run).sample(6, per_class=2)
+    assert labels.tolist() == [0, 0, 1, 1, 2, 2] and images.dtype == np.uint8
     picture = sampling.grid_image(images, cols=2)
     assert picture.shape == (3 * (8 * 8 + 2) + 2, 2 * (8 * 8 + 2) + 2, 3)
-    assert picture[2, 2].tolist() == images[0, :, 0, 0].tolist() and picture.max() <= 1
+    assert picture[2, 2].tolist() == images[0, :, 0, 0].tolist() and picture.dtype == np.uint8
 
 
 def test_float_and_byte_grids_agree():

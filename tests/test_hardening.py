@@ -25,7 +25,7 @@ import torch
 from helpers import tiny_run
 from typer.testing import CliRunner
 
-from plugkit import plugins, sampling
+from plugkit import plugins, runs, sampling
 from plugkit.cli import app
 from plugkit.errors import PlugkitError
 
@@ -119,15 +119,15 @@ def test_disk_full_mid_write_leaves_nothing_and_keeps_the_old_file(request, tmp_
     out = tmp_path / f"s{suffix}"
     sampling.sample(run, 5, out)  # a good earlier file, which a failed write must not touch
     before = out.read_bytes()
-    monkeypatch.setattr(sampling, "BLOCK", 4)  # several blocks: the disk fills after the first
+    monkeypatch.setattr(runs, "BLOCK", 4)  # several blocks: the disk fills after the first
 
-    def blocks_then_full(family, n, seed, labels=None, **settings):
-        real = real_blocks(family, n, seed, labels, **settings)
+    def blocks_then_full(self, *args, **kwargs):
+        real = real_draw(self, *args, **kwargs)
         yield next(real)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    real_blocks = sampling.blocks
-    monkeypatch.setattr(sampling, "blocks", blocks_then_full)
+    real_draw = runs.Run.draw
+    monkeypatch.setattr(runs.Run, "draw", blocks_then_full)
     with pytest.raises(PlugkitError, match="the disk is full") as info:
         sampling.sample(run, 10, out)
     assert "\n" not in str(info.value) and out.name in str(info.value)
@@ -197,7 +197,7 @@ def test_an_unwritable_output_is_one_line_exit_1(image_run, tmp_path, where, rea
 ])
 def test_out_of_memory_while_drawing_is_one_line_and_leaves_nothing(image_run, tmp_path,
                                                                     monkeypatch, error):
-    monkeypatch.setattr(sampling, "BLOCK", 4)
+    monkeypatch.setattr(runs, "BLOCK", 4)
     vae = plugins.get("vae")
     family_sample, calls = vae.sample, []
 

@@ -1,6 +1,6 @@
 """Text with long lines (a book without line breaks): cut into char-rnn windows, trained, sampled.
 
-A line longer than max_length (default 256) becomes consecutive windows (plugkit.data.text.cut);
+A line longer than max_length (default 256) becomes consecutive windows (plugkit.formats.text.cut);
 a window that the line continues past is encoded without an end token, so the model learns to
 predict the next character there, never that the line ends.
 """
@@ -15,11 +15,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from plugkit import plugins, sampling
+import plugkit
+from plugkit import plugins
 from plugkit.cli import app
-from plugkit.data import DataError, codec, load, text
+from plugkit.data import DataError, load
 from plugkit.errors import UsageError
 from plugkit.family import Batch, DataInfo
+from plugkit.formats import codec, text
 
 runner = CliRunner()
 WORDS = np.array(["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "and"])
@@ -130,7 +132,7 @@ def test_a_book_on_one_line_trains_and_samples_through_the_cli(tmp_path):
     lines = (tmp_path / "s.txt").read_text().split("\n")
     assert len(lines) == 5 and lines[-1] == ""  # four lines, each ended by a newline
     assert all(len(s) <= 256 and set(s) <= set(meta["vocab"]) for s in lines)
-    assert sampling.load(run).max_len == 256  # as long as the windows it read, by default
+    assert plugkit.load(run).model().max_len == 256  # as long as the windows it read, by default
 
 
 def test_short_lines_and_one_long_line_train_together(tmp_path):
@@ -158,14 +160,14 @@ def test_max_length_is_a_setting_of_the_data(tmp_path):
     assert ds.x == ["abcde", "efghi", "ij", "abc"] and ds.meta["max_length"] == 4
     whole = load(str(tmp_path / "t.txt"))  # 10 characters: under the default
     assert whole.x == ["abcdefghij", "abc"] and "cut" not in whole.meta
-    with pytest.raises(UsageError, match="--max-length must be at least 1, got 0"):
+    with pytest.raises(UsageError, match="`max_length` must be at least 1, got 0"):
         load(str(tmp_path / "t.txt"), max_length=0)
     with pytest.raises(UsageError, match="cuts lines of text, and digits is read as image"):
         load("digits", max_length=8)
     np.save(tmp_path / "a.npy", np.zeros((4, 3), np.float32))
     with pytest.raises(UsageError, match="cuts lines of text.*table data"):
         load(str(tmp_path / "a.npy"), max_length=8)
-    with pytest.raises(UsageError, match=r"--window"):
+    with pytest.raises(UsageError, match=r"`window`"):
         load(str(tmp_path / "a.npy"), window=2, max_length=8)
 
 

@@ -79,7 +79,7 @@ def test_discovers_families_and_isolates_broken_ones(site):
     assert found["markov"].distribution == "plugkit-markov" and found["markov"].version == "1.2.3"
     assert "RuntimeError: boom at import" in found["crashes"].error
     assert "AttributeError" in found["missing"].error
-    assert "targets plugin API 0, this plugkit speaks 1" in found["old"].error
+    assert "targets plugin API 0, this plugkit speaks 2" in found["old"].error
     assert "is not a subclass of plugkit.family.Family" in found["notafamily"].error
 
 
@@ -159,7 +159,7 @@ def test_options_parse_and_convert():
 @pytest.mark.parametrize("pairs,message", [
     (["sise=3"], r"unknown option 'sise' for fam; valid: size, rate, kind, ema "
                  r"\(see `plugkit info fam`\)"),
-    (["size"], "-o expects key=value, got 'size'"),
+    (["size"], "options are key=value, got 'size'"),
     (["size=abc"], "option size must be an integer, got 'abc'"),
     (["rate=fast"], "option rate must be a number, got 'fast'"),
     (["ema=maybe"], "option ema must be true or false, got 'maybe'"),
@@ -182,4 +182,4 @@ def test_options_describe():
 
 
 def test_family_base_defaults():
-    assert Family.api_version == 1 and Family.conditional is False
+    assert Family.api_version == 2 and Family.conditional is False

@@ -1,5 +1,5 @@
 """Sampling in blocks: streamed files equal one-shot files, the seeding is what the docstring of
-plugkit.sampling.blocks says, and peak memory does not grow with --n."""
+plugkit.runs.Run.draw says, and peak memory does not grow with --n."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from PIL import Image
 
 from plugkit import runs as run_records
 from plugkit import sampling
-from plugkit.data import codec
+from plugkit.formats import codec
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("image", "table", "text", "sequence")
@@ -57,12 +57,12 @@ CASES = [(kind, suffix) for kind in KINDS for suffix in sampling.FORMATS[kind]]
 
 @pytest.mark.parametrize("kind, suffix", CASES)
 def test_streamed_file_equals_the_one_shot_file(runs, tmp_path, monkeypatch, kind, suffix):
-    monkeypatch.setattr(sampling, "BLOCK", 4)  # 10 samples: blocks of 4, 4 and 2
+    monkeypatch.setattr(run_records, "BLOCK", 4)  # 10 samples: blocks of 4, 4 and 2
     out = sampling.sample(runs[kind], 10, tmp_path / f"s{suffix}", seed=7)
-    family = sampling.load(runs[kind])
-    labels = sampling.plan_labels(family, run_records.read(runs[kind]), 10)
+    run = run_records.Run(runs[kind])
+    labels = run.labels(10)
     assert (labels is not None) == (kind == "image")  # digits: a class-conditional VAE
-    parts = list(sampling.blocks(family, 10, 7, labels))
+    parts = list(run.draw(10, 7, labels=labels))
     assert [len(p) for p in parts] == [4, 4, 2]
     if suffix == ".png":
         grid = sampling.grid_image(np.concatenate(parts))
@@ -92,7 +92,7 @@ def same(a, b) -> bool:
 @pytest.mark.parametrize("kind, suffix", [("image", ".npy"), ("table", ".csv"), ("text", ".txt")])
 def test_a_block_depends_on_the_seed_and_its_index_only(runs, tmp_path, monkeypatch, kind,
                                                         suffix):
-    monkeypatch.setattr(sampling, "BLOCK", 4)
+    monkeypatch.setattr(run_records, "BLOCK", 4)
     # a class-conditional run's default labels follow the class mix of n: fix them
     given = {"label": "0"} if kind == "image" else {}
     got = {n: rows(sampling.sample(runs[kind], n, tmp_path / f"{n}{suffix}", seed=3, **given))
@@ -108,7 +108,7 @@ def test_a_block_depends_on_the_seed_and_its_index_only(runs, tmp_path, monkeypa
 @pytest.mark.parametrize("kind", ["image", "text"])
 def test_up_to_one_block_is_one_draw_from_the_seed(runs, tmp_path, kind):
     """n <= BLOCK: exactly what sampling gave before it streamed (one generator, `seed`)."""
-    family = sampling.load(runs[kind])
+    family = run_records.Run(runs[kind]).model()
     generator = torch.Generator().manual_seed(5)
     given = {"labels": torch.full((6,), 2)} if kind == "image" else {}  # digits: class 2
     with torch.no_grad():
@@ -120,8 +120,8 @@ def test_up_to_one_block_is_one_draw_from_the_seed(runs, tmp_path, kind):
 
 
 def test_block_seeds_are_distinct():
-    seeds = {sampling.block_seed(seed, k) for seed in (0, 1, -1, 2**63) for k in range(50)}
-    assert len(seeds) == 200 and sampling.block_seed(9, 0) == 9
+    seeds = {run_records.block_seed(seed, k) for seed in (0, 1, -1, 2**63) for k in range(50)}
+    assert len(seeds) == 200 and run_records.block_seed(9, 0) == 9
 
 
 PEAK = """

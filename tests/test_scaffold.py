@@ -2,6 +2,7 @@
 through its distribution metadata, passes its own conformance tests and trains."""
 
 import json
+from pathlib import Path
 
 from helpers import run_python as run
 from typer.testing import CliRunner
@@ -13,6 +14,9 @@ def test_scaffold_installs_lists_tests_and_trains(tmp_path):
     created = CliRunner().invoke(app, ["new-plugin", "pixel_gauss", "--dir", str(tmp_path)])
     assert created.exit_code == 0, created.output
     package, site = tmp_path / "plugkit-pixel-gauss", tmp_path / "site"
+    project = Path(__file__).resolve().parents[1] / "pyproject.toml"  # the house's ruff rules
+    linted = run("-m", "ruff", "check", "--config", str(project), str(package), cwd=tmp_path)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
     installed = run("-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(site), str(package), cwd=tmp_path, pythonpath="")
     assert installed.returncode == 0, installed.stderr

@@ -10,8 +10,9 @@ from helpers import small_table
 from typer.testing import CliRunner
 
 from plugkit.cli import app
-from plugkit.data import codec, dataset, tabular
+from plugkit.data import dataset
 from plugkit.family import DataInfo
+from plugkit.formats import codec, tabular
 
 runner = CliRunner()
 
@@ -116,7 +117,8 @@ def test_sequence_flags_and_formats_are_checked(tmp_path):
     assert result.exit_code == 2 and ".npz, .npy" in result.output
     result = runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "2", "--temperature",
                                  "0.5"])
-    assert result.exit_code == 2 and "only for text runs" in result.output
+    assert result.exit_code == 2 and "are for text; this run's data is sequences" in \
+        result.output
 
 
 def test_a_long_series_is_cut_into_windows_for_training_and_eval(tmp_path):

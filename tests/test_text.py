@@ -1,4 +1,4 @@
-"""Text in the core: tokens for training (plugkit.data.text) and text-only sampling flags."""
+"""Text in the core: tokens for training (plugkit.formats.text) and text-only sampling flags."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,8 @@ import torch
 from typer.testing import CliRunner
 
 from plugkit.cli import app
-from plugkit.data import Dataset, codec, text
+from plugkit.data import Dataset
+from plugkit.formats import codec, text
 
 
 def test_encode_decode_round_trip():
@@ -49,7 +50,9 @@ def test_text_flags_on_an_image_run_are_usage_errors(tmp_path):
     assert trained.exit_code == 0, trained.output
     for flag in (["--prefix", "ab"], ["--temperature", "0.5"], ["--top-k", "3"]):
         result = runner.invoke(app, ["sample", str(run), "--n", "2", *flag])
-        assert result.exit_code == 2 and "only for text runs" in result.output, result.output
+        setting = flag[0][2:].replace("-", "_")
+        assert result.exit_code == 2, result.output
+        assert f"unknown sampler setting '{setting}' for vae; valid: where" in result.output
     result = runner.invoke(app, ["sample", str(run), "--n", "2", "--out", str(tmp_path / "a.txt")])
     assert result.exit_code == 2 and ".png" in result.output
     assert runner.invoke(app, ["sample", str(run), "--n", "2"]).exit_code == 0  # unaffected

@@ -61,7 +61,7 @@ def test_fixed_counts_come_from_the_flag_then_the_environment(monkeypatch):
         monkeypatch.setenv("PLUGKIT_THREADS", bad)
         with pytest.raises(UsageError, match="PLUGKIT_THREADS must be"):
             threads.requested()
-    with pytest.raises(UsageError, match="--threads must be at least 1"):
+    with pytest.raises(UsageError, match="`threads` must be at least 1"):
         threads.requested(0)
 
 

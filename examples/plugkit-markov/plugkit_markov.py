@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugkit.data import text
 from plugkit.family import Batch, DataInfo, Family
+from plugkit.formats import text
 from plugkit.options import option
 
 BUCKETS = 1 << 16  # rows per table at most; longer contexts share rows by hashing
@@ -26,6 +26,15 @@ BUCKETS = 1 << 16  # rows per table at most; longer contexts share rows by hashi
 class Options:
     order: int = option(3, "context length in characters", min=1, max=10)
     lr: float = option(1e-2, "learning rate", min=0.0)
+
+
+@dataclass
+class Settings:
+    temperature: float = option(1.0, "divide the logits by this (< 1 safer, > 1 wilder)")
+
+    def __post_init__(self) -> None:  # a rule the bounds cannot say: raise ValueError
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
 
 class NGram(nn.Module):
@@ -56,6 +65,8 @@ class Markov(Family):
     modalities = ("text",)
     likelihood = True  # val_loss: nats per character, end of line included
     Options = Options
+    Settings = Settings
+    api_version = 2
     default_dataset = "names"
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
@@ -93,13 +104,14 @@ class Markov(Family):
         return total.item(), count
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator, labels=None, **settings) -> list[str]:
+    def sample(self, n: int, *, generator: torch.Generator, labels=None,
+               settings: Settings | None = None) -> torch.Tensor:
+        """Tokens [n, max_len]: a line ends at its first end token (0), the core decodes."""
+        temperature = (settings or Settings()).temperature
         history = torch.zeros(n, self.options.order, dtype=torch.long, device=self.device)
-        out = []
         for _ in range(self.max_len):
             context = F.pad(history[:, -self.options.order:], (0, 1))  # (n, order + 1)
-            probs = self.net(context)[:, -1].softmax(1)  # (n, V)
+            probs = (self.net(context)[:, -1] / temperature).softmax(1)  # (n, V)
             nxt = torch.multinomial(probs, 1, generator=generator)  # (n, 1)
             history = torch.cat([history, nxt], dim=1)
-            out.append(nxt)
-        return text.decode(torch.cat(out, dim=1).cpu(), self.vocab)
+        return history[:, self.options.order:]

@@ -24,7 +24,7 @@ from plugkit.cli import (
     sample,
     train,
 )
-from plugkit.errors import PlugkitError
+from plugkit.errors import PlugkitError, for_cli
 
 app = typer.Typer(
     name="plugkit",
@@ -44,11 +44,12 @@ def one_line_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except PlugkitError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            line = f"error: {for_cli(str(exc))}"
+            typer.echo(line, err=True)
             if "PLUGKIT_ERROR_DIR" in os.environ:  # a worker of `train --nproc`
                 from plugkit.distributed import report_failure
 
-                report_failure(f"error: {exc}", exc.exit_code)
+                report_failure(line, exc.exit_code)
             raise typer.Exit(exc.exit_code) from None
 
     return run

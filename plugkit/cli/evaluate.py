@@ -12,8 +12,9 @@ import typer
 def evaluate(
     source: Annotated[str, typer.Argument(help="A run directory, or a sample file (.npz/.npy "
                                           "images or sequences, .csv/.parquet, .txt).")],
-    against: Annotated[str | None, typer.Option(help="The real data a sample file is compared "
-                                                "with: a built-in dataset or a path.")] = None,
+    against: Annotated[str | None, typer.Option(
+        help="The real data a sample file is compared with: a built-in dataset or a path; for a "
+             "run trained in Python on in-memory data, that data saved to a file.")] = None,
     holdout: Annotated[str | None, typer.Option(help="Held-out real data (default: --against "
                                                 "split in halves).")] = None,
     modality: Annotated[str | None, typer.Option(help="image, table, text or sequence, when the "

@@ -48,15 +48,18 @@ def info(
     family: Annotated[str, typer.Argument(help="A family name, as `plugkit list` shows it.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """A family's description and options (set them with -o key=value)."""
+    """A family's description, options (-o key=value when training) and sampler settings
+    (-s key=value when sampling)."""
     from plugkit import options, plugins
 
     cls = plugins.get(family)
-    opts = options.describe(cls.Options)
+    kinds = {"option": options.describe(cls.Options), "setting": options.describe(cls.Settings)}
     if as_json:
         doc = {"name": cls.name, "description": cls.description,
                "modalities": list(cls.modalities), "conditional": cls.conditional,
-               "options": [asdict(o) for o in opts]}
+               "likelihood": cls.likelihood, "api_version": cls.api_version,
+               "options": [asdict(o) for o in kinds["option"]],
+               "settings": [asdict(o) for o in kinds["setting"]]}
         typer.echo(json.dumps(doc, indent=2, default=str))
         return
     from rich.console import Console
@@ -66,13 +69,14 @@ def info(
     console.print(f"{cls.name}: {cls.description}")
     console.print(f"modalities: {', '.join(cls.modalities)}; conditional: "
                   f"{'yes' if cls.conditional else 'no'}")
-    if not opts:
-        console.print("no options")
-        return
-    table = Table("option", "type", "default", "allowed", "help")
-    for o in opts:
-        allowed = (", ".join(map(str, o.choices)) if o.choices else
-                   " ".join(filter(None, (o.min is not None and f">= {o.min}",
-                                          o.max is not None and f"<= {o.max}"))))
-        table.add_row(o.name, o.type, repr(o.default), allowed, o.help)
-    console.print(table)
+    for kind, described in kinds.items():
+        if not described:
+            console.print(f"no {kind}s")
+            continue
+        table = Table(kind, "type", "default", "allowed", "help")
+        for o in described:
+            allowed = (", ".join(map(str, o.choices)) if o.choices else
+                       " ".join(filter(None, (o.min is not None and f">= {o.min}",
+                                              o.max is not None and f"<= {o.max}"))))
+            table.add_row(o.name, o.type, repr(o.default), allowed, o.help)
+        console.print(table)

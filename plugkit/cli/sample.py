@@ -35,6 +35,10 @@ def sample(
         metavar="COLUMN=VALUE",
         help="Tables: every row has VALUE in the categorical COLUMN, e.g. --where "
              "'income=>50K' (drawn so by the model, not filtered).")] = None,
+    setting: Annotated[list[str] | None, typer.Option(
+        "-s", "--setting", metavar="KEY=VALUE",
+        help="A sampler setting of the run's family (repeatable; see `plugkit info`).")
+    ] = None,
     threads: Annotated[int | None, typer.Option(
         help="torch's threads (or PLUGKIT_THREADS); default: the free cores.")] = None,
 ) -> None:
@@ -42,9 +46,26 @@ def sample(
     from plugkit import sampling
     from plugkit.threads import using
 
-    given = {"temperature": temperature, "top_k": top_k, "prefix": prefix, "where": where}
-    settings = {k: v for k, v in given.items() if v is not None}  # image runs get none
+    flags = {"temperature": temperature, "top_k": top_k, "prefix": prefix, "where": where}
+    settings = settings_of(setting or [], {k: v for k, v in flags.items() if v is not None})
     with using(threads):
         written = sampling.sample(run, n, out, seed, weights=weights, label=label,
                                   per_class=per_class, **settings)
     typer.echo(f"wrote {written}")
+
+
+def settings_of(pairs: list[str], flags: dict) -> dict:
+    """-s key=value pairs and the settings flags (--temperature ...), by name; the family's
+    Settings validates them (so `plugkit --help` imports no family)."""
+    from plugkit.errors import UsageError
+
+    settings = dict(flags)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"-s takes KEY=VALUE, got {pair!r}")
+        if key in settings:
+            raise UsageError(f"the sampler setting {key} is given twice")
+        settings[key] = value.strip()
+    return settings

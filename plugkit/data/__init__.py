@@ -12,37 +12,43 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from plugkit.data import builtin, text
+from plugkit.data import builtin, memory
 from plugkit.data.builtin import available_datasets
 from plugkit.data.dataset import MODALITIES, DataError, Dataset, check_modality, validate
 from plugkit.errors import UsageError
+from plugkit.formats import text
 
 __all__ = ["MODALITIES", "DataError", "Dataset", "available_datasets", "load", "split"]
 
 
-def load(spec: str, modality: str | None = None, image_size: int | None = None,
+def load(spec: Any, modality: str | None = None, image_size: int | None = None,
          window: int | None = None, max_length: int | None = None) -> Dataset:
-    """The dataset `spec` names: a built-in (see available_datasets()) or a file/folder path;
-    with `window`, every window of that many steps of the long series it holds. Text lines
+    """The dataset `spec` names: a built-in (see available_datasets()), a file/folder path, or
+    in-memory data (plugkit.data.memory: a DataFrame, an array, a list of strings); with
+    `window`, every window of that many steps of the long series it holds. Text lines
     longer than `max_length` characters (default text.MAX_LENGTH) become consecutive windows
     (text.cut), so a book without line breaks trains in rows of bounded length."""
     if max_length is not None:
         _check_max_length(spec, modality, window, max_length)
     if window is not None:
         if modality not in (None, "sequence"):
-            raise UsageError(f"--window makes sequences, not {modality} data")
+            raise UsageError(f"`window` makes sequences, not {modality} data")
         from plugkit.data.windows import not_a_series, windows
 
-        known = builtin.REGISTRY.get(spec)  # refused before it is loaded (or found missing)
+        # a built-in that is no series is refused before it is loaded (or found missing)
+        known = None if memory.is_memory(spec) else builtin.REGISTRY.get(spec)
         if known is not None and known.modality in ("image", "text"):
             raise not_a_series(spec, f"{known.modality} data")
         return windows(load(spec, None, image_size), window)
     check_modality(modality)
     if image_size is not None and image_size < 1:
-        raise UsageError(f"image size must be a positive integer, got {image_size}")
+        raise UsageError(f"`image_size` must be a positive integer, got {image_size}")
+    if memory.is_memory(spec):
+        return _text_rows(validate(memory.from_memory(spec, modality, image_size)), max_length)
     if spec in builtin.REGISTRY:
         return _text_rows(validate(builtin.load(spec, modality, image_size)), max_length)
     path = Path(spec).expanduser()
@@ -58,21 +64,22 @@ def load(spec: str, modality: str | None = None, image_size: int | None = None,
 
 def _check_max_length(spec: str, modality: str | None, window: int | None,
                       max_length: int) -> None:
-    """Refuses --max-length before anything loads where it cannot apply."""
+    """Refuses `max_length` before anything loads where it cannot apply."""
     if max_length < 1:
-        raise UsageError(f"--max-length must be at least 1, got {max_length}")
-    known = builtin.REGISTRY.get(spec)
+        raise UsageError(f"`max_length` must be at least 1, got {max_length}")
+    known = None if memory.is_memory(spec) else builtin.REGISTRY.get(spec)
     kind = modality or (known.modality if known is not None else "text")
     if window is not None or kind != "text":
-        what = "sequences (--window)" if window is not None else f"{kind} data"
-        raise UsageError(f"--max-length cuts lines of text, and {spec} is read as {what}")
+        what = "sequences (`window`)" if window is not None else f"{kind} data"
+        name = memory.NAME if memory.is_memory(spec) else spec
+        raise UsageError(f"`max_length` cuts lines of text, and {name} is read as {what}")
 
 
 def _text_rows(ds: Dataset, max_length: int | None) -> Dataset:
     """Text as the rows it trains on: lines cut to `max_length` (text.cut), with their meta."""
     if ds.modality != "text":
         if max_length is not None:
-            raise UsageError(f"--max-length cuts lines of text, and {ds.name} is "
+            raise UsageError(f"`max_length` cuts lines of text, and {ds.name} is "
                              f"{ds.modality} data")
         return ds
     length = text.MAX_LENGTH if max_length is None else max_length
@@ -83,7 +90,7 @@ def _text_rows(ds: Dataset, max_length: int | None) -> Dataset:
         raise DataError(f"{ds.name}: {len(rows):,} rows of up to {meta['max_length']:,} "
                         f"characters take {tokens * 8 / 2**30:.1f} GiB as tokens, over "
                         f"{text.MAX_TOKENS * 8 // 2**30} GiB; train on part of the text, or "
-                        "lower --max-length when most rows are short")
+                        "lower `max_length` when most rows are short")
     labels = ds.labels
     if labels is not None and len(rows) != len(ds.x):  # each window keeps its line's label
         labels = np.repeat(labels, [max(1, -(-len(line) // length)) for line in ds.x])
@@ -102,7 +109,7 @@ def split(ds: Dataset, val_fraction: float = 0.1, seed: int = 0) -> tuple[Datase
     its rank within its class (in shuffled order) over the class size, and the lowest keys go.
     """
     if not 0 < val_fraction < 1:
-        raise UsageError(f"validation fraction must be between 0 and 1, got {val_fraction}")
+        raise UsageError(f"`val_fraction` must be between 0 and 1, got {val_fraction}")
     n = len(ds)
     if n < 2:
         raise DataError(f"{ds.name}: {n} sample(s) is too few to split into train and validation")

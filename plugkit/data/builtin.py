@@ -22,8 +22,8 @@ import numpy as np
 
 from plugkit.data import images
 from plugkit.data.dataset import DataError, Dataset
-from plugkit.data.text import text_meta
 from plugkit.errors import PlugkitError, UsageError
+from plugkit.formats.text import text_meta
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",

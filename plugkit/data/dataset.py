@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from plugkit.data import tabular
 from plugkit.errors import PlugkitError, UsageError
 from plugkit.family import MODALITIES
+from plugkit.formats import sequence, tabular
 
 
 class DataError(PlugkitError):
@@ -113,10 +113,7 @@ def _check_array(ds: Dataset) -> None:
             raise DataError(f"{ds.name}: image values must lie in [0, 1]")
         ds.meta.update(channels=x.shape[1], height=x.shape[2], width=x.shape[3])
     else:  # per-feature moments: the codec standardizes sequences with them
-        std = x.std(axis=(0, 1), dtype=np.float64)
-        ds.meta.update(length=x.shape[1], features=x.shape[2],
-                       mean=x.mean(axis=(0, 1), dtype=np.float64).tolist(),
-                       std=np.where(std > 0, std, 1.0).tolist())
+        ds.meta.update(length=x.shape[1], features=x.shape[2], **sequence.moments(x))
 
 
 def _check_table(ds: Dataset) -> None:

@@ -34,7 +34,7 @@ def read_folder(root: Path, image_size: int | None) -> Dataset:
     for i, f in enumerate(files):
         x[i] = _pixels(Image, f, channels, (width, height))
     x = (x.transpose(0, 3, 1, 2) / np.float32(255)).astype(np.float32)
-    return Dataset(str(root), "image", x, labels, classes)
+    return Dataset(str(root), "image", x, labels, classes, meta={"bit_depth": 8})
 
 
 def _list(root: Path) -> tuple[list[Path], np.ndarray | None, list[str] | None]:

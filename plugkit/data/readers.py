@@ -56,7 +56,7 @@ def _read(path: Path, modality: str | None, image_size: int | None) -> Dataset:
                     f"images or one of {', '.join(SUFFIXES)}")
 
 
-def _allow(path: Path, what: str, possible: tuple[str, ...], modality: str | None) -> None:
+def _allow(path: Path | str, what: str, possible: tuple[str, ...], modality: str | None) -> None:
     if modality is not None and modality not in possible:
         raise UsageError(f"{path}: {what} cannot be read as {modality} data "
                          f"(possible: {', '.join(possible)})")
@@ -64,23 +64,34 @@ def _allow(path: Path, what: str, possible: tuple[str, ...], modality: str | Non
 
 def _read_array(path: Path, modality: str | None, image_size: int | None) -> Dataset:
     x, y = _load_npz(path) if path.suffix.lower() == ".npz" else (_load_npy(path), None)
+    return from_array(x, y, str(path), modality, image_size)
+
+
+def from_array(x: np.ndarray, y: np.ndarray | None, source: str, modality: str | None,
+               image_size: int | None) -> Dataset:
+    """A Dataset of array x (and labels y): a 2-D array is a table (or sequences of one
+    feature), 3-D grayscale images [N, H, W] (or sequences [N, T, F]), 4-D images."""
     if x.dtype.kind not in "biuf":
-        raise DataError(f"{path}: array must be numeric, got dtype {x.dtype}")
+        raise DataError(f"{source}: array must be numeric, got dtype {x.dtype}")
     detected = {2: "table", 3: "image", 4: "image"}.get(x.ndim)
     if detected is None:
-        raise DataError(f"{path}: expected a 2-D (table), 3-D or 4-D (images) array, "
+        raise DataError(f"{source}: expected a 2-D (table), 3-D or 4-D (images) array, "
                         f"got shape {list(x.shape)}")
     possible = {2: ("table", "sequence"), 3: ("image", "sequence"), 4: ("image",)}[x.ndim]
-    _allow(path, f"a {x.ndim}-D array", possible, modality)
+    _allow(source, f"a {x.ndim}-D array", possible, modality)
     modality = modality or detected
     if y is not None and len(y) != len(x):
-        raise DataError(f"{path}: {len(y)} labels for {len(x)} samples")
+        raise DataError(f"{source}: {len(y)} labels for {len(x)} samples")
     if len(x) == 0:
-        raise DataError(f"{path}: empty (no samples)")
+        raise DataError(f"{source}: empty (no samples)")
     if x.size == 0:
-        raise DataError(f"{path}: every sample is empty (shape {list(x.shape)})")
+        raise DataError(f"{source}: every sample is empty (shape {list(x.shape)})")
+    meta = {}
     if modality == "image":
-        x = images.from_array(x, str(path))
+        # 8-bit pixels (integers, or values beyond 1) are divided by 255: samples of such data
+        # come back as 0..255 in Python (Run.sample)
+        meta["bit_depth"] = 8 if x.dtype.kind in "biu" or float(x.max()) > 1 else None
+        x = images.from_array(x, source)
         x = images.resize(x, image_size) if image_size else x
     elif modality == "sequence":
         x = x.astype(np.float32).reshape(len(x), x.shape[1], -1)
@@ -88,7 +99,7 @@ def _read_array(path: Path, modality: str | None, image_size: int | None) -> Dat
         import pandas as pd
 
         x = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
-    return Dataset(str(path), modality, x, y)
+    return Dataset(source, modality, x, y, meta=meta)
 
 
 def _load_npy(path: Path) -> np.ndarray:

@@ -17,7 +17,7 @@ from plugkit.errors import UsageError
 def windows(ds: Dataset, length: int, stride: int = 1) -> Dataset:
     """Every window of `length` consecutive rows of the series in `ds`, `stride` apart."""
     if length < 2 or stride < 1:
-        raise UsageError(f"--window must be at least 2 and the stride at least 1, got "
+        raise UsageError(f"`window` must be at least 2 and the stride at least 1, got "
                          f"{length} and {stride}")
     series = _series(ds)  # (T, F)
     if len(series) < length:
@@ -44,5 +44,5 @@ def _series(ds: Dataset) -> np.ndarray:
 
 
 def not_a_series(name: str, what: str) -> UsageError:
-    return UsageError(f"--window cuts one long series (a table of numeric columns, rows in time "
+    return UsageError(f"`window` cuts one long series (a table of numeric columns, rows in time "
                       f"order), but {name} is {what}")

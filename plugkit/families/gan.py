@@ -19,7 +19,7 @@ With labelled images G takes the label beside z and D judges by projection (Miya
 ICLR 2018; plugkit/families/image_nets.py), so samples are drawn per class.
 
 Tables follow CTGAN (Xu et al., "Modeling Tabular Data using Conditional GAN", NeurIPS 2019):
-G writes encoded rows (plugkit.data.tabular: tanh offsets within modes, Gumbel-softmax one-hot
+G writes encoded rows (plugkit.formats.tabular: tanh offsets within modes, Gumbel-softmax one-hot
 spans) given noise and a conditional vector that names one categorical column's value; D judges
 rows with their condition, `pac` at a time (PacGAN: Lin et al., NeurIPS 2018: a pack of
 collapsed samples is easier to spot than one), with dropout; G also pays the cross-entropy of
@@ -41,11 +41,10 @@ import torch
 from torch import nn
 
 from plugkit import ops
-from plugkit.data import tabular
 from plugkit.families import image_nets
-from plugkit.families.common import use_conv
-from plugkit.families.tabular_heads import Conditions, RowHead, residual_mlp
+from plugkit.families.tabular_heads import Conditions, RowHead, Settings, residual_mlp, where_of
 from plugkit.family import Batch, DataInfo, Family
+from plugkit.formats import tabular
 from plugkit.ops.gan import KINDS
 from plugkit.options import option
 
@@ -53,9 +52,8 @@ from plugkit.options import option
 @dataclass
 class Options:
     latent_dim: int = option(64, "size of the noise vector z", min=1)
-    hidden: int = option(256, "MLP width; the conv nets use hidden/8 base channels", min=8)
-    arch: str = option("auto", "networks: mlp, conv, or auto (conv when height and width are "
-                       "multiples of 4 and at least 16)", choices=("auto", "mlp", "conv"))
+    hidden: int = image_nets.hidden_option()
+    arch: str = image_nets.arch_option()
     loss: str = option("bce", "the game: bce (non-saturating), hinge or wasserstein",
                        choices=KINDS)
     label_smoothing: float = option(0.0, "one-sided label smoothing of real images (bce only)",
@@ -74,8 +72,7 @@ class Options:
                         "uses (0: sample with G itself)", min=0.0, max=0.9999)
     spectral_norm: bool = option(False, "images: spectral normalization of D's layers "
                                  "(Miyato et al., ICLR 2018)")
-    conditional: bool = option(True, "images with labels: learn p(image | label), so samples "
-                               "can be drawn per class (--label, --per-class)")
+    conditional: bool = image_nets.conditional_option()
 
     def __post_init__(self) -> None:
         if self.label_smoothing != 0.0 and self.loss != "bce":
@@ -87,38 +84,131 @@ class _LeakyReLU(nn.LeakyReLU):
         super().__init__(0.2)  # DCGAN: leaky in D so that G gets gradients where D is unsure
 
 
-def _table_nets(features: int, conditions: int, o: Options) -> tuple[nn.Module, nn.Module]:
-    """CTGAN's nets: G residual blocks from [z, cond] to row logits (B, D), before RowHead; D an
-    MLP with dropout over packs of `pac` [row, cond] vectors, one logit per pack."""
-    generator = residual_mlp([o.latent_dim + conditions, o.hidden, o.hidden], features)
-    inputs = o.pac * (features + conditions)
-    discriminator = nn.Sequential(
-        nn.Unflatten(0, (-1, o.pac)), nn.Flatten(),  # (B, F) -> (B/pac, pac*F)
-        nn.Linear(inputs, o.hidden), _LeakyReLU(), nn.Dropout(o.dropout),
-        nn.Linear(o.hidden, o.hidden), _LeakyReLU(), nn.Dropout(o.dropout),
-        nn.Linear(o.hidden, 1))
-    return generator, discriminator
+def _z(n: int, o: Options, device: torch.device,
+       generator: torch.Generator | None = None) -> torch.Tensor:
+    # the global torch RNG by default: the core seeds it and checkpoints its state
+    return torch.randn(n, o.latent_dim, generator=generator, device=device)
 
 
-def _image_nets(c: int, h: int, w: int, conv: bool, classes: int,
-                o: Options) -> tuple[nn.Module, nn.Module]:
-    """G from [z, one-hot label] to images in [0, 1]; D a projection critic (image_nets).
-
-    BatchNorm in G only, as DCGAN: without it the MLP G collapses onto one digit on digits
-    within a few epochs (measured: sample spread 5% of the data's, against 90% with it, after
-    30 epochs); in D it would couple the images of a batch, and WGAN's critic must score each
-    image on its own.
+class _Images:
+    """Images [B, C, H, W], with their labels [B] when conditional: G maps [z, one-hot label]
+    to images in [0, 1]; D, a projection critic (image_nets), scores each image with its label.
     """
-    generator = nn.Sequential(
-        image_nets.up(o.latent_dim + classes, c, h, w, conv, o.hidden, norm=o.batch_norm),
-        nn.Sigmoid())
-    discriminator = image_nets.Critic(*image_nets.down(c, h, w, conv, o.hidden, _LeakyReLU),
-                                      classes)
-    if o.spectral_norm:
-        for m in list(discriminator.modules()):
-            if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)):
-                nn.utils.parametrizations.spectral_norm(m)
-    return generator, discriminator
+
+    conditions = None  # labels condition images, not a table's conditional vector
+    pack = 1  # D scores images one at a time
+
+    def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
+        self.o, self.device = o, device
+        c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
+        self.shape, self.conv = (c, h, w), image_nets.use_conv(o.arch, h, w)
+        self.classes = image_nets.num_classes(info.classes, o.conditional)
+
+    def nets(self) -> tuple[nn.Module, nn.Module]:
+        """BatchNorm in G only, as DCGAN: without it the MLP G collapses onto one digit on
+        digits within a few epochs (measured: sample spread 5% of the data's, against 90% with
+        it, after 30 epochs); in D it would couple the images of a batch, and WGAN's critic must
+        score each image on its own."""
+        o, k, shape, conv = self.o, self.classes, self.shape, self.conv
+        generator = nn.Sequential(
+            image_nets.up(o.latent_dim + k, *shape, conv, o.hidden, norm=o.batch_norm),
+            nn.Sigmoid())
+        discriminator = image_nets.Critic(*image_nets.down(*shape, conv, o.hidden, _LeakyReLU), k)
+        if o.spectral_norm:
+            for m in list(discriminator.modules()):
+                if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)):
+                    nn.utils.parametrizations.spectral_norm(m)
+        return generator, discriminator
+
+    def real(self, batch: Batch, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's real inputs and their conditions: the images and their labels (None when
+        unconditional)."""
+        return batch.x, batch.y if self.classes else None
+
+    def fake(self, G: nn.Module, n: int, cond: torch.Tensor | None,
+             generator: torch.Generator | None = None, batch: Batch | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D's fake inputs, G's output): images for the labels. In training z comes from
+        Batch.randn, the same numbers whatever the number of processes; a batch of one gets
+        two, as BatchNorm in G needs."""
+        from_batch = batch is not None and len(batch.x) > 1
+        z = batch.randn(self.o.latent_dim) if from_batch else _z(n, self.o, self.device, generator)
+        if cond is not None and len(cond) < len(z):  # a batch of one, padded to two
+            cond = cond.repeat(len(z))[:len(z)]
+        out = G(image_nets.with_label(z, cond, self.classes))  # (n, C, H, W)
+        return out, out
+
+    def g_losses(self, out: torch.Tensor, cond: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        return {}  # the game's alone
+
+    def sample(self, G: nn.Module, z: torch.Tensor, generator: torch.Generator,
+               labels: torch.Tensor | None, where: str | None) -> torch.Tensor:
+        labels = image_nets.labels_or_random(labels, len(z), self.classes, generator, z.device)
+        return G(image_nets.with_label(z, labels, self.classes))  # (n, C, H, W)
+
+
+class _PackCritic(nn.Sequential):
+    """CTGAN's D over packs of rows: (B, D + C) [row, condition] vectors -> (B/pac,) logits. The
+    condition is in every row already, so D's `cond` argument, which images need, goes unread.
+    """
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(x).flatten()
+
+
+class _Tables:
+    """CTGAN: G residual blocks from [z, condition] to row logits (B, D), read by RowHead;
+    D an MLP with dropout over packs of `pac` [row, condition] vectors, one logit per pack."""
+
+    classes = 0  # conditioned on a category (plugkit sample --where), not on a label
+
+    def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
+        self.o, self.device = o, device
+        encoding = info.meta["encoding"]
+        self.conditions = Conditions(encoding)
+        self.head = RowHead(encoding).to(device)
+        self.width, self.pack = tabular.width(encoding), o.pac
+
+    def nets(self) -> tuple[nn.Module, nn.Module]:
+        o, d, c = self.o, self.width, self.conditions.width
+        generator = residual_mlp([o.latent_dim + c, o.hidden, o.hidden], d)
+        discriminator = _PackCritic(
+            nn.Unflatten(0, (-1, o.pac)), nn.Flatten(),  # (B, F) -> (B/pac, pac*F)
+            nn.Linear(o.pac * (d + c), o.hidden), _LeakyReLU(), nn.Dropout(o.dropout),
+            nn.Linear(o.hidden, o.hidden), _LeakyReLU(), nn.Dropout(o.dropout),
+            nn.Linear(o.hidden, 1))
+        return generator, discriminator
+
+    def real(self, batch: Batch, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's real inputs and their conditions: rows drawn by training-by-sampling beside their
+        conditional vectors, as many as the batch rounded up to whole packs."""
+        x = batch.x
+        n = math.ceil(max(len(x), 2) / self.pack) * self.pack
+        cond, rows = self.conditions.training(x, n, generator)
+        return torch.cat([x[rows], cond], 1), cond  # (n, D + C), (n, C)
+
+    def fake(self, G: nn.Module, n: int, cond: torch.Tensor,
+             generator: torch.Generator | None = None, batch: Batch | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D's fake inputs, G's output): rows beside their conditions. z comes from
+        `generator`, not Batch.randn: these rows were drawn anew, not the batch's."""
+        out = G(torch.cat([_z(n, self.o, self.device, generator), cond], 1))  # (n, D) logits
+        return torch.cat([self.head(out), cond], 1), out
+
+    def g_losses(self, out: torch.Tensor, cond: torch.Tensor) -> dict[str, torch.Tensor]:
+        # CTGAN: G makes the asked-for category, not any real one
+        return {"cond_loss": self.conditions.penalty(out, cond).mean()}
+
+    def sample(self, G: nn.Module, z: torch.Tensor, generator: torch.Generator,
+               labels: torch.Tensor | None, where: str | None) -> torch.Tensor:
+        cond = self.conditions.sampling(len(z), generator, z.device, where)
+        rows = self.head.draw(G(torch.cat([z, cond], 1)), generator)  # not Gumbel's draws
+        return self.conditions.impose(rows, cond)  # (n, D)
+
+
+_MODALITIES = {"image": _Images, "table": _Tables}
 
 
 class GAN(Family):
@@ -128,21 +218,14 @@ class GAN(Family):
     conditional = True  # images with labels: per class; tables: per category (--where)
     val_loss_ranks_models = False  # D's held-out loss says how D is doing, not how G is
     Options = Options
+    Settings = Settings
     default_dataset = "digits"
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
-        self.conditions: Conditions | None = None  # tables only
-        if info.modality == "table":
-            encoding = info.meta["encoding"]
-            self.conditions = Conditions(encoding)
-            self.head = RowHead(encoding).to(device)
-            G, D = _table_nets(tabular.width(encoding), self.conditions.width, options)
-        else:
-            c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
-            self.num_classes = len(info.classes or []) if options.conditional else 0
-            G, D = _image_nets(c, h, w, use_conv(options.arch, h, w), self.num_classes,
-                               options)
+        self.data = _MODALITIES[info.modality](options, info, device)  # what differs with it
+        self.num_classes = self.data.classes
+        G, D = self.data.nets()
         self.G, self.D = G.to(device), D.to(device)
         # the moving average of G's weights that samples: a GAN's last iterate swings around;
         # the average does not (Yazici et al., "The Unusual Effectiveness of Averaging in GAN
@@ -159,60 +242,21 @@ class GAN(Family):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"g": self.opt_g, "d": self.opt_d}
 
-    def _z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        # the global torch RNG by default: the core seeds it and checkpoints its state
-        return torch.randn(n, self.options.latent_dim, generator=generator, device=self.device)
-
-    def _noise(self, batch: Batch) -> torch.Tensor:
-        """z for each real row, from Batch.randn: the same numbers whatever the number of
-        processes. BatchNorm in G needs at least two rows."""
-        return batch.randn(self.options.latent_dim) if len(batch.x) > 1 else self._z(2)
-
-    def _judge(self, inputs: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        """D's logits (B,): images with their labels; table rows carry their condition."""
-        return self.D(inputs, cond) if self.conditions is None else self.D(inputs).flatten()
-
     def _d_loss(self, real: torch.Tensor, fake: torch.Tensor,
                 cond: torch.Tensor | None) -> torch.Tensor:
         o = self.options
-        return ops.gan_d_loss(self._judge(real, cond), self._judge(fake, cond), kind=o.loss,
+        return ops.gan_d_loss(self.D(real, cond), self.D(fake, cond), kind=o.loss,
                               label_smoothing=o.label_smoothing)
-
-    def _real(self, batch: Batch, generator: torch.Generator | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """D's real inputs and their conditions: images and their labels (None when
-        unconditional), or table rows drawn by training-by-sampling with their conditional
-        vectors, as many as the batch rounded up to whole packs."""
-        x = batch.x
-        if self.conditions is None:
-            return x, batch.y if self.num_classes else None
-        n = math.ceil(max(len(x), 2) / self.options.pac) * self.options.pac
-        cond, rows = self.conditions.training(x, n, generator)
-        return torch.cat([x[rows], cond], 1), cond  # (n, D + C), (n, C)
-
-    def _fake(self, n: int, cond: torch.Tensor | None, generator: torch.Generator | None = None,
-              batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(D's fake inputs, G's raw output) for the conditions: images for their labels, or
-        table rows with their conditional vectors. Images in training take z from the batch
-        (`_noise`); table rows are resampled, so theirs come from the global RNG."""
-        if self.conditions is None:
-            z = self._noise(batch) if batch is not None else self._z(n, generator)
-            if cond is not None and len(cond) < len(z):  # a batch of one, padded to two
-                cond = cond.repeat(len(z))[:len(z)]
-            out = self.G(image_nets.with_label(z, cond, self.num_classes))  # (n, C, H, W)
-            return out, out
-        out = self.G(torch.cat([self._z(n, generator), cond], 1))  # (n, D) logits, offsets
-        return torch.cat([self.head(out), cond], 1), out
 
     def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor,
                           cond: torch.Tensor | None) -> torch.Tensor:
         """Gulrajani et al., "Improved Training of Wasserstein GANs" (NeurIPS 2017): D's gradient
         norm pushed to 1 at points between real and fake samples; a pack is one point."""
-        groups = len(real) // (self.options.pac if self.conditions is not None else 1)
+        groups = len(real) // self.data.pack
         alpha = torch.rand(groups, 1, device=real.device)  # (G, 1), one per pack
         alpha = alpha.repeat_interleave(len(real) // groups, 0).view(-1, *[1] * (real.dim() - 1))
         mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-        (grad,) = torch.autograd.grad(self._judge(mix, cond).sum(), mix, create_graph=True)
+        (grad,) = torch.autograd.grad(self.D(mix, cond).sum(), mix, create_graph=True)
         return (grad.reshape(groups, -1).norm(dim=1) - 1).square().mean()
 
     @torch.no_grad()
@@ -230,11 +274,11 @@ class GAN(Family):
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.G.train()
         self.D.train()
-        real, cond = self._real(batch)
+        real, cond = self.data.real(batch)
         n = max(len(real), 2)  # as many fakes as reals; BatchNorm in G needs two or more
         for _ in range(self.options.d_steps):  # every D step sees the same real batch, fresh z
-            fake = self._fake(n, cond, batch=batch)[0].detach()[:len(real)]  # no grad into G
-            d_loss = self._d_loss(real, fake, cond)
+            fake = self.data.fake(self.G, n, cond, batch=batch)[0].detach()[:len(real)]
+            d_loss = self._d_loss(real, fake, cond)  # detached above: no gradient into G
             if self.options.gp:
                 d_loss = d_loss + self.options.gp * self._gradient_penalty(real, fake, cond)
             self.opt_d.zero_grad(set_to_none=True)
@@ -246,13 +290,12 @@ class GAN(Family):
                         p.clamp_(-self.options.clip, self.options.clip)
         # G step: D's weights are only read, so D needs no gradients of its own
         self.D.requires_grad_(False)
-        fake, out = self._fake(n, cond, batch=batch)
-        g_loss = ops.gan_g_loss(self._judge(fake[:len(real)], cond), kind=self.options.loss)
+        fake, out = self.data.fake(self.G, n, cond, batch=batch)
+        g_loss = ops.gan_g_loss(self.D(fake[:len(real)], cond), kind=self.options.loss)
         losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
-        if self.conditions is not None:  # CTGAN: make the asked-for category, not any real one
-            penalty = self.conditions.penalty(out, cond).mean()
-            g_loss = g_loss + penalty
-            losses["cond_loss"] = penalty.item()
+        for name, extra in self.data.g_losses(out, cond).items():
+            g_loss = g_loss + extra
+            losses[name] = extra.item()
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
@@ -274,24 +317,19 @@ class GAN(Family):
         self.D.eval()
         with torch.no_grad():
             generator = torch.Generator(self.device).manual_seed(0)
-            real, cond = self._real(batch, generator)
-            fake = self._fake(max(len(real), 2), cond, generator)[0][:len(real)]
+            real, cond = self.data.real(batch, generator)
+            fake = self.data.fake(self.G, max(len(real), 2), cond, generator)[0][:len(real)]
             return self._d_loss(real, fake, cond).item()
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator,
-               labels: torch.Tensor | None = None, **settings) -> torch.Tensor:
+               labels: torch.Tensor | None = None, settings: Settings | None = None
+               ) -> torch.Tensor:
         """Images in [0, 1] (of the given labels [n] when conditional), or encoded table rows:
         conditions drawn by the data's category frequencies, or all on `where="column=value"`
         (plugkit sample --where). Drawn by the moving average of G when there is one."""
+        where = where_of(settings, self.data.conditions)
         G = self.G_ema if self.G_ema is not None else self.G
         G.eval()
-        z = self._z(n, generator)
-        if self.conditions is None:
-            labels = image_nets.labels_or_random(labels, n, self.num_classes, generator,
-                                                 self.device)
-            return G(image_nets.with_label(z, labels, self.num_classes))  # (n, C, H, W)
-        cond = self.conditions.sampling(n, generator, self.device, settings.get("where"))
-        out = G(torch.cat([z, cond], 1))
-        rows = self.head.draw(out, generator)  # categories drawn with `generator`, not Gumbel's
-        return self.conditions.impose(rows, cond)  # (n, D)
+        return self.data.sample(G, _z(n, self.options, self.device, generator), generator,
+                                labels, where)

@@ -1,6 +1,6 @@
 """Image networks the vae and gan families share (shared machinery lives beside the
-families, not in them): a trunk from images to features, one from a code to images, and the
-class conditioning both use.
+families, not in them): a trunk from images to features, one from a code to images, the class
+conditioning both use, and the options that shape them, declared once for both families.
 
 Conv trunks are DCGAN's (Radford et al., ICLR 2016): two stride-2 convolutions down, two
 transposed convolutions up; MLP trunks serve images too small for them (8x8 digits).
@@ -12,11 +12,55 @@ discriminator, by projection (Miyato & Koyama, "cGANs with Projection Discrimina
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugkit.families.common import mlp
+from plugkit.options import option
+
+# Options both families declare alike. Each call gives a fresh dataclass field (one field
+# cannot serve two classes); they live beside the code that reads them, so that a help text
+# and its rule change together.
+
+
+def hidden_option() -> Any:
+    return option(256, "MLP width; the conv nets use hidden/8 base channels", min=8)
+
+
+def arch_option() -> Any:
+    return option("auto", "networks: mlp, conv, or auto (conv when height and width are "
+                  "multiples of 4 and at least 16)", choices=("auto", "mlp", "conv"))
+
+
+def conditional_option() -> Any:
+    return option(True, "images with labels: learn p(image | label), so samples can be drawn "
+                  "per class (--label, --per-class)")
+
+
+def use_conv(arch: str, height: int, width: int) -> bool:
+    """The `arch` option's rule: conv nets when asked, or for `auto` when two stride-2 layers
+    fit (height and width multiples of 4) and the images are big enough (16 px) to gain."""
+    if arch != "auto":
+        return arch == "conv"
+    return height % 4 == 0 and width % 4 == 0 and min(height, width) >= 16
+
+
+def num_classes(classes: list[str] | None, conditional: bool) -> int:
+    """The `conditional` option's rule: learn p(x | label) for every class the data has."""
+    return len(classes or []) if conditional else 0
+
+
+def mlp(sizes: list[int], act: type[nn.Module] = nn.ReLU, norm: bool = False) -> nn.Sequential:
+    """Linear layers of the given sizes; activation (and BatchNorm) between them, not after
+    (also the vae's table encoder and decoder)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        hidden = i < len(sizes) - 2
+        layers += [nn.Linear(a, b)] + ([nn.BatchNorm1d(b)] if hidden and norm else [])
+        layers += [act()] if hidden else []
+    return nn.Sequential(*layers)
 
 
 def down(c: int, h: int, w: int, conv: bool, width: int,

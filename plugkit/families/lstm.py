@@ -5,10 +5,11 @@ Recurrent Neural Networks", 2013, and Karpathy's char-rnn).
 Text: a line is a sequence of characters followed by an end token (token 0). The model reads
 [end, c1, ..., c_{L-1}] -- the end token doubles as "start of line" -- and predicts
 [c1, ..., c_L, end] one character ahead. The loss is the negative log-likelihood in nats per
-character, the end token included (it says where names stop), padding after it excluded. A line
-longer than the data's max_length comes as char-rnn's consecutive windows (plugkit.data.text.cut):
-a window's row has no end token, its last character being the next window's first, so the model
-predicts that character where a line would end, and never learns that lines end at a cut.
+character, the end token included (it says where names stop), padding after it excluded. A
+line longer than the data's max_length comes as char-rnn's consecutive windows
+(plugkit.formats.text.cut): a window's row has no end token, its last character being the next
+window's first, so the model predicts that character where a line would end, and never learns
+that lines end at a cut.
 Sequences (standardized [B, T, F] windows): the model reads [0, x1, ..., x_{T-1}] and predicts
 a diagonal Gaussian over x_t, the loss in nats per value.
 Each layer is one call to plugkit.ops.lstm_layer, so the whole time loop and its backward pass
@@ -25,9 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from plugkit import ops
-from plugkit.data import text
 from plugkit.errors import UsageError
 from plugkit.family import Batch, DataInfo, Family
+from plugkit.formats import text
 from plugkit.options import option
 
 
@@ -42,6 +43,18 @@ class Options:
     max_len: int = option(0, "longest sample in characters (prefix included); 0: a bit above "
                           "the longest training line, or the window length when long lines "
                           "were cut into windows", min=0)
+
+
+@dataclass
+class Settings:
+    temperature: float = option(1.0, "text: divide the logits by this (< 1 safer, > 1 wilder)")
+    top_k: int = option(0, "text: draw only among the k likeliest next characters (0: all)",
+                        min=0)
+    prefix: str = option("", "text: every sample starts with these characters")
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
 
 class LSTMStack(nn.Module):
@@ -120,6 +133,7 @@ class LSTM(Family):
     modalities = ("text", "sequence")
     likelihood = True  # val_loss: nats per character (or value)
     Options = Options
+    Settings = Settings
     default_dataset = "names"
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
@@ -180,32 +194,33 @@ class LSTM(Family):
     def encode_prefix(self, prefix: str) -> torch.Tensor:
         unknown = sorted(set(prefix) - set(self.vocab))
         if unknown:
-            raise UsageError(f"--prefix has characters the model never saw: {unknown!r}; "
+            raise UsageError(f"the prefix has characters the model never saw: {unknown!r}; "
                              f"its vocabulary is {''.join(self.vocab)!r}")
         return torch.from_numpy(text.encode([prefix], self.vocab)[0, :len(prefix)])
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator, labels=None, temperature: float = 1.0,
-               top_k: int | None = None, prefix: str = "", **settings) -> list[str] | torch.Tensor:
-        if settings:
-            raise UsageError(f"unknown sampling settings for lstm: {', '.join(settings)}; "
-                             "valid: temperature, top_k, prefix")
+    def sample(self, n: int, *, generator: torch.Generator, labels=None,
+               settings: Settings | None = None) -> torch.Tensor:
+        """Text: tokens [n, L] (the prefix's, then the drawn ones up to the end token);
+        sequences: standardized [n, T, F]."""
+        settings = settings or Settings()
         self.net.eval()
         if self.info.modality == "sequence":
+            if settings != Settings():
+                raise UsageError("temperature, top_k and prefix are for text; this run's "
+                                 "data is sequences")
             return self._sample_sequences(n, generator)
-        if not temperature > 0:
-            raise UsageError(f"--temperature must be > 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, got {top_k}")
-        start = torch.cat([torch.zeros(1, dtype=torch.long), self.encode_prefix(prefix)])
-        idx = start.to(self.device).expand(n, -1)  # (n, 1 + len(prefix))
+        prefix, top_k = settings.prefix, settings.top_k
+        given = self.encode_prefix(prefix).to(self.device)
+        start = torch.cat([given.new_zeros(1), given])
+        idx = start.expand(n, -1)  # (n, 1 + len(prefix))
         logits, state = self.net(idx, None)  # read the prefix in one call
         steps = max(self.max_len - len(prefix), 0)
         out = torch.zeros(n, steps + 1, dtype=torch.long, device=self.device)  # (n, steps+1)
         done = torch.zeros(n, dtype=torch.bool, device=self.device)
         for t in range(steps):
-            scores = logits[:, -1] / temperature  # (n, V+1)
-            if top_k is not None and top_k < scores.shape[1]:
+            scores = logits[:, -1] / settings.temperature  # (n, V+1)
+            if 0 < top_k < scores.shape[1]:
                 kth = scores.topk(top_k, dim=1).values[:, -1:]  # (n, 1)
                 scores = scores.masked_fill(scores < kth, -math.inf)
             nxt = torch.multinomial(scores.softmax(1), 1, generator=generator)  # (n, 1)
@@ -215,7 +230,7 @@ class LSTM(Family):
             if done.all():
                 break
             logits, state = self.net(nxt, state)  # one step: lstm_layer with T = 1
-        return [prefix + line for line in text.decode(out.cpu(), self.vocab)]
+        return torch.cat([given.expand(n, -1), out], 1)  # (n, len(prefix) + steps + 1)
 
     def _sample_sequences(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """(n, T, F) standardized sequences, each value drawn from the predicted Gaussian."""

@@ -1,5 +1,5 @@
 """Table machinery the gan and vae families share: output heads per span of an encoded row
-(plugkit.data.tabular), the TVAE likelihood, and CTGAN's conditional vector with
+(plugkit.formats.tabular), the TVAE likelihood, and CTGAN's conditional vector with
 training-by-sampling (Xu et al., "Modeling Tabular Data using Conditional GAN", NeurIPS 2019).
 
 Spans: "offset" spans are bounded real values (tanh heads); "mode", "missing" and "categorical"
@@ -10,13 +10,33 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugkit.data import tabular
-from plugkit.data.tabular import Span
+from plugkit.errors import UsageError
+from plugkit.formats import tabular
+from plugkit.formats.tabular import Span
+from plugkit.options import option
+
+
+@dataclass
+class Settings:
+    """The sampler settings of gan and vae."""
+
+    where: str = option("", "tables: every row holds VALUE in the categorical COLUMN "
+                        "(COLUMN=VALUE), drawn so by the model, not filtered")
+
+
+def where_of(settings: Settings | None, conditions: Conditions | None) -> str | None:
+    """The `where` setting of a sample() call, refused for data that is not a table."""
+    where = settings.where if settings is not None else ""
+    if where and conditions is None:
+        raise UsageError("sampler setting where chooses a category of a table column; this "
+                         "run's data is not a table")
+    return where or None
 
 
 def _offsets(spans: list[Span]) -> torch.Tensor:

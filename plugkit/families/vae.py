@@ -16,7 +16,7 @@ jagged (sunspots, 400 epochs: detection accuracy 0.91 with the noise, 0.68 with 
 floor 0.59).
 
 Tables follow TVAE (Xu et al., "Modeling Tabular Data using Conditional GAN", NeurIPS 2019):
-encoded rows (plugkit.data.tabular) are decoded into a Gaussian around tanh(output) per offset
+encoded rows (plugkit.formats.tabular) are decoded into a Gaussian around tanh(output) per offset
 within a mode, with a learned scale, and a categorical distribution per one-hot span. Encoder
 and decoder also take CTGAN's conditional vector (a conditional VAE: Sohn et al., NeurIPS 2015),
 drawn by training-by-sampling (plugkit/families/tabular_heads.py), so rare categories are trained on
@@ -33,27 +33,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from plugkit import ops
-from plugkit.data import tabular
 from plugkit.families import image_nets
-from plugkit.families.common import mlp, use_conv
-from plugkit.families.tabular_heads import Conditions, RowLikelihood
+from plugkit.families.tabular_heads import Conditions, RowLikelihood, Settings, where_of
 from plugkit.family import Batch, DataInfo, Family
+from plugkit.formats import tabular
 from plugkit.options import option
 
 
 @dataclass
 class Options:
     latent_dim: int = option(16, "size of the latent code z", min=1)
-    hidden: int = option(256, "MLP width; the conv nets use hidden/8 base channels", min=8)
-    arch: str = option("auto", "networks: mlp, conv, or auto (conv when height and width are "
-                       "multiples of 4 and at least 16)", choices=("auto", "mlp", "conv"))
+    hidden: int = image_nets.hidden_option()
+    arch: str = image_nets.arch_option()
     lr: float = option(1e-3, "Adam learning rate", min=0.0, max=1.0)
     beta: float = option(1.0, "weight of the KL term (beta-VAE)", min=0.0)
     likelihood: str = option("bernoulli", "images: p(pixel | z), bernoulli or gaussian (one "
                              "learned scale for all pixels: Rybkin et al., sigma-VAE, 2021)",
                              choices=("bernoulli", "gaussian"))
-    conditional: bool = option(True, "images with labels: learn p(image | label), so samples "
-                               "can be drawn per class (--label, --per-class)")
+    conditional: bool = image_nets.conditional_option()
 
 
 class _LogScale(nn.Module):
@@ -65,51 +62,137 @@ class _LogScale(nn.Module):
         self.value = nn.Parameter(torch.zeros(size))
 
 
+class _Images:
+    """Images [B, C, H, W]: a trunk (MLP or conv) to features, [features, one-hot label] to
+    (mu, logvar) in "posterior", and a decoder from [z, one-hot label] to pixel logits, or to
+    means under one learned scale (likelihood=gaussian)."""
+
+    conditions = None  # labels condition images, not a table's conditional vector
+    # the held-out ELBO bottoms out long before the samples stop improving (mnist-5k: its best
+    # weights, at epoch ~100, gave label accuracy 0.78 and Fréchet distance 2.44; the weights
+    # of epoch 362, 0.94 and 1.37), so it does not pick image models
+    ranks_models = False
+
+    def __init__(self, o: Options, info: DataInfo) -> None:
+        self.o = o
+        c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
+        self.shape, self.conv = (c, h, w), image_nets.use_conv(o.arch, h, w)
+        self.gaussian, self.scales = o.likelihood == "gaussian", 1  # one sigma for all pixels
+        self.classes = image_nets.num_classes(info.classes, o.conditional)
+
+    def nets(self) -> dict[str, nn.Module]:
+        o = self.o
+        trunk, features = image_nets.down(*self.shape, self.conv, o.hidden)
+        decoder = self.decoder()  # before "posterior": the order draws the initial weights
+        posterior = nn.Linear(features + self.classes, 2 * o.latent_dim)  # -> (mu, logvar)
+        nets = {"encoder": trunk, "posterior": posterior, "decoder": decoder}
+        if self.gaussian:
+            nets["log_sigma"] = _LogScale(self.scales)
+        return nets
+
+    def decoder(self) -> nn.Module:
+        o = self.o
+        return image_nets.up(o.latent_dim + self.classes, *self.shape, self.conv, o.hidden)
+
+    def losses(self, net: nn.ModuleDict, x: torch.Tensor, y: torch.Tensor | None, *,
+               generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        k = self.classes
+        features = image_nets.with_label(net["encoder"](x), y, k)  # (B, F + K)
+        mu, logvar = net["posterior"](features).chunk(2, dim=1)  # (B, latent) each
+        z, kl = ops.reparameterize_kl(mu, logvar, eps=eps)  # (B, latent), (B,)
+        out = net["decoder"](image_nets.with_label(z, y, k))  # (B, C, H, W) or (B, T, F)
+        if self.gaussian:  # out: means
+            log_sigma = net["log_sigma"].value
+            z2 = ((x - out) / log_sigma.exp()).square()
+            rec = (0.5 * z2 + log_sigma + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+        else:  # out: pixel logits
+            rec = F.binary_cross_entropy_with_logits(out, x, reduction="none").flatten(1).sum(1)
+        return rec, kl
+
+    def sample(self, net: nn.ModuleDict, z: torch.Tensor, generator: torch.Generator,
+               labels: torch.Tensor | None, where: str | None) -> torch.Tensor:
+        labels = image_nets.labels_or_random(labels, len(z), self.classes, generator, z.device)
+        return self.means(net["decoder"](image_nets.with_label(z, labels, self.classes)))
+
+    def means(self, out: torch.Tensor) -> torch.Tensor:
+        return out.clamp(0.0, 1.0) if self.gaussian else torch.sigmoid(out)  # (n, C, H, W)
+
+
+class _Sequences(_Images):
+    """Standardized windows [B, T, F] as one-channel T x F images to MLPs, always under a
+    Gaussian, with one learned scale per feature; samples are its means (module docstring)."""
+
+    ranks_models = True
+
+    def __init__(self, o: Options, info: DataInfo) -> None:
+        self.o = o
+        t, f = info.meta["length"], info.meta["features"]
+        self.shape, self.conv = (1, t, f), False
+        self.gaussian, self.scales = True, f
+        self.classes = image_nets.num_classes(info.classes, o.conditional)
+
+    def decoder(self) -> nn.Module:
+        return nn.Sequential(super().decoder(), nn.Flatten(1, 2))  # (B, 1, T, F) -> (B, T, F)
+
+    def means(self, out: torch.Tensor) -> torch.Tensor:
+        return out  # (n, T, F)
+
+
+class _Tables:
+    """TVAE: encoded rows [B, D] beside CTGAN's conditional vector into an MLP encoder, z beside
+    it into an MLP decoder, whose output RowLikelihood reads as p(row | z)."""
+
+    classes = 0  # conditioned on a category (plugkit sample --where), not on a label
+    ranks_models = True
+
+    def __init__(self, o: Options, info: DataInfo) -> None:
+        self.o, self.encoding = o, info.meta["encoding"]
+        self.conditions = Conditions(self.encoding)
+
+    def nets(self) -> dict[str, nn.Module]:
+        o, d, c = self.o, tabular.width(self.encoding), self.conditions.width
+        return {"encoder": image_nets.mlp([d + c, o.hidden, o.hidden, 2 * o.latent_dim]),
+                "decoder": image_nets.mlp([o.latent_dim + c, o.hidden, o.hidden, d]),
+                "likelihood": RowLikelihood(tabular.spans(self.encoding))}
+
+    def losses(self, net: nn.ModuleDict, x: torch.Tensor, y: torch.Tensor | None, *,
+               generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        cond, rows = self.conditions.training(x, len(x), generator)  # (B, C), (B,)
+        x = x[rows]  # rows drawn with their conditions
+        mu, logvar = net["encoder"](torch.cat([x, cond], 1)).chunk(2, dim=1)
+        z, kl = ops.reparameterize_kl(mu, logvar, eps=eps)  # (B, latent), (B,)
+        out = net["decoder"](torch.cat([z, cond], 1))  # (B, D) row parameters
+        return net["likelihood"].nll(out, x), kl
+
+    def sample(self, net: nn.ModuleDict, z: torch.Tensor, generator: torch.Generator,
+               labels: torch.Tensor | None, where: str | None) -> torch.Tensor:
+        cond = self.conditions.sampling(len(z), generator, z.device, where)
+        out = net["decoder"](torch.cat([z, cond], 1))
+        rows = net["likelihood"].sample(out, generator)  # (n, D) encoded rows
+        return self.conditions.impose(rows, cond)
+
+
+_MODALITIES = {"image": _Images, "sequence": _Sequences, "table": _Tables}
+
+
 class VAE(Family):
     name = "vae"
     description = "variational autoencoder (MLP or conv) with a fused reparameterization kernel"
     modalities = ("image", "table", "sequence")
     conditional = True  # images with labels: per class; tables: per category (--where)
     Options = Options
+    Settings = Settings
     default_dataset = "digits"
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
-        self.rows: RowLikelihood | None = None  # tables' p(row | z); images: options.likelihood
-        self.conditions: Conditions | None = None
-        if info.modality == "table":
-            encoding = info.meta["encoding"]
-            self.conditions = Conditions(encoding)
-            encoder, decoder = self._mlp_nets(tabular.width(encoding), self.conditions.width)
-            self.rows = RowLikelihood(tabular.spans(encoding))
-            nets = {"encoder": encoder, "decoder": decoder, "likelihood": self.rows}
-        else:  # images, or sequence windows (B, T, F) as one-channel T x F "images" to an MLP
-            image = info.modality == "image"
-            c, h, w = (info.meta["channels"], info.meta["height"], info.meta["width"]) if image \
-                else (1, info.meta["length"], info.meta["features"])
-            self.num_classes = len(info.classes or []) if options.conditional else 0
-            conv, k = image and use_conv(options.arch, h, w), self.num_classes
-            trunk, features = image_nets.down(c, h, w, conv, options.hidden)
-            decoder = image_nets.up(options.latent_dim + k, c, h, w, conv, options.hidden)
-            nets = {"encoder": trunk,  # [features, one-hot label] -> (mu, logvar) in "posterior"
-                    "posterior": nn.Linear(features + k, 2 * options.latent_dim),
-                    "decoder": decoder if image else nn.Sequential(decoder, nn.Flatten(1, 2))}
-            if self._gaussian():  # log sigma: one for all pixels, one per sequence feature
-                nets["log_sigma"] = _LogScale(1 if image else w)
-            # the held-out ELBO bottoms out long before the samples stop improving (mnist-5k:
-            # its best weights, at epoch ~100, gave label accuracy 0.78 and Fréchet distance
-            # 2.44; the weights of epoch 362, 0.94 and 1.37), so it does not pick image models
-            self.val_loss_ranks_models = not image
-        self.net = nn.ModuleDict(nets).to(device)
+        self.data = _MODALITIES[info.modality](options, info)  # what differs with the data
+        self.num_classes = self.data.classes
+        self.val_loss_ranks_models = self.data.ranks_models
+        self.net = nn.ModuleDict(self.data.nets()).to(device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=options.lr)
-
-    def _mlp_nets(self, features: int, conditions: int) -> tuple[nn.Module, nn.Module]:
-        o = self.options
-        return (mlp([features + conditions, o.hidden, o.hidden, 2 * o.latent_dim]),
-                mlp([o.latent_dim + conditions, o.hidden, o.hidden, features]))
-
-    def _gaussian(self) -> bool:
-        return self.info.modality == "sequence" or self.options.likelihood == "gaussian"
 
     def modules(self) -> dict[str, nn.Module]:
         return {"vae": self.net}
@@ -117,36 +200,12 @@ class VAE(Family):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
-    def _losses(self, x: torch.Tensor, y: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, eps: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample reconstruction NLL and KL, both [B], in nats (images: given labels y when
-        conditional)."""
-        if self.conditions is not None:  # tables: rows drawn with their conditions
-            cond, rows = self.conditions.training(x, len(x), generator)  # (B, C), (B,)
-            x = x[rows]
-            mu, logvar = self.net["encoder"](torch.cat([x, cond], 1)).chunk(2, dim=1)
-            z, kl = ops.reparameterize_kl(mu, logvar, eps=eps)  # (B, latent), (B,)
-            out = self.net["decoder"](torch.cat([z, cond], 1))  # (B, D) row parameters
-            return self.rows.nll(out, x), kl
-        k = self.num_classes
-        features = image_nets.with_label(self.net["encoder"](x), y, k)  # (B, F + K)
-        mu, logvar = self.net["posterior"](features).chunk(2, dim=1)  # (B, latent) each
-        z, kl = ops.reparameterize_kl(mu, logvar, eps=eps)  # (B, latent), (B,)
-        out = self.net["decoder"](image_nets.with_label(z, y, k))  # (B, C, H, W) or (B, T, F)
-        if self._gaussian():  # out: means
-            log_sigma = self.net["log_sigma"].value
-            z2 = ((x - out) / log_sigma.exp()).square()
-            rec = (0.5 * z2 + log_sigma + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
-        else:  # out: pixel logits
-            rec = F.binary_cross_entropy_with_logits(out, x, reduction="none").flatten(1).sum(1)
-        return rec, kl
-
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.net.train()
         # eps from Batch.randn: each sample gets the same noise whatever the number of
         # processes (the kernel's own Philox stream is keyed per call, not per sample)
-        rec, kl = self._losses(batch.x, batch.y, eps=batch.randn(self.options.latent_dim))
+        eps = batch.randn(self.options.latent_dim)
+        rec, kl = self.data.losses(self.net, batch.x, batch.y, eps=eps)  # (B,) nats each
         loss = (rec + self.options.beta * kl).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -155,28 +214,19 @@ class VAE(Family):
 
     def val_loss(self, batch: Batch) -> float:
         self.net.eval()  # conditions from their own seeded stream: the same every epoch
-        rec, kl = self._losses(batch.x, batch.y, torch.Generator(self.device).manual_seed(0))
+        generator = torch.Generator(self.device).manual_seed(0)
+        rec, kl = self.data.losses(self.net, batch.x, batch.y, generator=generator)
         return (rec + kl).mean().item()  # the negative ELBO, whatever beta trained with
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator,
-               labels: torch.Tensor | None = None, **settings) -> torch.Tensor:
+               labels: torch.Tensor | None = None, settings: Settings | None = None
+               ) -> torch.Tensor:
         """Pixel means in [0, 1] (of the given labels [n] when conditional), the means of
         standardized windows [n, T, F], or encoded table rows: conditions
         drawn by the data's category frequencies, or all on `where="column=value"` (plugkit
         sample --where)."""
+        where = where_of(settings, self.data.conditions)
         self.net.eval()
         z = torch.randn(n, self.options.latent_dim, generator=generator, device=self.device)
-        if self.conditions is None:
-            labels = image_nets.labels_or_random(labels, n, self.num_classes, generator,
-                                                 self.device)
-            out = self.net["decoder"](image_nets.with_label(z, labels, self.num_classes))
-            if self.info.modality == "sequence":
-                return out  # (n, T, F) means: see the module's docstring
-            if self._gaussian():
-                return out.clamp(0.0, 1.0)  # (n, C, H, W) means
-            return torch.sigmoid(out)  # (n, C, H, W)
-        cond = self.conditions.sampling(n, generator, self.device, settings.get("where"))
-        out = self.net["decoder"](torch.cat([z, cond], 1))
-        rows = self.rows.sample(out, generator)  # (n, D) encoded rows
-        return self.conditions.impose(rows, cond)
+        return self.data.sample(self.net, z, generator, labels, where)

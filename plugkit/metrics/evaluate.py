@@ -40,18 +40,22 @@ def evaluate(source: str | Path, *, against: str | None = None, holdout: str | N
     except (MemoryError, RuntimeError) as exc:
         if not out_of_memory(exc):
             raise
-        asked = f"--n {n:,}" if n is not None else "the default --n"
-        raise PlugkitError(f"out of memory evaluating {source} with {asked}: lower --n; "
+        asked = f"`n` {n:,}" if n is not None else "the default `n`"
+        raise PlugkitError(f"out of memory evaluating {source} with {asked}: lower `n`; "
                            "nothing was written") from None
 
 
 def _evaluate(source, against, holdout, modality, n, seed, target, out, weights) -> Report:
     path = Path(source)
-    if (path / runs.RUN_JSON).exists():
-        if against or holdout:
-            raise UsageError("--against/--holdout are for sample files; a run is compared with "
+    if isinstance(source, runs.Run) or (path / runs.RUN_JSON).exists():
+        run = source if isinstance(source, runs.Run) else runs.Run(path)
+        in_memory = "memory" in run.record["data"]
+        if holdout or (against and not in_memory):
+            raise UsageError("`against`/`holdout` are for sample files; a run is compared with "
                              "its own training data")
-        compared = sets.from_run(path, n, seed, weights)
+        if against:  # the in-memory data it trained on, given back as a file
+            run = runs.Run(run.path, against)
+        compared = sets.from_run(run, n, seed, weights)
     elif not path.exists() and not _builtin(str(source)):
         raise UsageError(f"{source}: not found; give a run directory or a sample file")
     else:
@@ -194,7 +198,7 @@ def _shown(c: sets.Sets, seed: int, most: int = 64) -> np.ndarray:
 
 
 def _tables(c: sets.Sets, report: Report, seed: int, target: str | None) -> None:
-    from plugkit.data import tabular
+    from plugkit.formats import tabular
 
     detect = not _too_few(c, report, "detection AUC")
 
@@ -359,7 +363,7 @@ def _heldout_likelihood(c: sets.Sets, report: Report) -> None:
 def _heldout_nll(c: sets.Sets) -> float | None:
     """The family's own held-out loss (with the weights the samples came from), when the
     family says it is a likelihood."""
-    from plugkit.data import codec
+    from plugkit.formats import codec
     from plugkit.trainer import validate
 
     family = c.family

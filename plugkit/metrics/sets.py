@@ -28,14 +28,13 @@ import numpy as np
 
 from plugkit import data, runs
 from plugkit.data import Dataset
-from plugkit.errors import PlugkitError, UsageError
+from plugkit.errors import UsageError
 
 MAX_N = 10_000  # default cap of the compared size (time grows with it); privacy's cap on samples
 SMALL = 1_000  # fewer held-out records than this: the pooled design
 REPEATS = 5  # comparisons of the pooled design
 MAX_HALF = 1_000  # records per side of one pooled comparison (bounds the time on ~10k rows)
 POOLED_N = 2_000  # default samples drawn in the pooled design: all real records, up to this
-CHUNK = 1_000  # samples drawn per call when sampling a run
 
 
 @dataclass
@@ -99,36 +98,25 @@ class Sets:
         n_train = len(self.train)
         parts = [_take(self.train.x, rows[rows < n_train]),
                  _take(self.holdout.x, rows[rows >= n_train] - n_train)]
-        return _concat([p for p in parts if len(p)] or parts[:1])
+        return runs.concat([p for p in parts if len(p)] or parts[:1])
 
     def synthetic_x(self, rows: np.ndarray) -> Any:
         return _take(self.synthetic.x, rows)
 
 
-def from_run(run_dir: Path, n: int | None, seed: int, weights: str = "best") -> Sets:
-    import torch
-
-    from plugkit import checkpoint, sampling
-
-    record = runs.read(run_dir)
-    if not (run_dir / checkpoint.WEIGHTS).exists():
-        raise PlugkitError(f"{run_dir} has no trained weights yet (no {checkpoint.WEIGHTS}); "
-                           "train at least one epoch")
-    spec = record["data"]
-    real = data.load(runs.data_spec(spec), spec["modality"], spec.get("image_size"),
-                     spec.get("window"), spec.get("max_length"))
-    train, holdout = data.split(real, record["val_fraction"], record["seed"])
+def from_run(run: runs.Run, n: int | None, seed: int, weights: str = "best") -> Sets:
+    """The run's data split as training split it, and samples drawn as `plugkit sample
+    --seed` draws them (Run.draw)."""
+    family = run.model(weights)  # before loading the data: a run without weights fails fast
+    train, holdout = run.split()
     pooled, size, compared = _design(len(train), len(holdout), n)
-    family = sampling.load(run_dir, weights=weights)
-    generator = torch.Generator(device=family.device).manual_seed(seed)
     # a class-conditional model draws for the class mix of the real records it is compared
     # with, and these are the labels that label accuracy checks
     labels = _label_mix(train, holdout, pooled, size, seed) if family.num_classes else None
-    drawn = [_decoded(family, generator, labels, start, min(CHUNK, size - start))
-             for start in range(0, size, CHUNK)]
-    synthetic = Dataset(f"samples of {run_dir}", real.modality, _concat(drawn), labels,
-                        real.classes if labels is not None else None, meta=real.meta)
-    sets = Sets(real.modality, synthetic, train, holdout, real.meta, str(run_dir), run_dir,
+    drawn = runs.concat(list(run.draw(size, seed, labels=labels, weights=weights)))
+    synthetic = Dataset(f"samples of {run.path}", train.modality, drawn, labels,
+                        train.classes if labels is not None else None, meta=train.meta)
+    sets = Sets(train.modality, synthetic, train, holdout, train.meta, str(run.path), run.path,
                 pooled, compared, family=family)
     sets.notes = _notes(sets, n)
     return sets
@@ -142,29 +130,19 @@ def _label_mix(train: Dataset, holdout: Dataset, pooled: bool, size: int,
     return np.resize(np.random.default_rng(seed).permutation(both), size)
 
 
-def _decoded(family: Any, generator: Any, labels: np.ndarray | None, start: int, n: int) -> Any:
-    import torch
-
-    from plugkit.data import codec
-
-    given = {} if labels is None else {
-        "labels": torch.from_numpy(labels[start:start + n]).to(family.device)}
-    return codec.decode(family.info, family.sample(n, generator=generator, **given))
-
-
 def from_file(path: str, against: str | None, holdout: str | None, modality: str | None,
               n: int | None, seed: int) -> Sets:
     if against is None:
-        raise UsageError("evaluating a sample file needs --against DATA (the real data)")
+        raise UsageError("evaluating a sample file needs `against` DATA (the real data)")
     if Path(path).suffix.lower() == ".png":
-        raise UsageError(f"{path}: a PNG grid cannot be evaluated; sample with --out x.npz")
+        raise UsageError(f"{path}: a PNG grid cannot be evaluated; sample with `out` x.npz")
     real = data.load(against, modality)
     synthetic = data.load(path, real.modality)
     if holdout is None:
         train, held = data.split(real, 0.5, seed)
     else:
         train, held = real, data.load(holdout, real.modality)
-        _check_like(real, held, f"--holdout {holdout}")
+        _check_like(real, held, f"`holdout` {holdout}")
     _check_like(real, synthetic, path)
     pooled, size, compared = _design(len(train), len(held), n, len(synthetic))
     if size < len(synthetic):
@@ -180,7 +158,7 @@ def _design(n_train: int, n_holdout: int, n: int | None,
     size (capped at MAX_N) when it is large enough, else to every real record (capped at
     POOLED_N); a sample file gives at most what it holds."""
     if n is not None and n < 1:
-        raise UsageError(f"--n must be at least 1, got {n}")
+        raise UsageError(f"`n` must be at least 1, got {n}")
     pooled = n_holdout < SMALL
     total = n_train + n_holdout
     if n is None:
@@ -196,7 +174,7 @@ def _notes(c: Sets, asked: int | None, available: int | None = None) -> list[str
     m, n = c.compared, c.n
     notes = []
     if available is not None:
-        notes.append(f"--n {asked:,} asked for more samples than the file holds: all "
+        notes.append(f"{asked:,} samples were asked for, more than the file holds: all "
                      f"{available:,} are used")
     if c.pooled:
         notes.append(
@@ -227,16 +205,6 @@ def _take(records: Any, rows: np.ndarray) -> Any:
     if isinstance(records, list):
         return [records[i] for i in rows]
     return records[rows]
-
-
-def _concat(parts: list[Any]) -> Any:
-    if isinstance(parts[0], list):
-        return [item for part in parts for item in part]
-    if isinstance(parts[0], np.ndarray):
-        return np.concatenate(parts)
-    import pandas as pd
-
-    return pd.concat(parts, ignore_index=True)
 
 
 def _check_like(real: Dataset, other: Dataset, name: str) -> None:

@@ -3,8 +3,8 @@
 import torch
 from plugkit_markov import Markov
 
-from plugkit.data import text
 from plugkit.family import Batch, DataInfo
+from plugkit.formats import text
 from plugkit.testing import FamilyTests
 
 VOCAB = list("abc")

@@ -12,15 +12,16 @@ Every column becomes one or more spans of a float row (Batch.x [B, D]):
                missing values a "missing" span [present, missing] follows.
   categorical  a one-hot over the column's categories ("categorical" span); missing is a
                category of its own
-A family sees only spans (`spans(encoding)`): "offset" spans are bounded real values (tanh
-outputs suit them), the other kinds are one-hot targets (`Span.discrete`; a family's outputs
-there are logits or probabilities, and decoding takes the argmax). Why mode-specific: a column
-such as capital gain (mostly 0, a few values far out) or hours per week (a spike at 40 on a
-wide base) is badly served by one mean and one std: a network with a Gaussian or tanh output
-cannot put most of its mass on a spike and the rest across a wide range, but it can pick a
-mode and a small offset. Why point modes: inside a Gaussian mode a spike needs an offset
-precise to a thousandth, which no network writes (measured on adult with 5% point modes and
-without: KS of capital gain 0.46 -> 0.01 for the VAE; with 1%, which also makes the round
+A family sees spans (`spans(encoding)`): "offset" spans are bounded real values (tanh outputs
+suit them), the other kinds are one-hot targets (`Span.discrete`; a family's outputs there are
+logits or probabilities, and decoding takes the argmax). A family that models plain values
+instead reads them with `values` and writes its samples back with `from_values`. Why mode-
+specific: a column such as capital gain (mostly 0, a few values far out) or hours per week (a
+spike at 40 on a wide base) is badly served by one mean and one std: a network with a Gaussian
+or tanh output cannot put most of its mass on a spike and the rest across a wide range, but it
+can pick a mode and a small offset. Why point modes: inside a Gaussian mode a spike needs an
+offset precise to a thousandth, which no network writes (measured on adult with 5% point modes
+and without: KS of capital gain 0.46 -> 0.01 for the VAE; with 1%, which also makes the round
 ages and hours exact, detection AUC 0.77 -> 0.73).
 
 The encoding is fitted once when the data is loaded and stored in the run (meta["encoding"],
@@ -268,10 +269,22 @@ def decode(rows: np.ndarray, encoding: list[dict]) -> Any:
         else:
             categories = np.asarray(column["categories"], dtype=object)
             values = pd.Series(categories[blocks["categorical"].argmax(1)], dtype=object)
-            complete = MISSING not in column["categories"]
-            out[column["name"]] = values.astype(bool) if column["dtype"] == "bool" and complete \
-                else values
+            out[column["name"]] = _categorical_dtype(values, column)
     return pd.DataFrame(out)
+
+
+def _categorical_dtype(values: Any, column: dict) -> Any:
+    """The column's own dtype where the values fit it: bool without missing values, pandas'
+    str / string / category; object otherwise."""
+    dtype = column["dtype"]
+    if dtype == "bool" and MISSING not in column["categories"]:
+        return values.astype(bool)
+    if dtype in ("str", "string", "category"):
+        try:
+            return values.astype(dtype)
+        except (TypeError, ValueError):  # a pandas that does not know the dtype
+            return values
+    return values
 
 
 def _decode_numeric(blocks: dict[str, np.ndarray], column: dict) -> np.ndarray:
@@ -292,6 +305,55 @@ def _numeric_dtype(column: dict, values: np.ndarray) -> str:
     return "float64"
 
 
+def values(rows: Any, encoding: list[dict]) -> Any:
+    """The plain values of encoded rows [N, D]: float64 [N, columns], one column per data
+    column in order -- a numeric column's value (NaN where missing), a categorical column's
+    category as its index in "categories" (a missing category has its own index). A tensor
+    gives a tensor on its device (no gradient flows through), an array an array. For a family
+    that models values rather than spans (a flow, a copula, a diffusion on plain numbers):
+    read a batch with `values`, write samples with `from_values`, which the core decodes like
+    any encoded rows."""
+    array = _numpy(rows)
+    layout: dict[str, dict[str, np.ndarray]] = {}
+    for span in spans(encoding):
+        layout.setdefault(span.column, {})[span.kind] = array[:, span.start:span.end]
+    out = np.empty((len(array), len(encoding)))
+    for k, column in enumerate(encoding):
+        blocks = layout[column["name"]]
+        out[:, k] = _decode_numeric(blocks, column) if column["kind"] == "numeric" \
+            else blocks["categorical"].argmax(1)
+    return _like(out, rows)
+
+
+def from_values(plain: Any, encoding: list[dict]) -> Any:
+    """Encoded rows float32 [N, D] from plain values [N, columns] (as `values` gives them):
+    numeric values as they are (NaN: missing), categories by index (rounded, clipped to the
+    column's categories). A tensor gives a tensor on its device: what `sample` returns."""
+    array = _numpy(plain)
+    parts = []
+    for k, column in enumerate(encoding):
+        if column["kind"] == "numeric":
+            parts += _encode_numeric(array[:, k], column)
+        else:
+            count = len(column["categories"])
+            codes = np.clip(np.nan_to_num(np.round(array[:, k])), 0, count - 1)
+            parts.append(_one_hot(codes.astype(np.int64), count))
+    return _like(np.concatenate(parts, axis=1).astype(np.float32), plain)
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, np.float64)
+
+
+def _like(out: np.ndarray, given: Any) -> Any:
+    """`out` as a tensor on the device of `given` when that is a tensor."""
+    if not hasattr(given, "detach"):
+        return out
+    import torch
+
+    return torch.from_numpy(out).to(given.device)
+
+
 def parse_where(encoding: list[dict], where: str) -> tuple[str, int]:
     """`column=value` (what `plugkit sample --where` takes) as (column, index of the category in
     the column's "categories"); a UsageError that names the fix otherwise."""
@@ -299,13 +361,13 @@ def parse_where(encoding: list[dict], where: str) -> tuple[str, int]:
     categorical = [c for c in encoding if c["kind"] == "categorical"]
     names = ", ".join(c["name"] for c in categorical) or "none"
     if not sep:
-        raise UsageError(f"--where takes COLUMN=VALUE, got {where!r}")
+        raise UsageError(f"`where` takes COLUMN=VALUE, got {where!r}")
     column = next((c for c in encoding if c["name"] == name), None)
     if column is None or column["kind"] != "categorical":
         what = "is numeric" if column is not None else "is not a column of this run"
-        raise UsageError(f"--where {where!r}: {name!r} {what}; categorical columns: {names}")
+        raise UsageError(f"`where` {where!r}: {name!r} {what}; categorical columns: {names}")
     known = {str(c): i for i, c in enumerate(column["categories"]) if c is not MISSING}
     if value not in known:
         few = ", ".join(map(repr, list(known)[:10])) + (", ..." if len(known) > 10 else "")
-        raise UsageError(f"--where {where!r}: {name} has no value {value!r}; its values: {few}")
+        raise UsageError(f"`where` {where!r}: {name} has no value {value!r}; its values: {few}")
     return name, known[value]
