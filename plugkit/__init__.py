@@ -52,11 +52,18 @@ def sample(run: str | Path | Run, n: int | None = None, out: str | Path | None =
 
 
 def evaluate(source: str | Path | Run, **settings: Any) -> Any:
-    """How real the samples of a run (or a sample file, with against=DATA) are, each measure
-    next to its real-vs-real floor: `plugkit eval` (see plugkit.metrics.evaluate)."""
-    from plugkit import threads
+    """How real the samples of a run (its folder, or a Run) or of a sample file (with
+    against=DATA) are, each measure next to its real-vs-real floor: `plugkit eval` (see
+    plugkit.metrics.evaluate). For a run trained on in-memory data, against= gives that data
+    back (the object, or a file holding it)."""
+    from plugkit import rundir, runs, threads
     from plugkit.metrics import evaluate as evaluation
 
+    if not isinstance(source, runs.Run) and (Path(source) / rundir.RUN_JSON).exists():
+        source = runs.Run(source)
+    if isinstance(source, runs.Run) and "memory" in source.record["data"] and \
+            settings.get("against") is not None:
+        source = runs.Run(source.path, settings.pop("against"))
     with threads.using(settings.pop("threads", None)):
         return evaluation.evaluate(source, **settings)
 

@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from plugkit import runs
+from plugkit import rundir
 from plugkit.errors import PlugkitError, UsageError
 
 DEFAULTS = {"batch_size": 64, "seed": 0, "val_fraction": 0.1}  # when a fresh run omits them
@@ -69,7 +69,7 @@ def settle(config: Any, record: dict | None) -> Any:
 
         given = memory.given_back(config.data, data["memory"], config.out or "the run")
         config = dataclasses.replace(config, data=given)
-    stored = {"data": given if "memory" in data else runs.data_spec(data),
+    stored = {"data": given if "memory" in data else rundir.data_spec(data),
               "modality": data["modality"],
               "image_size": data.get("image_size"), "window": data.get("window"),
               "max_length": data.get("max_length"),

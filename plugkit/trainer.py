@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from plugkit import checkpoint, distributed, runs, threads
+from plugkit import checkpoint, distributed, rundir, threads
 from plugkit.errors import PlugkitError
 from plugkit.family import Batch, Family
 from plugkit.formats import codec
@@ -140,7 +140,7 @@ class Trainer:
                 self._carry()
                 self._save()
                 if self.world.main:
-                    runs.update(self.run_dir, status="interrupted")
+                    rundir.update(self.run_dir, status="interrupted")
                 raise Interrupted(f"interrupted at epoch {state.epoch + 1}, step {state.step}; "
                                   f"saved to {self.run_dir}; continue with `resume`")
             if out_of_time:
@@ -164,7 +164,7 @@ class Trainer:
         state.epoch, state.position = state.epoch + 1, 0
         self._track_best(row["val_loss"])
         if self.world.main:  # logged first: a resume drops rows past the checkpoint it finds
-            runs.append_metrics(self.run_dir, row)
+            rundir.append_metrics(self.run_dir, row)
         self._save()
         self.report(row)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from plugkit import checkpoint, data, distributed, options, plugins, resume, runs, threads
+from plugkit import checkpoint, data, distributed, options, plugins, resume, rundir, threads
 from plugkit.errors import PlugkitError, UsageError, out_of_memory
 from plugkit.family import DataInfo, Family
 from plugkit.formats import text
@@ -131,7 +131,7 @@ def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None
 def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHook | None,
            choice: threads.Choice) -> Path:
     run_dir = _run_dir(config)
-    previous = runs.read(run_dir) if config.resume else None
+    previous = rundir.read(run_dir) if config.resume else None
     config = resume.settle(config, previous)
     cls = plugins.get(config.family)
     if config.data is None:
@@ -157,10 +157,10 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     loop = {"epoch": 0, "position": 0, "step": 0}
     existed = run_dir.exists()  # a folder of the user's: a failure removes only plugkit's files
     if previous is None:
-        runs.create(run_dir, _record(config, cls, opts, ds), write=False)  # every rank checks
+        rundir.create(run_dir, _record(config, cls, opts, ds), write=False)  # every rank checks
         world.barrier()
         if world.main:
-            runs.create(run_dir, _record(config, cls, opts, ds))
+            rundir.create(run_dir, _record(config, cls, opts, ds))
     else:
         state = checkpoint.resume(run_dir, family.modules())
         for name, optimizer in family.optimizers().items():
@@ -168,9 +168,9 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
         checkpoint.set_rng_state(state["rng"])
         loop = state["loop"]
         if world.main:  # what a crash left: rows logged past the checkpoint, staged files
-            runs.truncate_metrics(run_dir, loop["step"])
+            rundir.truncate_metrics(run_dir, loop["step"])
             checkpoint.remove_staged(run_dir)
-            runs.update(run_dir, status="training", epochs=config.epochs, stopped=None,
+            rundir.update(run_dir, status="training", epochs=config.epochs, stopped=None,
                         stopped_early=None)
     world.average_gradients(family.optimizers())
     if not world.main:  # only the main rank reports
@@ -190,7 +190,7 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
                                + _kept(run_dir, previous is None)) from None
         raise
     if world.main:
-        runs.update(run_dir, **status)
+        rundir.update(run_dir, **status)
     distributed.finish(world)
     return run_dir
 
@@ -212,14 +212,14 @@ def _failed(run_dir: Path, fresh: bool, existed: bool, error: BaseException) -> 
     """A fresh run that fails before its first checkpoint leaves nothing behind (a folder that
     was there before keeps everything but plugkit's files); otherwise the last checkpoint
     stays, to be continued with `resume`."""
-    if isinstance(error, Interrupted) or not (run_dir / runs.RUN_JSON).exists():
+    if isinstance(error, Interrupted) or not (run_dir / rundir.RUN_JSON).exists():
         return
     if not fresh or (run_dir / checkpoint.STATE).exists():
-        runs.update(run_dir, status="failed")
+        rundir.update(run_dir, status="failed")
     elif not existed:
         shutil.rmtree(run_dir, ignore_errors=True)
     else:
-        for name in (runs.RUN_JSON, runs.METRICS, checkpoint.WEIGHTS, checkpoint.PREVIOUS,
+        for name in (rundir.RUN_JSON, rundir.METRICS, checkpoint.WEIGHTS, checkpoint.PREVIOUS,
                      checkpoint.BEST):
             (run_dir / name).unlink(missing_ok=True)
         checkpoint.remove_staged(run_dir)

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from plugkit import evaluate
 from plugkit.cli import app
 from plugkit.data import load
 from plugkit.metrics import sets
-from plugkit.metrics.evaluate import evaluate
 
 runner = CliRunner()
 

@@ -10,11 +10,10 @@ import pytest
 from helpers import small_table
 from typer.testing import CliRunner
 
-from plugkit import runs
+from plugkit import evaluate, runs
 from plugkit.cli import app
 from plugkit.data import load, split
 from plugkit.metrics import figures, sets
-from plugkit.metrics.evaluate import evaluate
 
 runner = CliRunner()
 

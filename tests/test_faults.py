@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from plugkit import checkpoint, runs
+from plugkit import checkpoint, rundir
 
 SMALL = ["-o", "hidden=32", "-o", "latent_dim=4", "--batch-size", "128", "--json"]
 
@@ -92,10 +92,10 @@ def test_a_crash_at_any_rename_leaves_a_consistent_checkpoint(tmp_path, monkeypa
 
 
 def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path):
-    (tmp_path / runs.METRICS).write_text('{"epoch": 1, "step": 5}\n{"epoch": 2, "step": 10}\n'
+    (tmp_path / rundir.METRICS).write_text('{"epoch": 1, "step": 5}\n{"epoch": 2, "step": 10}\n'
                                          '{"epoch": 3, "st')
-    runs.truncate_metrics(tmp_path, 5)
-    assert (tmp_path / runs.METRICS).read_text() == '{"epoch": 1, "step": 5}\n'
+    rundir.truncate_metrics(tmp_path, 5)
+    assert (tmp_path / rundir.METRICS).read_text() == '{"epoch": 1, "step": 5}\n'
 
 
 def diverge(monkeypatch, at_step, how):

@@ -18,6 +18,7 @@ import plugkit
 from plugkit import runs as run_records
 from plugkit import sampling, training
 from plugkit.cli import app
+from plugkit.formats import grid
 
 SMALL = {"vae": ["hidden=32", "latent_dim=4"], "gan": ["hidden=32", "latent_dim=8"]}
 # name: (family, data, channels, height, width, classes)
@@ -91,13 +92,13 @@ def check_grid(path, x, cols):
 
 
 def test_the_enlarging_rule():
-    assert sampling.grid_scale(8, 8, 8, 8) == 8  # digits: 64 px tiles
-    assert sampling.grid_scale(28, 28, 10, 10) == 3  # mnist: 84 px
-    assert sampling.grid_scale(6, 10, 3, 4) == 7  # the longer side
-    assert sampling.grid_scale(64, 64, 8, 8) == 1 == sampling.grid_scale(200, 90, 2, 2)
+    assert grid.grid_scale(8, 8, 8, 8) == 8  # digits: 64 px tiles
+    assert grid.grid_scale(28, 28, 10, 10) == 3  # mnist: 84 px
+    assert grid.grid_scale(6, 10, 3, 4) == 7  # the longer side
+    assert grid.grid_scale(64, 64, 8, 8) == 1 == grid.grid_scale(200, 90, 2, 2)
     # 100 x 100 digits: x8 would be 6,602 px a side, x4 is 3,402, x5 4,202 > 4,096
-    assert sampling.grid_scale(8, 8, 100, 100) == 4
-    assert sampling.grid_scale(64, 64, 100, 100) == 1  # never below 1
+    assert grid.grid_scale(8, 8, 100, 100) == 4
+    assert grid.grid_scale(64, 64, 100, 100) == 1  # never below 1
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -161,7 +162,7 @@ def test_sampling_from_python_as_a_notebook_does(runs, tmp_path):
     # the samples come back as 0..255 bytes, what imshow and PIL take
     images, labels = plugkit.load(run).sample(6, per_class=2)
     assert labels.tolist() == [0, 0, 1, 1, 2, 2] and images.dtype == np.uint8
-    picture = sampling.grid_image(images, cols=2)
+    picture = grid.grid_image(images, cols=2)
     assert picture.shape == (3 * (8 * 8 + 2) + 2, 2 * (8 * 8 + 2) + 2, 3)
     assert picture[2, 2].tolist() == images[0, :, 0, 0].tolist() and picture.dtype == np.uint8
 
@@ -171,8 +172,8 @@ def test_float_and_byte_grids_agree():
     notebooks from floats: both give the same picture."""
     x = np.random.default_rng(0).random((7, 3, 5, 9), dtype=np.float32)
     as_bytes = (x * 255).round().astype(np.uint8)
-    floats, grid = sampling.grid_image(x), sampling.grid_image(as_bytes)
-    assert grid.dtype == np.uint8 and np.array_equal((floats * 255).round(), grid)
+    floats, picture = grid.grid_image(x), grid.grid_image(as_bytes)
+    assert picture.dtype == np.uint8 and np.array_equal((floats * 255).round(), picture)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

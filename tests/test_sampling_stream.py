@@ -19,7 +19,7 @@ from PIL import Image
 
 from plugkit import runs as run_records
 from plugkit import sampling
-from plugkit.formats import codec
+from plugkit.formats import codec, grid
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("image", "table", "text", "sequence")
@@ -65,8 +65,8 @@ def test_streamed_file_equals_the_one_shot_file(runs, tmp_path, monkeypatch, kin
     parts = list(run.draw(10, 7, labels=labels))
     assert [len(p) for p in parts] == [4, 4, 2]
     if suffix == ".png":
-        grid = sampling.grid_image(np.concatenate(parts))
-        expected = (grid * 255).round().astype(np.uint8).squeeze(2)
+        picture = grid.grid_image(np.concatenate(parts))
+        expected = (picture * 255).round().astype(np.uint8).squeeze(2)
         assert np.array_equal(np.asarray(Image.open(out)), expected)
     elif suffix == ".parquet":
         expected = pd.read_parquet(io.BytesIO(one_shot(out, parts)))

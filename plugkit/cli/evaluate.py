@@ -38,15 +38,13 @@ def evaluate(
              "cores.")] = None,
 ) -> None:
     """Compare synthetic samples with real data: fidelity, diversity, usefulness, privacy."""
-    import plugkit.metrics.evaluate
-    from plugkit.threads import using
+    import plugkit
 
     if out is None and (Path(source) / "run.json").exists():
         out = Path(source) / "eval"
-    with using(threads):
-        report = plugkit.metrics.evaluate.evaluate(
-            source, against=against, holdout=holdout, modality=modality, n=n, seed=seed,
-            target=target, out=out, weights=weights)
+    report = plugkit.evaluate(source, against=against, holdout=holdout, modality=modality, n=n,
+                              seed=seed, target=target, out=out, weights=weights,
+                              threads=threads)
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2, default=str))
         return

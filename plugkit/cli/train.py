@@ -98,19 +98,19 @@ def _threads(count: int) -> str:
 
 def _batch_size(config) -> int:
     """For the progress bar's samples/s: the run's own batch size when it is resumed."""
-    from plugkit import resume, runs
+    from plugkit import resume, rundir
 
     if config.batch_size is None and config.resume and config.out is not None:
         with contextlib.suppress(Exception):
-            return int(runs.read(config.out)["batch_size"])
+            return int(rundir.read(config.out)["batch_size"])
     return config.batch_size or resume.DEFAULTS["batch_size"]
 
 
 def _last_line(run_dir: Path) -> str:
     """Says how the run ended: done, or stopped by --max-time and resumable."""
-    from plugkit import runs
+    from plugkit import rundir
 
-    record = runs.read(run_dir)
+    record = rundir.read(run_dir)
     if record.get("status") == "stopped":
         return f"stopped: {record['stopped']}; saved {run_dir}; continue with --resume"
     if record.get("stopped_early"):

@@ -54,3 +54,15 @@ def decode(info: DataInfo, drawn: torch.Tensor | np.ndarray) -> Any:
     if info.modality == "sequence":
         return sequence.destandardize(rows, info.meta)
     return rows
+
+
+def concat(parts: list[Any]) -> Any:
+    """Blocks of one kind (lists, arrays or DataFrames) as one: what decode gave, block by
+    block."""
+    if isinstance(parts[0], list):
+        return [item for part in parts for item in part]
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    import pandas as pd
+
+    return pd.concat(parts, ignore_index=True)

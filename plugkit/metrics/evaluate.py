@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from plugkit import runs
+from plugkit import rundir
 from plugkit.errors import PlugkitError, UsageError, out_of_memory
 from plugkit.metrics import detection, distances, figures, sequences, sets, tables, text
 from plugkit.metrics.report import Report, stat
@@ -29,12 +29,13 @@ KID_SUBSETS = 100  # shared out over the repeats: the same work as one compariso
 PANELS = 24  # per-column panels per figure: more columns, more figures
 
 
-def evaluate(source: str | Path, *, against: str | None = None, holdout: str | None = None,
+def evaluate(source: Any, *, against: str | None = None, holdout: str | None = None,
              modality: str | None = None, n: int | None = None, seed: int = 0,
              target: str | None = None, out: Path | None = None,
              weights: str = "best") -> Report:
-    """Compares `source` (a run, or a sample file with the real data `against`) with real
-    data; writes the report to `out` (whole, or not at all) and returns it."""
+    """Compares `source` (a trained run, plugkit.runs.Run, or a sample file with the real data
+    `against`) with real data; writes the report to `out` (whole, or not at all) and returns
+    it. plugkit.evaluate takes a run's folder too."""
     try:
         return _evaluate(source, against, holdout, modality, n, seed, target, out, weights)
     except (MemoryError, RuntimeError) as exc:
@@ -46,17 +47,15 @@ def evaluate(source: str | Path, *, against: str | None = None, holdout: str | N
 
 
 def _evaluate(source, against, holdout, modality, n, seed, target, out, weights) -> Report:
-    path = Path(source)
-    if isinstance(source, runs.Run) or (path / runs.RUN_JSON).exists():
-        run = source if isinstance(source, runs.Run) else runs.Run(path)
-        in_memory = "memory" in run.record["data"]
-        if holdout or (against and not in_memory):
+    if hasattr(source, "draw"):  # a Run: its own data, split as training split it
+        if holdout or against:
             raise UsageError("`against`/`holdout` are for sample files; a run is compared with "
                              "its own training data")
-        if against:  # the in-memory data it trained on, given back as a file
-            run = runs.Run(run.path, against)
-        compared = sets.from_run(run, n, seed, weights)
-    elif not path.exists() and not _builtin(str(source)):
+        compared = sets.from_run(source, n, seed, weights)
+    elif (Path(source) / rundir.RUN_JSON).exists():
+        raise UsageError(f"{source} is a run: evaluate it with plugkit.evaluate(path) or "
+                         "plugkit.load(path).evaluate()")
+    elif not Path(source).exists() and not _builtin(str(source)):
         raise UsageError(f"{source}: not found; give a run directory or a sample file")
     else:
         compared = sets.from_file(str(source), against, holdout, modality, n, seed)
@@ -411,7 +410,7 @@ def _sequences(c: sets.Sets, report: Report, seed: int, target: str | None) -> N
 
 
 def _training_curves(run: Path, report: Report) -> None:
-    path = run / runs.METRICS
+    path = run / rundir.METRICS
     if path.exists():
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         if rows:

@@ -22,7 +22,7 @@ REAL, SYNTHETIC = "#1f77b4", "#ff7f0e"
 def image_grids(real: np.ndarray, synthetic: np.ndarray, n: int = 64,
                 real_title: str = "real") -> Any:
     """Two grids of up to n images (N, C, H, W) in [0, 1]: real left, synthetic right."""
-    from plugkit.sampling import grid_image
+    from plugkit.formats.grid import grid_image
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
     for ax, images, title in zip(axes, (real, synthetic), (real_title, "synthetic"),

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from plugkit import data, runs
+from plugkit import data
 from plugkit.data import Dataset
 from plugkit.errors import UsageError
+from plugkit.formats import codec
 
 MAX_N = 10_000  # default cap of the compared size (time grows with it); privacy's cap on samples
 SMALL = 1_000  # fewer held-out records than this: the pooled design
@@ -98,22 +99,22 @@ class Sets:
         n_train = len(self.train)
         parts = [_take(self.train.x, rows[rows < n_train]),
                  _take(self.holdout.x, rows[rows >= n_train] - n_train)]
-        return runs.concat([p for p in parts if len(p)] or parts[:1])
+        return codec.concat([p for p in parts if len(p)] or parts[:1])
 
     def synthetic_x(self, rows: np.ndarray) -> Any:
         return _take(self.synthetic.x, rows)
 
 
-def from_run(run: runs.Run, n: int | None, seed: int, weights: str = "best") -> Sets:
-    """The run's data split as training split it, and samples drawn as `plugkit sample
-    --seed` draws them (Run.draw)."""
+def from_run(run: Any, n: int | None, seed: int, weights: str = "best") -> Sets:
+    """A trained run's (plugkit.runs.Run) data split as training split it, and samples drawn
+    as `plugkit sample --seed` draws them (Run.draw)."""
     family = run.model(weights)  # before loading the data: a run without weights fails fast
     train, holdout = run.split()
     pooled, size, compared = _design(len(train), len(holdout), n)
     # a class-conditional model draws for the class mix of the real records it is compared
     # with, and these are the labels that label accuracy checks
     labels = _label_mix(train, holdout, pooled, size, seed) if family.num_classes else None
-    drawn = runs.concat(list(run.draw(size, seed, labels=labels, weights=weights)))
+    drawn = codec.concat(list(run.draw(size, seed, labels=labels, weights=weights)))
     synthetic = Dataset(f"samples of {run.path}", train.modality, drawn, labels,
                         train.classes if labels is not None else None, meta=train.meta)
     sets = Sets(train.modality, synthetic, train, holdout, train.meta, str(run.path), run.path,
