@@ -86,6 +86,9 @@ class FamilyTests:
             loss, count = loss
             assert count > 0
         assert torch.isfinite(torch.tensor(float(loss)))
+        if self.family.likelihood and self.info.modality == "text":
+            # the negative log of a probability of discrete tokens cannot be negative
+            assert loss >= 0, f"likelihood = True, but val_loss {loss} is no text NLL"
 
     def test_sample_shape_and_type(self):
         out = self.draw(self.build(), n=5)
