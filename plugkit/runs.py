@@ -182,10 +182,10 @@ class Run:
         the data was 8-bit (meta["bit_depth"]: image folders, integer arrays), else floats in
         [0, 1]; sequences [n, T, F]), a list of strings (text). A class-conditional run returns
         (samples, labels), labels int64 [n] indexing `classes`. Settings as for `draw`."""
-        if per_class is not None:
-            n = per_class * len(self.classes or [])
         from plugkit.formats import codec
 
+        if per_class is not None:
+            n = per_class * len(self.classes or [])
         labels = self.labels(n, label, per_class)
         blocks = list(self.draw(n, seed, labels=labels, weights=weights, **settings))
         samples = codec.concat(blocks)
