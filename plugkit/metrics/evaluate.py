@@ -21,7 +21,7 @@ import numpy as np
 
 from plugkit import rundir
 from plugkit.errors import PlugkitError, UsageError, out_of_memory
-from plugkit.metrics import detection, distances, figures, sequences, sets, tables, text
+from plugkit.metrics import detection, distances, figures, membership, sequences, sets, tables, text
 from plugkit.metrics.report import Report, stat
 
 Stat = tuple[float | None, float | None]  # mean, standard deviation over repeats (None: one)
@@ -118,9 +118,11 @@ def _stat(values: list[Any]) -> Stat:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else None
 
 
-def _privacy(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarray]) -> None:
+def _privacy(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarray],
+             seed: int) -> None:
     """Distance to the closest training record, synthetic against fresh real data: every
-    training record, every held-out one, up to MAX_N samples. rows(x) gives the flat rows."""
+    training record, every held-out one, up to MAX_N samples; then the membership attacks.
+    rows(x) gives the flat rows."""
     synthetic = rows(c.synthetic_x(np.arange(min(c.n, sets.MAX_N))))
     train, holdout = rows(c.train.x), rows(c.holdout.x)
     dcr = distances.privacy(synthetic, train, holdout)
@@ -131,6 +133,58 @@ def _privacy(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarray]) ->
     _add(report, "exact copies", distances.exact_copy_rate(synthetic, train),
          distances.exact_copy_rate(holdout, train), "lower",
          "share of samples identical to a training record")
+    _membership(report, c, rows, seed)
+
+
+def _membership(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarray],
+                seed: int) -> None:
+    """Membership attacks (plugkit.metrics.membership): can the samples (up to MAX_N) tell
+    training records from held-out ones? Each is left out, with a note, below FEWEST a side."""
+    n_train, fewest = len(c.train), membership.FEWEST
+    near = membership.candidates(n_train, len(c.holdout), seed=seed)
+    dense = membership.candidates(n_train, len(c.holdout), seed=seed, reference=True,
+                                  reference_most=sets.MAX_N)
+    note = _membership_note(c, len(near.members), len(dense.members), len(dense.reference))
+    report.summary["notes"].append(note)
+    if len(near.members) < fewest:
+        return
+    synthetic = rows(c.synthetic_x(np.arange(min(c.n, sets.MAX_N))))
+    members = rows(c.real_x(near.members))
+    non_members = rows(c.real_x(near.non_members + n_train))  # real rows: training ones first
+    _add(report, "membership AUC (distance)",
+         membership.distance_attack(synthetic, members, non_members), 0.5, "≈ 0.5",
+         "ROC AUC of telling training from held-out records by their distance to the closest "
+         "sample; 1 = every training record given away")
+    if len(dense.members) < fewest:
+        return
+    m = len(dense.members)  # the density attack's candidates: the first of the distance one's
+    reference = rows(c.real_x(dense.reference + n_train))
+    _add(report, "membership AUC (density)",
+         membership.density_attack(synthetic, reference, members[:m], non_members[:m]), 0.5,
+         "≈ 0.5", "the same by the samples' density at the record over that of other held-out "
+         "records (DOMIAS, k-NN densities): local overfitting, fair to crowded regions")
+    report.details["membership"] = {"distance_candidates": len(near.members),
+                                    "density_candidates": m,
+                                    "density_reference": len(dense.reference)}
+
+
+def _membership_note(c: sets.Sets, near: int, dense: int, reference: int) -> str:
+    """What the membership attacks measured on, and how far chance alone moves their AUC."""
+    fewest, n_train, n_holdout = membership.FEWEST, len(c.train), len(c.holdout)
+    if near < fewest:
+        return (f"membership AUCs left out: the attacks need {fewest} training and {fewest} "
+                f"held-out records (density: {2 * fewest} held-out, half of them its real "
+                f"reference); there are {n_train:,} and {n_holdout:,}")
+    spread = f"±{2 * membership.chance_spread(near, near):.2f}"
+    if dense < fewest:
+        return (f"membership attacks: {near:,} training against {near:,} held-out records "
+                f"(chance alone moves the AUC {spread}, 2 sd); the density attack is left out: "
+                f"it needs {2 * fewest} held-out records, half of them its real reference, "
+                f"there are {n_holdout:,}")
+    return (f"membership attacks: {near:,} training against {near:,} held-out records (chance "
+            f"alone moves the AUC {spread}, 2 sd); density: {dense:,} against {dense:,}, the "
+            f"other {reference:,} held-out records its real reference "
+            f"(±{2 * membership.chance_spread(dense, dense):.2f})")
 
 
 def _too_few(c: sets.Sets, report: Report, what: str) -> bool:
@@ -181,7 +235,7 @@ def _images(c: sets.Sets, report: Report, seed: int, target: str | None) -> None
              "how often the classifier gives a sample the label it was generated for; the "
              "floor: its accuracy on the held-out records")
     report.details["feature_net_accuracy"] = net.accuracy
-    _privacy(report, c, lambda x: x.reshape(len(x), -1))
+    _privacy(report, c, lambda x: x.reshape(len(x), -1), seed)
     report.add_figure("real and synthetic samples", figures.image_grids(
         c.real_x(shown), c.synthetic.x, real_title="real" if c.pooled else "real (held out)"))
     report.add_figure("classifier features, first two principal axes",
@@ -238,7 +292,7 @@ def _tables(c: sets.Sets, report: Report, seed: int, target: str | None) -> None
                        stat(col["floor"], col["floor_spread"]), _missing(col),
                        f"{col['excess']:+.3f}"] for col in columns])
     encoding = c.meta["encoding"]
-    _privacy(report, c, lambda x: tabular.encode(x, encoding))
+    _privacy(report, c, lambda x: tabular.encode(x, encoding), seed)
     real = c.real_x(c.reference_rows())
     for start in range(0, len(columns), PANELS):
         page = columns[start:start + PANELS]
@@ -335,6 +389,8 @@ def _text(c: sets.Sets, report: Report, seed: int, target: str | None) -> None:
                "total variation between character frequencies")
     _add_stats(report, "length KS", r["length"], "lower",
                "KS statistic between line-length distributions")
+    # lines as character n-gram counts: a copied line sits at distance 0 from its original
+    _membership(report, c, membership.char_ngrams, seed)
     report.details["samples"] = samples[:20]
     report.add_figure("characters and line lengths (blue real, orange synthetic)",
                       figures.text_distributions(c.real_x(c.reference_rows()), samples))
@@ -399,7 +455,7 @@ def _sequences(c: sets.Sets, report: Report, seed: int, target: str | None) -> N
                 _stat([f["mse_real"] for f in forecasts])), "lower",
                "ridge forecaster trained on synthetic, tested on real; the floor trains on real")
     mean, std = np.asarray(c.meta["mean"]), np.asarray(c.meta["std"])
-    _privacy(report, c, lambda x: ((x - mean) / std).reshape(len(x), -1))
+    _privacy(report, c, lambda x: ((x - mean) / std).reshape(len(x), -1), seed)
     real = c.real_x(c.reference_rows())
     report.add_figure("sequences, values and autocorrelation (blue real, orange synthetic)",
                       figures.sequences(real, c.synthetic.x))
