@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from helpers import table_batch, table_info
 
 from plugkit import data, options
-from plugkit.families.diffusion import Diffusion, cosine_schedule
+from plugkit.families.diffusion import CLIP, Diffusion, cosine_schedule
 from plugkit.family import Batch, DataInfo
 from plugkit.formats import codec
 from plugkit.testing import FamilyTests
@@ -83,3 +83,14 @@ def test_it_learns_how_columns_go_together_and_draws_where_by_inpainting():
                                              settings=right))
     assert (held["side"] == "right").all()
     assert (held["value"] > 0).mean() > 0.9  # the other column follows the category
+
+
+def test_sampling_stays_finite_whatever_the_denoiser_predicts():
+    """Near t = T, x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) multiplies the error of eps
+    by ~2,000 (T = 100): unclipped, the offsets overflowed on adult after 142 epochs."""
+    chosen = options.parse(Diffusion.Options, ["timesteps=100", "hidden=16"], "diffusion")
+    fam = Diffusion(chosen, TestDiffusionTable.info, torch.device("cpu"))  # untrained
+    with torch.no_grad():
+        fam.net.out.weight.mul_(100)  # predictions far from any eps
+    rows = fam.sample(50, generator=torch.Generator().manual_seed(0))
+    assert rows.isfinite().all() and rows[:, fam.offsets].abs().max() <= CLIP

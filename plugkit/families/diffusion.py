@@ -41,6 +41,8 @@ from plugkit.family import Batch, DataInfo, Family
 from plugkit.formats import tabular
 from plugkit.options import option
 
+CLIP = 3.0  # |offset| of a predicted x_0 at most: 12 std of its mode (real data: about 1)
+
 
 @dataclass
 class Options:
@@ -218,7 +220,10 @@ class Diffusion(Family):
         abar_t, abar_prev = float(self.abar[t]), float(self.abar[t - 1])
         alpha_t = abar_t / abar_prev
         x_t, eps = x[:, self.offsets], out[:, self.offsets]
-        x0 = (x_t - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)
+        # x_0 as the predicted eps implies it, clipped as DDPM clips pixels: near t = T,
+        # 1 / sqrt(abar_t) (about 2,000 for T = 100) would otherwise blow its error up, and
+        # step after step the offsets overflow (measured on adult: 1e35 by t = 60)
+        x0 = ((x_t - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)).clamp(-CLIP, CLIP)
         mean = (math.sqrt(abar_prev) * (1 - alpha_t) * x0
                 + math.sqrt(alpha_t) * (1 - abar_prev) * x_t) / (1 - abar_t)
         if t > 1:
