@@ -1,7 +1,10 @@
-"""Denoising diffusion for tables, as TabDDPM does it (Kotelnikov et al., "TabDDPM: Modelling
-Tabular Data with Diffusion Models", ICML 2023): Gaussian diffusion on the numeric values and
-multinomial diffusion on the categories (Hoogeboom et al., "Argmax Flows and Multinomial
-Diffusion", NeurIPS 2021), one MLP denoiser with a timestep embedding for both.
+"""Denoising diffusion (Ho et al., "Denoising Diffusion Probabilistic Models", NeurIPS 2020) for
+tables and sequences.
+
+Tables, as TabDDPM does them (Kotelnikov et al., "TabDDPM: Modelling Tabular Data with Diffusion
+Models", ICML 2023): Gaussian diffusion on the numeric values and multinomial diffusion on the
+categories (Hoogeboom et al., "Argmax Flows and Multinomial Diffusion", NeurIPS 2021), one MLP
+denoiser with a timestep embedding for both.
 
 The row is the encoded row every table family sees (plugkit.formats.tabular): its "offset"
 spans (a numeric value's offset within its mode) diffuse as Gaussians, its one-hot spans (the
@@ -17,15 +20,18 @@ numeric column on a scale a Gaussian suits.
   one-hot span; the loss is the mean squared error on eps plus the mean cross-entropy of x_0
   over the spans (whose optimum, like that of TabDDPM's KL, is the true p(x_0 | x_t)).
 - sampling runs the T steps back: DDPM's posterior for the offsets, and for each span the exact
-  posterior q(x_{t-1} | x_t) under the predicted distribution of x_0 (`_categorical_step`).
+  posterior q(x_{t-1} | x_t) under the predicted distribution of x_0 (`categorical_step`).
 - `where COLUMN=VALUE` is drawn by the model: the column's span is held at the category's own
   forward process at every step (inpainting, as RePaint's replacement) while the denoiser
   fills in the rest, so the other columns follow the category; no row is rejected.
 
+Sequences (standardized windows [B, T, F]): Gaussian diffusion on every value, the denoiser a
+1-D convolutional net over time with the same timestep embedding (`ConvDenoiser`).
+
 Every noise of a training step is drawn per row through Batch.randn / Batch.rand (the step t,
 eps, the categories' replacement), so a run on N processes trains what one process trains and
---resume continues exactly. This is the family's first increment: tables, with the arithmetic
-in PyTorch; images, sequences and the fused native ops of the diffusion issue are still to come.
+--resume continues exactly. Still to come (the diffusion issue): images, and the arithmetic
+around the denoiser as fused native ops; today it is PyTorch.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plugkit.errors import UsageError
 from plugkit.family import Batch, DataInfo, Family
 from plugkit.formats import tabular
 from plugkit.options import option
@@ -70,36 +77,237 @@ def cosine_schedule(steps: int, s: float = 0.008) -> torch.Tensor:
     return torch.cat([torch.ones(1, dtype=torch.float64), alpha.cumprod(0)])
 
 
+
+class TimeEmbedding(nn.Sequential):
+    """t (B,) -> (B, hidden): sinusoids of the step, as a transformer's positions, then an
+    MLP (an nn.Sequential of it, so its weights keep the names Linear layers give them)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.hidden = hidden
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.hidden // 2
+        freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)
+        angles = t.float()[:, None] * freqs  # (B, half)
+        emb = torch.cat([angles.cos(), angles.sin()], 1)
+        return super().forward(F.pad(emb, (0, self.hidden - emb.shape[1])))  # (B, hidden)
+
+
 class Denoiser(nn.Module):
-    """TabDDPM's MLP: the row projected, plus an embedding of t (sinusoidal, then an MLP), then
-    SiLU blocks; one output per position of the row."""
+    """TabDDPM's MLP: the row projected, plus the step's embedding, then SiLU blocks; one output
+    per position of the row."""
 
     def __init__(self, width: int, hidden: int, layers: int, dropout: float) -> None:
         super().__init__()
-        self.embed_t = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(),
-                                     nn.Linear(hidden, hidden))
+        self.embed_t = TimeEmbedding(hidden)
         self.project = nn.Linear(width, hidden)
         blocks: list[nn.Module] = []
         for _ in range(layers):
             blocks += [nn.Linear(hidden, hidden), nn.SiLU(), nn.Dropout(dropout)]
         self.blocks = nn.Sequential(*blocks)
         self.out = nn.Linear(hidden, width)
-        self.hidden = hidden
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x (B, D) noisy rows, t (B,) steps 1..T -> (B, D)."""
-        half = self.hidden // 2
-        freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=x.device) / half)
-        angles = t.float()[:, None] * freqs  # (B, half)
-        emb = torch.cat([angles.cos(), angles.sin()], 1)
-        emb = F.pad(emb, (0, self.hidden - emb.shape[1]))  # (B, hidden)
-        return self.out(self.blocks(self.project(x) + self.embed_t(emb)))
+        return self.out(self.blocks(self.project(x) + self.embed_t(t)))
+
+
+class ConvDenoiser(nn.Module):
+    """Windows (B, T, F) -> eps (B, T, F): 1-D convolutions over time (kernel 3, SiLU) in
+    residual blocks, the step's embedding added to every block's input."""
+
+    def __init__(self, features: int, hidden: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        self.embed_t = TimeEmbedding(hidden)
+        self.project = nn.Conv1d(features, hidden, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.SiLU(), nn.Conv1d(hidden, hidden, 3, padding=1), nn.Dropout(dropout))
+            for _ in range(layers))
+        self.out = nn.Conv1d(hidden, features, 1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        h = self.project(x.transpose(1, 2))  # (B, hidden, T)
+        emb = self.embed_t(t)[:, :, None]  # (B, hidden, 1)
+        for block in self.blocks:
+            h = h + block(h + emb)
+        return self.out(F.silu(h)).transpose(1, 2)  # (B, T, F)
+
+
+def gaussian_step(abar: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor, t: int,
+                  generator: torch.Generator) -> torch.Tensor:
+    """x_{t-1} from x_t and the predicted eps: DDPM's posterior mean, plus its noise (none at
+    the last step)."""
+    abar_t, abar_prev = float(abar[t]), float(abar[t - 1])
+    alpha_t = abar_t / abar_prev
+    # x_0 as the predicted eps implies it, clipped as DDPM clips pixels: near t = T,
+    # 1 / sqrt(abar_t) (about 2,000 for T = 100) would otherwise blow its error up, and step
+    # after step the values overflow (measured on adult: 1e35 by t = 60)
+    x0 = ((x_t - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)).clamp(-CLIP, CLIP)
+    mean = (math.sqrt(abar_prev) * (1 - alpha_t) * x0
+            + math.sqrt(alpha_t) * (1 - abar_prev) * x_t) / (1 - abar_t)
+    if t == 1:
+        return mean
+    variance = (1 - alpha_t) * (1 - abar_prev) / (1 - abar_t)
+    return mean + math.sqrt(variance) * torch.randn(mean.shape, generator=generator,
+                                                    device=mean.device)
+
+
+def categorical_step(abar: torch.Tensor, x_t: torch.Tensor, logits: torch.Tensor, t: int,
+                     generator: torch.Generator) -> torch.Tensor:
+    """x_{t-1} of one one-hot span (n, K): the posterior of multinomial diffusion averaged over
+    the predicted x_0, sum_k p(x_0 = k) q(x_{t-1} | x_t, x_0 = k), which with
+    q(x_{t-1} | x_t, x_0) = q(x_t | x_{t-1}) q(x_{t-1} | x_0) / q(x_t | x_0) is
+    A_j (abar_{t-1} w_j + (1 - abar_{t-1}) / K sum_k w_k), w_k = p(x_0 = k) / q(x_t | x_0 = k),
+    A_j = q(x_t | x_{t-1} = j)."""
+    k = x_t.shape[1]
+    abar_t, abar_prev = float(abar[t]), float(abar[t - 1])
+    alpha_t = abar_t / abar_prev
+    p0 = logits.float().softmax(1)  # (n, K)
+    w = p0 / (abar_t * x_t + (1 - abar_t) / k)
+    forward = alpha_t * x_t + (1 - alpha_t) / k  # A_j
+    probs = forward * (abar_prev * w + (1 - abar_prev) / k * w.sum(1, keepdim=True))
+    pick = torch.multinomial(probs.clamp(min=0) + 1e-30, 1, generator=generator)[:, 0]
+    return F.one_hot(pick, k).to(x_t.dtype)
+
+
+def steps_of(u: torch.Tensor, steps: int) -> torch.Tensor:
+    """Steps t in 1..T, one per row, from uniform numbers u (B, 1)."""
+    return 1 + (u[:, 0] * steps).long().clamp(max=steps - 1)
+
+
+class _Fixed:
+    """Noise drawn like Batch.rand / Batch.randn but from one seeded generator: the same noise
+    every epoch, so validation losses compare."""
+
+    def __init__(self, rows: int, device: torch.device) -> None:
+        self.rows, self.device = rows, device
+        self.generator = torch.Generator(device).manual_seed(0)
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(self.rows, *shape, generator=self.generator, device=self.device)
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        return torch.randn(self.rows, *shape, generator=self.generator, device=self.device)
+
+
+class _Tables:
+    """Encoded rows: Gaussian offsets, multinomial one-hot spans, the MLP denoiser; `where` by
+    inpainting."""
+
+    def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
+        self.o, self.device = o, device
+        self.encoding = info.meta["encoding"]
+        spans = tabular.spans(self.encoding)
+        self.width = tabular.width(self.encoding)
+        self.offsets = torch.tensor([s.start for s in spans if not s.discrete], device=device)
+        self.spans = [(s.start, s.end) for s in spans if s.discrete]
+
+    def net(self) -> nn.Module:
+        return Denoiser(self.width, self.o.hidden, self.o.layers, self.o.dropout)
+
+    def loss(self, net: nn.Module, abar: torch.Tensor, x0: torch.Tensor,
+             noise: Batch | _Fixed) -> torch.Tensor:
+        """The loss of rows x0 (B, D), each noised at its own step; `noise` draws per row, in
+        this order: the step, eps, the uniform numbers of the categories' replacement."""
+        t = steps_of(noise.rand(1), self.o.timesteps)  # (B,) in 1..T
+        eps, u_cat = noise.randn(len(self.offsets)), noise.rand(self.width)
+        kept = abar[t][:, None].float()  # (B, 1)
+        x_t = x0.clone()
+        x_t[:, self.offsets] = kept.sqrt() * x0[:, self.offsets] + (1 - kept).sqrt() * eps
+        for a, b in self.spans:  # keep the category with probability abar, else a random one
+            probs = kept * x0[:, a:b] + (1 - kept) / (b - a)
+            gumbel = -torch.log(-torch.log(u_cat[:, a:b].clamp(1e-12, 1 - 1e-12)))
+            x_t[:, a:b] = F.one_hot((probs.log() + gumbel).argmax(1), b - a).to(x0.dtype)
+        out = net(x_t, t)
+        loss = F.mse_loss(out[:, self.offsets], eps) if len(self.offsets) else out.new_zeros(())
+        if self.spans:
+            ce = sum(F.cross_entropy(out[:, a:b], x0[:, a:b].argmax(1)) for a, b in self.spans)
+            loss = loss + ce / len(self.spans)
+        return loss
+
+    def sample(self, net: nn.Module, abar: torch.Tensor, n: int, generator: torch.Generator,
+               where: str) -> torch.Tensor:
+        """Encoded rows (n, D), from noise through the T steps back; `where` by inpainting."""
+        held = self._held(where)  # (start, end, category) or None
+        x = torch.zeros(n, self.width, device=self.device)
+        x[:, self.offsets] = torch.randn(n, len(self.offsets), generator=generator,
+                                         device=self.device)
+        for a, b in self.spans:  # the stationary distribution: uniform
+            pick = torch.randint(b - a, (n,), generator=generator, device=self.device)
+            x[:, a:b] = F.one_hot(pick, b - a).float()
+        steps = self.o.timesteps
+        if held is not None:
+            x = _hold(abar, x, held, steps, generator)
+        for t in range(steps, 0, -1):
+            out = net(x, torch.full((n,), t, device=self.device))
+            if len(self.offsets):
+                x[:, self.offsets] = gaussian_step(abar, x[:, self.offsets],
+                                                   out[:, self.offsets], t, generator)
+            for a, b in self.spans:
+                x[:, a:b] = categorical_step(abar, x[:, a:b], out[:, a:b], t, generator)
+            if held is not None:
+                x = _hold(abar, x, held, t - 1, generator)
+        return x
+
+    def _held(self, where: str) -> tuple[int, int, int] | None:
+        if not where:
+            return None
+        column, category = tabular.parse_where(self.encoding, where)  # or a UsageError
+        span = next(s for s in tabular.spans(self.encoding)
+                    if s.column == column and s.kind == "categorical")
+        return span.start, span.end, category
+
+
+def _hold(abar: torch.Tensor, x: torch.Tensor, held: tuple[int, int, int], t: int,
+          generator: torch.Generator) -> torch.Tensor:
+    """x with the held span drawn from its category's forward process at step t: the category
+    itself at t = 0."""
+    a, b, category = held
+    k, kept = b - a, float(abar[t])
+    probs = torch.full((k,), (1 - kept) / k, device=x.device)
+    probs[category] += kept
+    pick = torch.multinomial(probs.expand(len(x), k), 1, generator=generator)[:, 0]
+    x[:, a:b] = F.one_hot(pick, k).to(x.dtype)
+    return x
+
+
+class _Sequences:
+    """Standardized windows (B, T, F): Gaussian diffusion on every value, a 1-D conv denoiser."""
+
+    def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
+        self.o, self.device = o, device
+        self.shape = (info.meta["length"], info.meta["features"])
+
+    def net(self) -> nn.Module:
+        return ConvDenoiser(self.shape[1], self.o.hidden, self.o.layers, self.o.dropout)
+
+    def loss(self, net: nn.Module, abar: torch.Tensor, x0: torch.Tensor,
+             noise: Batch | _Fixed) -> torch.Tensor:
+        t = steps_of(noise.rand(1), self.o.timesteps)  # (B,) in 1..T
+        eps = noise.randn(*self.shape)  # (B, T, F)
+        kept = abar[t][:, None, None].float()
+        return F.mse_loss(net(kept.sqrt() * x0 + (1 - kept).sqrt() * eps, t), eps)
+
+    def sample(self, net: nn.Module, abar: torch.Tensor, n: int, generator: torch.Generator,
+               where: str) -> torch.Tensor:
+        if where:
+            raise UsageError("sampler setting `where` chooses a category of a table column; "
+                             "this run's data is sequences")
+        x = torch.randn(n, *self.shape, generator=generator, device=self.device)
+        for t in range(self.o.timesteps, 0, -1):
+            eps = net(x, torch.full((n,), t, device=self.device))
+            x = gaussian_step(abar, x, eps, t, generator)
+        return x  # (n, T, F)
+
+
+_MODALITIES = {"table": _Tables, "sequence": _Sequences}
 
 
 class Diffusion(Family):
     name = "diffusion"
-    description = "denoising diffusion for tables (TabDDPM: Gaussian + multinomial)"
-    modalities = ("table",)
+    description = "denoising diffusion for tables (TabDDPM) and sequences"
+    modalities = ("table", "sequence")
     conditional = True  # tables: per category (--where), by inpainting
     Options = Options
     Settings = Settings
@@ -107,16 +315,9 @@ class Diffusion(Family):
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
-        self.encoding = info.meta["encoding"]
-        spans = tabular.spans(self.encoding)
-        self.width = tabular.width(self.encoding)
-        self.offsets = torch.tensor([s.start for s in spans if not s.discrete], device=device)
-        self.spans = [(s.start, s.end) for s in spans if s.discrete]
-        self.categorical = torch.tensor([i for a, b in self.spans for i in range(a, b)],
-                                        dtype=torch.long, device=device)
+        self.data = _MODALITIES[info.modality](options, info, device)  # what differs with it
         self.abar = cosine_schedule(options.timesteps).to(device)  # (T + 1,) float64
-        self.net = Denoiser(self.width, options.hidden, options.layers,
-                            options.dropout).to(device)
+        self.net = self.data.net().to(device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=options.lr,
                                            weight_decay=options.weight_decay)
 
@@ -126,31 +327,9 @@ class Diffusion(Family):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adamw": self.optimizer}
 
-    def _loss(self, x0: torch.Tensor, u_t: torch.Tensor, eps: torch.Tensor,
-              u_cat: torch.Tensor) -> torch.Tensor:
-        """The loss of rows x0 (B, D) noised at steps drawn from u_t (B, 1) uniform, with eps
-        (B, offsets) and u_cat (B, D) uniform numbers for the categories' replacement."""
-        T = self.options.timesteps
-        t = 1 + (u_t[:, 0] * T).long().clamp(max=T - 1)  # (B,) in 1..T
-        abar = self.abar[t][:, None].float()  # (B, 1)
-        x_t = x0.clone()
-        x_t[:, self.offsets] = abar.sqrt() * x0[:, self.offsets] + (1 - abar).sqrt() * eps
-        for a, b in self.spans:  # keep the category with probability abar, else a random one
-            k = b - a
-            probs = abar * x0[:, a:b] + (1 - abar) / k
-            gumbel = -torch.log(-torch.log(u_cat[:, a:b].clamp(1e-12, 1 - 1e-12)))
-            x_t[:, a:b] = F.one_hot((probs.log() + gumbel).argmax(1), k).to(x0.dtype)
-        out = self.net(x_t, t)
-        loss = F.mse_loss(out[:, self.offsets], eps) if len(self.offsets) else out.new_zeros(())
-        if self.spans:
-            ce = sum(F.cross_entropy(out[:, a:b], x0[:, a:b].argmax(1)) for a, b in self.spans)
-            loss = loss + ce / len(self.spans)
-        return loss
-
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.net.train()
-        loss = self._loss(batch.x, batch.rand(1), batch.randn(len(self.offsets)),
-                          batch.rand(self.width))
+        loss = self.data.loss(self.net, self.abar, batch.x, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -159,94 +338,14 @@ class Diffusion(Family):
     @torch.no_grad()
     def val_loss(self, batch: Batch) -> float:
         self.net.eval()  # the same steps and noise every epoch: comparable values
-        g = torch.Generator(self.device).manual_seed(0)
-        n = len(batch.x)
-        noise = (torch.rand(n, 1, generator=g, device=self.device),
-                 torch.randn(n, len(self.offsets), generator=g, device=self.device),
-                 torch.rand(n, self.width, generator=g, device=self.device))
-        return self._loss(batch.x, *noise).item()
+        noise = _Fixed(len(batch.x), self.device)
+        return self.data.loss(self.net, self.abar, batch.x, noise).item()
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator, labels=None,
                settings: Settings | None = None) -> torch.Tensor:
-        """Encoded rows (n, D), from noise through the T steps back; `where` by inpainting."""
+        """Encoded rows (n, D) or standardized windows (n, T, F), from noise through the T
+        steps back."""
         self.net.eval()
-        held = self._held(settings)  # (start, end, category) or None
-        x = torch.zeros(n, self.width, device=self.device)
-        x[:, self.offsets] = torch.randn(n, len(self.offsets), generator=generator,
-                                         device=self.device)
-        for a, b in self.spans:  # the stationary distribution: uniform
-            pick = torch.randint(b - a, (n,), generator=generator, device=self.device)
-            x[:, a:b] = F.one_hot(pick, b - a).float()
-        T = self.options.timesteps
-        if held is not None:
-            x = self._hold(x, held, T, generator)
-        for t in range(T, 0, -1):
-            out = self.net(x, torch.full((n,), t, device=self.device))
-            x = self._gaussian_step(x, out, t, generator)
-            for a, b in self.spans:
-                x[:, a:b] = self._categorical_step(x[:, a:b], out[:, a:b], t, generator)
-            if held is not None:
-                x = self._hold(x, held, t - 1, generator)
-        return x
-
-    def _held(self, settings: Settings | None) -> tuple[int, int, int] | None:
         where = settings.where if settings is not None else ""
-        if not where:
-            return None
-        column, category = tabular.parse_where(self.encoding, where)  # or a UsageError
-        span = next(s for s in tabular.spans(self.encoding)
-                    if s.column == column and s.kind == "categorical")
-        return span.start, span.end, category
-
-    def _hold(self, x: torch.Tensor, held: tuple[int, int, int], t: int,
-              generator: torch.Generator) -> torch.Tensor:
-        """x with the held column drawn from its category's forward process at step t: the
-        category itself at t = 0."""
-        a, b, category = held
-        k, abar = b - a, float(self.abar[t])
-        probs = torch.full((k,), (1 - abar) / k, device=x.device)
-        probs[category] += abar
-        pick = torch.multinomial(probs.expand(len(x), k), 1, generator=generator)[:, 0]
-        x[:, a:b] = F.one_hot(pick, k).to(x.dtype)
-        return x
-
-    def _gaussian_step(self, x: torch.Tensor, out: torch.Tensor, t: int,
-                       generator: torch.Generator) -> torch.Tensor:
-        """x_{t-1} for the offsets: DDPM's posterior mean from the predicted eps, plus its
-        noise (none at the last step)."""
-        if not len(self.offsets):
-            return x
-        abar_t, abar_prev = float(self.abar[t]), float(self.abar[t - 1])
-        alpha_t = abar_t / abar_prev
-        x_t, eps = x[:, self.offsets], out[:, self.offsets]
-        # x_0 as the predicted eps implies it, clipped as DDPM clips pixels: near t = T,
-        # 1 / sqrt(abar_t) (about 2,000 for T = 100) would otherwise blow its error up, and
-        # step after step the offsets overflow (measured on adult: 1e35 by t = 60)
-        x0 = ((x_t - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)).clamp(-CLIP, CLIP)
-        mean = (math.sqrt(abar_prev) * (1 - alpha_t) * x0
-                + math.sqrt(alpha_t) * (1 - abar_prev) * x_t) / (1 - abar_t)
-        if t > 1:
-            variance = (1 - alpha_t) * (1 - abar_prev) / (1 - abar_t)
-            mean = mean + math.sqrt(variance) * torch.randn(
-                mean.shape, generator=generator, device=x.device)
-        x = x.clone()
-        x[:, self.offsets] = mean
-        return x
-
-    def _categorical_step(self, x_t: torch.Tensor, logits: torch.Tensor, t: int,
-                          generator: torch.Generator) -> torch.Tensor:
-        """x_{t-1} of one span (n, K), one-hot: the posterior of multinomial diffusion averaged
-        over the predicted x_0, sum_k p(x_0 = k) q(x_{t-1} | x_t, x_0 = k), which with
-        q(x_{t-1} | x_t, x_0) = q(x_t | x_{t-1}) q(x_{t-1} | x_0) / q(x_t | x_0) is
-        A_j (abar_{t-1} w_j + (1 - abar_{t-1}) / K sum_k w_k), w_k = p(x_0 = k) / q(x_t | x_0 = k),
-        A_j = q(x_t | x_{t-1} = j)."""
-        k = x_t.shape[1]
-        abar_t, abar_prev = float(self.abar[t]), float(self.abar[t - 1])
-        alpha_t = abar_t / abar_prev
-        p0 = logits.float().softmax(1)  # (n, K)
-        w = p0 / (abar_t * x_t + (1 - abar_t) / k)
-        forward = alpha_t * x_t + (1 - alpha_t) / k  # A_j
-        probs = forward * (abar_prev * w + (1 - abar_prev) / k * w.sum(1, keepdim=True))
-        pick = torch.multinomial(probs.clamp(min=0) + 1e-30, 1, generator=generator)[:, 0]
-        return F.one_hot(pick, k).to(x_t.dtype)
+        return self.data.sample(self.net, self.abar, n, generator, where)
