@@ -115,22 +115,28 @@ class Denoiser(nn.Module):
 
 class ConvDenoiser(nn.Module):
     """Windows (B, T, F) -> eps (B, T, F): 1-D convolutions over time (kernel 3, SiLU) in
-    residual blocks, the step's embedding added to every block's input."""
+    residual blocks dilated 1, 2, 4, ... (WaveNet), so a few blocks see far along the window,
+    and every block's input gets the step's embedding and the window's mean features: a noisy
+    window's level is the whole window's business, which no kernel of 3 sees (measured on co2
+    without the two: detection accuracy 0.99, samples 13 times further from real windows than
+    real ones)."""
 
     def __init__(self, features: int, hidden: int, layers: int, dropout: float) -> None:
         super().__init__()
         self.embed_t = TimeEmbedding(hidden)
         self.project = nn.Conv1d(features, hidden, 3, padding=1)
+        self.context = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.SiLU(), nn.Conv1d(hidden, hidden, 3, padding=1), nn.Dropout(dropout))
-            for _ in range(layers))
+            nn.Sequential(nn.SiLU(), nn.Conv1d(hidden, hidden, 3, padding=2 ** i,
+                                               dilation=2 ** i), nn.Dropout(dropout))
+            for i in range(layers))
         self.out = nn.Conv1d(hidden, features, 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         h = self.project(x.transpose(1, 2))  # (B, hidden, T)
-        emb = self.embed_t(t)[:, :, None]  # (B, hidden, 1)
-        for block in self.blocks:
-            h = h + block(h + emb)
+        emb = self.embed_t(t)  # (B, hidden)
+        for block, context in zip(self.blocks, self.context, strict=True):
+            h = h + block(h + (emb + context(h.mean(2)))[:, :, None])
         return self.out(F.silu(h)).transpose(1, 2)  # (B, T, F)
 
 
