@@ -13,6 +13,7 @@ the dataclass's __post_init__ (raise ValueError).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -81,9 +82,10 @@ def build(options_cls: type, values: dict[str, Any], family: str, kind: str = "o
         tp = hints[key]
         if isinstance(value, str) and tp is not str:
             value = _convert(tp, value, f"{kind} {key}")
-        elif tp is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        elif tp in (int, float) and isinstance(value, _NUMBER[tp]) and \
+                not isinstance(value, bool):  # numpy's numbers too
+            value = tp(value)
+        elif not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
             raise UsageError(f"{kind} {key} must be {_KIND_OF.get(tp, tp.__name__)}, "
                              f"got {value!r}")
         checked[key] = _check(infos[key], value, kind)
@@ -94,6 +96,7 @@ def build(options_cls: type, values: dict[str, Any], family: str, kind: str = "o
 
 
 _KIND_OF = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+_NUMBER = {int: numbers.Integral, float: numbers.Real}
 
 
 def _convert(tp: Any, raw: str, what: str) -> Any:

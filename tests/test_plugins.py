@@ -183,3 +183,19 @@ def test_options_describe():
 
 def test_family_base_defaults():
     assert Family.api_version == 2 and Family.conditional is False
+
+
+def test_settings_by_value_from_python():
+    """Values given in Python (not strings): numpy's numbers are numbers, a bool is no number."""
+    import numpy as np
+
+    from plugkit.families.lstm import Settings
+
+    built = options.build(Settings, {"top_k": np.int64(3), "temperature": np.float32(0.5)},
+                          "lstm", "sampler setting")
+    assert built == Settings(temperature=0.5, top_k=3) and type(built.top_k) is int
+    for bad, message in [({"top_k": True}, "top_k must be an integer, got True"),
+                         ({"top_k": 2.5}, "top_k must be an integer, got 2.5"),
+                         ({"prefix": 3}, "prefix must be text, got 3")]:
+        with pytest.raises(UsageError, match=message):
+            options.build(Settings, bad, "lstm", "sampler setting")
