@@ -219,3 +219,16 @@ def test_eval_draws_the_samples_sample_draws(run_40, monkeypatch, tmp_path):
     assert written.exit_code == 0, written.output
     pd.testing.assert_frame_equal(compared, pd.read_parquet(tmp_path / "s.parquet"),
                                   check_dtype=False)
+
+
+def test_eval_draws_with_the_sampler_settings_given(run_40, tmp_path):
+    """`plugkit eval -s key=value`: the samples compared are drawn with those settings."""
+    compared = sets.from_run(runs.Run(run_40), 30, seed=0, settings={"where": "city=Oslo"})
+    assert (compared.synthetic.x["city"] == "Oslo").all()
+    result = runner.invoke(app, ["eval", str(run_40), "-s", "where=city=Oslo", "--json",
+                                 "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["settings"] == {"where": "city=Oslo"}
+    refused = runner.invoke(app, ["eval", str(run_40), "-s", "temperature=0.5"])
+    assert refused.exit_code == 2
+    assert "unknown sampler setting 'temperature' for vae" in refused.output

@@ -11,7 +11,13 @@ from helpers import table_batch, table_info
 
 from plugkit import data, options
 from plugkit.errors import UsageError
-from plugkit.families.diffusion import CLIP, Diffusion, categorical_step, cosine_schedule
+from plugkit.families.diffusion import (
+    CLIP,
+    Diffusion,
+    categorical_step,
+    cosine_schedule,
+    schedule_of,
+)
 from plugkit.family import Batch, DataInfo
 from plugkit.formats import codec
 from plugkit.testing import FamilyTests
@@ -66,7 +72,7 @@ def test_the_categorical_step_is_the_exact_posterior():
             prior = abar_prev * (j == x0) + (1 - abar_prev) / k  # q(x_{t-1} = j | x_0)
             evidence = abar_t * (x0 == 2) + (1 - abar_t) / k  # q(x_t = 2 | x_0)
             expected[j] += p0[x0] * forward * prior / evidence
-    draws = torch.stack([categorical_step(fam.abar, x_t, logits, t,
+    draws = torch.stack([categorical_step(fam.abar, x_t, logits, t, t - 1,
                                           torch.Generator().manual_seed(s))
                          for s in range(4000)])[:, 0]  # (4000, K) one-hot
     assert expected.sum() == pytest.approx(1.0)
@@ -103,6 +109,20 @@ def test_it_learns_how_columns_go_together_and_draws_where_by_inpainting():
                                              settings=right))
     assert (held["side"] == "right").all()
     assert (held["value"] > 0).mean() > 0.9  # the other column follows the category
+    # respaced: 6 of the 30 steps, 5 times faster, draw rows nearly as good (400 rows: 0.89)
+    fast = options.build(Diffusion.Settings, {"steps": 6}, "diffusion", "sampler setting")
+    quick = codec.decode(fam.info, fam.sample(400, generator=torch.Generator().manual_seed(1),
+                                              settings=fast))
+    assert ((quick["value"] < 0) == (quick["side"] == "left")).mean() > 0.85
+    every = options.build(Diffusion.Settings, {"steps": 30}, "diffusion", "sampler setting")
+    assert torch.equal(fam.sample(9, generator=torch.Generator().manual_seed(3), settings=every),
+                       fam.sample(9, generator=torch.Generator().manual_seed(3)))
+
+
+def test_respacing_runs_from_t_to_zero_in_even_jumps():
+    assert schedule_of(0, 4) == [(4, 3), (3, 2), (2, 1), (1, 0)] == schedule_of(9, 4)
+    assert schedule_of(4, 100) == [(100, 75), (75, 50), (50, 25), (25, 0)]
+    assert schedule_of(1, 100) == [(100, 0)]
 
 
 def test_sampling_stays_finite_whatever_the_denoiser_predicts():

@@ -33,18 +33,23 @@ def evaluate(
                                              "figures/ (default: <run>/eval).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json, not a table.")]
     = False,
+    setting: Annotated[list[str] | None, typer.Option(
+        "-s", "--setting", metavar="KEY=VALUE",
+        help="A sampler setting the run's samples are drawn with (repeatable; as for "
+             "`plugkit sample`).")] = None,
     threads: Annotated[int | None, typer.Option(
         help="Threads of torch and scikit-learn (or PLUGKIT_THREADS); default: the free "
              "cores.")] = None,
 ) -> None:
     """Compare synthetic samples with real data: fidelity, diversity, usefulness, privacy."""
     import plugkit
+    from plugkit.cli.sample import settings_of
 
     if out is None and (Path(source) / "run.json").exists():
         out = Path(source) / "eval"
     report = plugkit.evaluate(source, against=against, holdout=holdout, modality=modality, n=n,
                               seed=seed, target=target, out=out, weights=weights,
-                              threads=threads)
+                              settings=settings_of(setting or [], {}), threads=threads)
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2, default=str))
         return

@@ -66,6 +66,19 @@ class Options:
 class Settings:
     where: str = option("", "tables: every row holds VALUE in the categorical COLUMN "
                         "(COLUMN=VALUE), drawn so by the model, not filtered")
+    steps: int = option(0, "denoising steps when sampling, evenly spaced over the T trained "
+                        "(fewer: faster); 0: all T", min=0)
+
+
+def schedule_of(steps: int, timesteps: int) -> list[tuple[int, int]]:
+    """The (t, s) pairs sampling steps through, t down to s < t: every step when `steps` is 0
+    or at least T, else `steps` jumps evenly spaced over T ("respacing", Nichol & Dhariwal,
+    ICML 2021: each jump t -> s is one step of a diffusion whose alpha is abar_t / abar_s)."""
+    if steps <= 0 or steps >= timesteps:
+        points = list(range(timesteps, -1, -1))
+    else:
+        points = sorted({round(i * timesteps / steps) for i in range(steps + 1)}, reverse=True)
+    return list(zip(points[:-1], points[1:], strict=True))
 
 
 def cosine_schedule(steps: int, s: float = 0.008) -> torch.Tensor:
@@ -140,11 +153,11 @@ class ConvDenoiser(nn.Module):
         return self.out(F.silu(h)).transpose(1, 2)  # (B, T, F)
 
 
-def gaussian_step(abar: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor, t: int,
+def gaussian_step(abar: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor, t: int, s: int,
                   generator: torch.Generator) -> torch.Tensor:
-    """x_{t-1} from x_t and the predicted eps: DDPM's posterior mean, plus its noise (none at
-    the last step)."""
-    abar_t, abar_prev = float(abar[t]), float(abar[t - 1])
+    """x_s (s < t; s = t - 1 without respacing) from x_t and the predicted eps: DDPM's
+    posterior mean, plus its noise (none at the last step, s = 0)."""
+    abar_t, abar_prev = float(abar[t]), float(abar[s])
     alpha_t = abar_t / abar_prev
     # x_0 as the predicted eps implies it, clipped as DDPM clips pixels: near t = T,
     # 1 / sqrt(abar_t) (about 2,000 for T = 100) would otherwise blow its error up, and step
@@ -152,7 +165,7 @@ def gaussian_step(abar: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor, t: i
     x0 = ((x_t - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)).clamp(-CLIP, CLIP)
     mean = (math.sqrt(abar_prev) * (1 - alpha_t) * x0
             + math.sqrt(alpha_t) * (1 - abar_prev) * x_t) / (1 - abar_t)
-    if t == 1:
+    if s == 0:
         return mean
     variance = (1 - alpha_t) * (1 - abar_prev) / (1 - abar_t)
     return mean + math.sqrt(variance) * torch.randn(mean.shape, generator=generator,
@@ -160,14 +173,15 @@ def gaussian_step(abar: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor, t: i
 
 
 def categorical_step(abar: torch.Tensor, x_t: torch.Tensor, logits: torch.Tensor, t: int,
-                     generator: torch.Generator) -> torch.Tensor:
-    """x_{t-1} of one one-hot span (n, K): the posterior of multinomial diffusion averaged over
+                     s: int, generator: torch.Generator) -> torch.Tensor:
+    """x_s (s < t; s = t - 1 without respacing, as written below) of one one-hot span (n, K):
+    the posterior of multinomial diffusion averaged over
     the predicted x_0, sum_k p(x_0 = k) q(x_{t-1} | x_t, x_0 = k), which with
     q(x_{t-1} | x_t, x_0) = q(x_t | x_{t-1}) q(x_{t-1} | x_0) / q(x_t | x_0) is
     A_j (abar_{t-1} w_j + (1 - abar_{t-1}) / K sum_k w_k), w_k = p(x_0 = k) / q(x_t | x_0 = k),
     A_j = q(x_t | x_{t-1} = j)."""
     k = x_t.shape[1]
-    abar_t, abar_prev = float(abar[t]), float(abar[t - 1])
+    abar_t, abar_prev = float(abar[t]), float(abar[s])
     alpha_t = abar_t / abar_prev
     p0 = logits.float().softmax(1)  # (n, K)
     w = p0 / (abar_t * x_t + (1 - abar_t) / k)
@@ -233,8 +247,9 @@ class _Tables:
         return loss
 
     def sample(self, net: nn.Module, abar: torch.Tensor, n: int, generator: torch.Generator,
-               where: str) -> torch.Tensor:
-        """Encoded rows (n, D), from noise through the T steps back; `where` by inpainting."""
+               settings: Settings) -> torch.Tensor:
+        """Encoded rows (n, D), from noise through the steps back; `where` by inpainting."""
+        where = settings.where
         held = self._held(where)  # (start, end, category) or None
         x = torch.zeros(n, self.width, device=self.device)
         x[:, self.offsets] = torch.randn(n, len(self.offsets), generator=generator,
@@ -242,18 +257,17 @@ class _Tables:
         for a, b in self.spans:  # the stationary distribution: uniform
             pick = torch.randint(b - a, (n,), generator=generator, device=self.device)
             x[:, a:b] = F.one_hot(pick, b - a).float()
-        steps = self.o.timesteps
         if held is not None:
-            x = _hold(abar, x, held, steps, generator)
-        for t in range(steps, 0, -1):
+            x = _hold(abar, x, held, self.o.timesteps, generator)
+        for t, s in schedule_of(settings.steps, self.o.timesteps):
             out = net(x, torch.full((n,), t, device=self.device))
             if len(self.offsets):
                 x[:, self.offsets] = gaussian_step(abar, x[:, self.offsets],
-                                                   out[:, self.offsets], t, generator)
+                                                   out[:, self.offsets], t, s, generator)
             for a, b in self.spans:
-                x[:, a:b] = categorical_step(abar, x[:, a:b], out[:, a:b], t, generator)
+                x[:, a:b] = categorical_step(abar, x[:, a:b], out[:, a:b], t, s, generator)
             if held is not None:
-                x = _hold(abar, x, held, t - 1, generator)
+                x = _hold(abar, x, held, s, generator)
         return x
 
     def _held(self, where: str) -> tuple[int, int, int] | None:
@@ -296,14 +310,14 @@ class _Sequences:
         return F.mse_loss(net(kept.sqrt() * x0 + (1 - kept).sqrt() * eps, t), eps)
 
     def sample(self, net: nn.Module, abar: torch.Tensor, n: int, generator: torch.Generator,
-               where: str) -> torch.Tensor:
-        if where:
+               settings: Settings) -> torch.Tensor:
+        if settings.where:
             raise UsageError("sampler setting `where` chooses a category of a table column; "
                              "this run's data is sequences")
         x = torch.randn(n, *self.shape, generator=generator, device=self.device)
-        for t in range(self.o.timesteps, 0, -1):
+        for t, s in schedule_of(settings.steps, self.o.timesteps):
             eps = net(x, torch.full((n,), t, device=self.device))
-            x = gaussian_step(abar, x, eps, t, generator)
+            x = gaussian_step(abar, x, eps, t, s, generator)
         return x  # (n, T, F)
 
 
@@ -351,7 +365,6 @@ class Diffusion(Family):
     def sample(self, n: int, *, generator: torch.Generator, labels=None,
                settings: Settings | None = None) -> torch.Tensor:
         """Encoded rows (n, D) or standardized windows (n, T, F), from noise through the T
-        steps back."""
+        steps back (or `steps` of them)."""
         self.net.eval()
-        where = settings.where if settings is not None else ""
-        return self.data.sample(self.net, self.abar, n, generator, where)
+        return self.data.sample(self.net, self.abar, n, generator, settings or Settings())

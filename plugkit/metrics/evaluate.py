@@ -32,12 +32,14 @@ PANELS = 24  # per-column panels per figure: more columns, more figures
 def evaluate(source: Any, *, against: str | None = None, holdout: str | None = None,
              modality: str | None = None, n: int | None = None, seed: int = 0,
              target: str | None = None, out: Path | None = None,
-             weights: str = "best") -> Report:
+             weights: str = "best", settings: dict | None = None) -> Report:
     """Compares `source` (a trained run, plugkit.runs.Run, or a sample file with the real data
     `against`) with real data; writes the report to `out` (whole, or not at all) and returns
-    it. plugkit.evaluate takes a run's folder too."""
+    it. `settings`: the sampler settings a run's samples are drawn with, by name (as for
+    `plugkit sample`). plugkit.evaluate takes a run's folder too."""
     try:
-        return _evaluate(source, against, holdout, modality, n, seed, target, out, weights)
+        return _evaluate(source, against, holdout, modality, n, seed, target, out, weights,
+                         settings or {})
     except (MemoryError, RuntimeError) as exc:
         if not out_of_memory(exc):
             raise
@@ -46,12 +48,15 @@ def evaluate(source: Any, *, against: str | None = None, holdout: str | None = N
                            "nothing was written") from None
 
 
-def _evaluate(source, against, holdout, modality, n, seed, target, out, weights) -> Report:
+def _evaluate(source, against, holdout, modality, n, seed, target, out, weights,
+              settings) -> Report:
     if hasattr(source, "draw"):  # a Run: its own data, split as training split it
         if holdout or against:
             raise UsageError("`against`/`holdout` are for sample files; a run is compared with "
                              "its own training data")
-        compared = sets.from_run(source, n, seed, weights)
+        compared = sets.from_run(source, n, seed, weights, settings)
+    elif settings:
+        raise UsageError("sampler settings are for runs: a sample file is already drawn")
     elif (Path(source) / rundir.RUN_JSON).exists():
         raise UsageError(f"{source} is a run: evaluate it with plugkit.evaluate(path) or "
                          "plugkit.load(path).evaluate()")
@@ -64,7 +69,8 @@ def _evaluate(source, against, holdout, modality, n, seed, target, out, weights)
         "source": c.source, "modality": c.modality, "n": c.n, "compared": c.compared,
         "repeats": c.repeats, "design": "pooled" if c.pooled else "holdout",
         "real_size": c.real_size, "train_size": len(c.train), "holdout_size": len(c.holdout),
-        "seed": seed, **({"weights": weights} if c.run is not None else {}),
+        "seed": seed, **({"weights": weights, "settings": settings} if c.run is not None
+                         else {}),
         "notes": list(c.notes)}, [])
     MODALITIES[c.modality](c, report, seed, target)
     if c.run is not None:

@@ -105,16 +105,18 @@ class Sets:
         return _take(self.synthetic.x, rows)
 
 
-def from_run(run: Any, n: int | None, seed: int, weights: str = "best") -> Sets:
+def from_run(run: Any, n: int | None, seed: int, weights: str = "best",
+             settings: dict | None = None) -> Sets:
     """A trained run's (plugkit.runs.Run) data split as training split it, and samples drawn
-    as `plugkit sample --seed` draws them (Run.draw)."""
+    as `plugkit sample --seed` draws them (Run.draw), with the sampler `settings`."""
     family = run.model(weights)  # before loading the data: a run without weights fails fast
     train, holdout = run.split()
     pooled, size, compared = _design(len(train), len(holdout), n)
     # a class-conditional model draws for the class mix of the real records it is compared
     # with, and these are the labels that label accuracy checks
     labels = _label_mix(train, holdout, pooled, size, seed) if family.num_classes else None
-    drawn = codec.concat(list(run.draw(size, seed, labels=labels, weights=weights)))
+    drawn = codec.concat(list(run.draw(size, seed, labels=labels, weights=weights,
+                                       **(settings or {}))))
     synthetic = Dataset(f"samples of {run.path}", train.modality, drawn, labels,
                         train.classes if labels is not None else None, meta=train.meta)
     sets = Sets(train.modality, synthetic, train, holdout, train.meta, str(run.path), run.path,
