@@ -122,15 +122,15 @@ class Run:
 
         return data.split(self.data(), self.record["val_fraction"], self.record["seed"])
 
-    def labels(self, n: int, label: str | int | None = None,
-               per_class: int | None = None) -> Any:
+    def labels(self, n: int, label: str | int | None = None, per_class: int | None = None,
+               weights: str = "best") -> Any:
         """The class of each of n samples (int64 [n], in class order) for a class-conditional
         run: all of `label` (a name or an index), `per_class` of each class, or by default the
         training data's class mix; None for a run that does not sample by class."""
         import numpy as np
 
         classes = self.classes or []
-        if not self.model().num_classes:
+        if not self.model(weights).num_classes:  # the model the draw loads: loaded once
             if label is not None or per_class is not None:
                 what = "`label`" if label is not None else "`per_class`"
                 why = "its data has no labels" if not classes else \
@@ -186,7 +186,7 @@ class Run:
 
         if per_class is not None:
             n = per_class * len(self.classes or [])
-        labels = self.labels(n, label, per_class)
+        labels = self.labels(n, label, per_class, weights)
         blocks = list(self.draw(n, seed, labels=labels, weights=weights, **settings))
         samples = codec.concat(blocks)
         if self.modality == "image" and self.info.meta.get("bit_depth") == 8:

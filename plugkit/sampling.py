@@ -69,7 +69,7 @@ def sample(run_dir: str | Path, n: int | None = None, out: str | Path | None = N
     if out.suffix == ".png" and n > GRID_MAX:
         raise UsageError(f"`n` {n:,} is too many for a .png grid (at most {GRID_MAX:,}); "
                          "write .npz or .npy instead")
-    labels = run.labels(n, label, per_class)
+    labels = run.labels(n, label, per_class, weights)
     chosen = dataclasses.asdict(run.settings(**settings))
     sidecar = {"run": str(run.path), "family": run.family_name, "n": n, "seed": seed,
                "weights": run.weights_used(weights), "settings": chosen, "file": out.name}

@@ -139,11 +139,11 @@ def _privacy(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarray],
     _add(report, "exact copies", distances.exact_copy_rate(synthetic, train),
          distances.exact_copy_rate(holdout, train), "lower",
          "share of samples identical to a training record")
-    _membership(report, c, rows, seed)
+    _membership(report, c, rows, seed, synthetic)
 
 
 def _membership(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarray],
-                seed: int) -> None:
+                seed: int, synthetic: np.ndarray | None = None) -> None:
     """Membership attacks (plugkit.metrics.membership): can the samples (up to MAX_N) tell
     training records from held-out ones? Each is left out, with a note, below FEWEST a side."""
     n_train, fewest = len(c.train), membership.FEWEST
@@ -154,7 +154,8 @@ def _membership(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarray],
     report.summary["notes"].append(note)
     if len(near.members) < fewest:
         return
-    synthetic = rows(c.synthetic_x(np.arange(min(c.n, sets.MAX_N))))
+    if synthetic is None:  # the rows of up to MAX_N samples, unless _privacy made them
+        synthetic = rows(c.synthetic_x(np.arange(min(c.n, sets.MAX_N))))
     members = rows(c.real_x(near.members))
     non_members = rows(c.real_x(near.non_members + n_train))  # real rows: training ones first
     _add(report, "membership AUC (distance)",
