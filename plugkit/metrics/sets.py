@@ -5,6 +5,8 @@ From a run: the run's own dataset, split exactly as training split it (same seed
 so the holdout is the validation set the model never trained on; n fresh samples are drawn.
 From a sample file: `--against` is the training data and `--holdout` the held-out data, else
 `--against` is split in two halves.
+A dataset that comes with its own test part (meta["holdout"], e.g. adult's test file) is judged
+on that part in both cases: it is what the field compares on, and no run trained on it.
 
 Two designs, chosen by the size of the holdout:
 
@@ -111,6 +113,7 @@ def from_run(run: Any, n: int | None, seed: int, weights: str = "best",
     as `plugkit sample --seed` draws them (Run.draw), with the sampler `settings`."""
     family = run.model(weights)  # before loading the data: a run without weights fails fast
     train, holdout = run.split()
+    holdout = _declared_holdout(train) or holdout
     pooled, size, compared = _design(len(train), len(holdout), n)
     # a class-conditional model draws for the class mix of the real records it is compared
     # with, and these are the labels that label accuracy checks
@@ -123,6 +126,16 @@ def from_run(run: Any, n: int | None, seed: int, weights: str = "best",
                 pooled, compared, family=family)
     sets.notes = _notes(sets, n)
     return sets
+
+
+def _declared_holdout(real: Dataset) -> Dataset | None:
+    """The test part a built-in declares for itself (its meta["holdout"]), else None."""
+    name = real.meta.get("holdout")
+    if name is None:
+        return None
+    held = data.load(name, real.modality)
+    _check_like(real, held, f"{real.name}'s test part {name}")
+    return held
 
 
 def _label_mix(train: Dataset, holdout: Dataset, pooled: bool, size: int,
@@ -141,7 +154,10 @@ def from_file(path: str, against: str | None, holdout: str | None, modality: str
         raise UsageError(f"{path}: a PNG grid cannot be evaluated; sample with `out` x.npz")
     real = data.load(against, modality)
     synthetic = data.load(path, real.modality)
-    if holdout is None:
+    declared = _declared_holdout(real) if holdout is None else None
+    if declared is not None:
+        train, held = real, declared
+    elif holdout is None:
         train, held = data.split(real, 0.5, seed)
     else:
         train, held = real, data.load(holdout, real.modality)
@@ -176,6 +192,9 @@ def _design(n_train: int, n_holdout: int, n: int | None,
 def _notes(c: Sets, asked: int | None, available: int | None = None) -> list[str]:
     m, n = c.compared, c.n
     notes = []
+    if c.meta.get("holdout"):
+        notes.append(f"held out: {c.meta['holdout']} ({len(c.holdout):,} records), the test "
+                     "part that comes with the data; no run trains on it")
     if available is not None:
         notes.append(f"{asked:,} samples were asked for, more than the file holds: all "
                      f"{available:,} are used")
