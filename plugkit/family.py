@@ -44,6 +44,9 @@ class DataInfo:
     modality: str
     meta: dict = field(default_factory=dict)  # image: channels, height, width; text: vocab ...
     classes: list[str] | None = None  # class names when the data has labels
+    # trained with DP-SGD (plugkit.privacy): each row's loss must come from that row alone,
+    # every row of the batch once (no resampling within the batch, nothing mixing rows)
+    private: bool = False
 
 
 @dataclass
@@ -100,6 +103,10 @@ class Family:
     # something else (a GAN's discriminator). An instance may set its own in __init__ when
     # that depends on the data (the VAE's ELBO does not rank its image samples).
     val_loss_ranks_models: bool = True
+    # the modalities it trains with DP-SGD (plugkit train --dp-epsilon; docs/privacy.md): its
+    # networks' layers have per-sample gradients in Opacus (or a `per_sample_grads` of their
+    # own), and with DataInfo.private each row's loss comes from that row alone
+    private: ClassVar[tuple[str, ...]] = ()
     api_version: ClassVar[int] = API_VERSION  # the plugin API it was written for
     Options: ClassVar[type] = NoOptions  # a dataclass: typed fields, defaults, help in metadata
     # the sampler's settings, a dataclass like Options (`plugkit sample -s key=value`; the

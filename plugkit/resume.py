@@ -83,7 +83,31 @@ def settle(config: Any, record: dict | None) -> Any:
                              "another `out` to change them)")
     _check_data(data)
     return dataclasses.replace(config, family=record["family"],
-                               options=_options(config, record), **stored)
+                               options=_options(config, record), **stored,
+                               **_privacy(config, record))
+
+
+def _privacy(config: Any, record: dict) -> dict[str, Any]:
+    """A private run resumes with its own budget (and never trains past the epochs it was
+    planned for: that would spend more); a run trained without DP cannot turn private."""
+    spent = record.get("privacy")
+    if spent is None:
+        if config.dp_epsilon is not None:
+            raise UsageError("`resume`: the run was trained without `dp_epsilon`; a private "
+                             "run starts private (start a new run with another `out`)")
+        return {}
+    target = spent["target"]
+    stored = {f"dp_{k}": target[k] for k in ("epsilon", "delta", "clip", "secure_rng")}
+    for name, value in stored.items():
+        given = getattr(config, name)
+        if name in ("dp_epsilon", "dp_delta") and given is not None and given != value:
+            raise UsageError(f"`resume`: the run was trained with `{name}` {value}, not "
+                             f"{given}; a resumed run keeps its privacy budget")
+    if config.epochs > spent["epochs"]:
+        raise UsageError(f"`resume`: the privacy budget was planned for {spent['epochs']} "
+                         f"epochs; training to {config.epochs} would spend more than "
+                         f"`dp_epsilon` {target['epsilon']}")
+    return stored
 
 
 def _flag(name: str) -> str:

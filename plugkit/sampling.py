@@ -75,6 +75,8 @@ def sample(run_dir: str | Path, n: int | None = None, out: str | Path | None = N
                "weights": run.weights_used(weights), "settings": chosen, "file": out.name}
     if labels is not None:
         sidecar |= {"label": label, "per_class": per_class, "classes": run.classes}
+    if "privacy" in run.record:  # a shared file carries its guarantee
+        sidecar["privacy"] = run.record["privacy"]
     writer = WRITERS[out.suffix]
     if labels is not None and out.suffix in (".npz", ".png"):
         writer = functools.partial(writer, labels=labels, per_row=per_class)

@@ -12,8 +12,9 @@
 
 pytest collects the subclass and runs: build, a few steps lower the loss on a fixed batch,
 sample shape/dtype, checkpoint round trip, determinism under a seed, and that the
-`conditional` flag `plugkit list` shows tells the truth. A test that does not apply to a family
-(say, a single decreasing loss for an adversarial one) is skipped with the reason.
+`conditional` and `private` flags `plugkit list` shows tell the truth. A test that does not
+apply to a family (say, a single decreasing loss for an adversarial one) is skipped with the
+reason.
 """
 
 from __future__ import annotations
@@ -172,6 +173,38 @@ class FamilyTests:
         assert len(rows) == 6 and (rows[column["name"]].astype(str) == value).all(), (
             f"{family.name} declares conditional = True but sample(where={where!r}) drew "
             f"{rows[column['name']].tolist()}")
+
+
+    def test_private_gradients_are_per_record(self):
+        """A family that declares `private` for this modality trains under DP-SGD: Opacus
+        gives every trainable parameter a gradient per row, and a row's gradient depends on
+        that row alone (changing another row leaves it as it was), as the clipping assumes."""
+        if self.info.modality not in self.family.private:
+            pytest.skip(f"{self.family.name} does not train {self.info.modality} privately")
+        pytest.importorskip("opacus", reason="plugkit[privacy] not installed")
+        from plugkit import privacy
+
+        batch = self.batch()
+        other = batch.x.clone()
+        other[-1] = batch.x[0]  # the last row replaced
+        grads = []
+        for x in (batch.x, other):
+            family = self.build(info=dataclasses.replace(self.info, private=True))
+            privacy.DPSGD(family, privacy.Budget(1.0, 1e-5), 1000, len(x), 1)
+            torch.manual_seed(3)  # the same noise and draws for both batches
+            family.train_step(Batch(x, batch.y))
+            per_row = {}
+            for name, module in family.modules().items():
+                for pname, p in module.named_parameters():
+                    if p.requires_grad:
+                        assert getattr(p, "grad_sample", None) is not None, \
+                            f"no per-sample gradient for {name}.{pname}"
+                        assert p.grad_sample.shape == (len(x), *p.shape)
+                        per_row[f"{name}.{pname}"] = p.grad_sample[:-1]
+            grads.append(per_row)
+        for name, g in grads[0].items():
+            assert torch.allclose(g, grads[1][name], atol=1e-6), \
+                f"{name}: a row's gradient changed with another row"
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:

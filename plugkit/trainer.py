@@ -44,12 +44,11 @@ class LoopState:
     best: float = math.inf  # the lowest validation loss so far
     since_best: int = 0  # epochs since it
     carried: dict | None = None  # an epoch stopped part-way: its loss sums, rows, seconds
+    privacy: list | None = None  # DP-SGD: the accountant's history (plugkit.privacy)
 
     def as_dict(self) -> dict:
-        state = asdict(self)
-        if state["carried"] is None:
-            del state["carried"]
-        return state
+        return {k: v for k, v in asdict(self).items()
+                if v is not None or k not in ("carried", "privacy")}
 
     @classmethod
     def from_dict(cls, state: dict) -> LoopState:
@@ -91,6 +90,7 @@ class Trainer:
     state: LoopState
     report: Callable[[dict], None] = lambda row: None
     on_step: StepHook = lambda *_: None
+    private: Any = None  # plugkit.privacy.DPSGD under --dp-epsilon: Poisson batches, counted
 
     def run(self, train_ds, val_ds) -> dict:
         x, y = codec.encode(train_ds)
@@ -114,14 +114,17 @@ class Trainer:
         (its loss sums are carried in the checkpoint)."""
         config, state = self.config, self.state
         steps = math.ceil(len(x) / config.batch_size)
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(
-            config.seed * 1_000_003 + state.epoch))
         self._totals: dict[str, float] = {}
         self._seen, self._epoch_start = 0, time.monotonic()
-        for batch in batches(x, y, order[state.position * config.batch_size:],
-                             config.batch_size, self.device, self.world):
+        for batch in self._batches(x, y, steps):
             step_start = time.perf_counter()
-            losses = self.family.train_step(batch)
+            if len(batch.x):
+                losses = self.family.train_step(batch)
+            else:  # an empty Poisson batch (DP-SGD): the noise is still released
+                losses = {}
+                self.private.empty_step()
+            if self.private is not None and len(batch.x):
+                self.private.stepped()
             self.governor.step(time.perf_counter() - step_start)
             for k, v in losses.items():
                 self._totals[k] = self._totals.get(k, 0.0) + v * len(batch.x)
@@ -150,6 +153,24 @@ class Trainer:
             self._save()
             return False
         return True
+
+    def _batches(self, x, y, steps: int) -> Iterator[Batch]:
+        """The rest of the current epoch's batches: slices of a permutation seeded by (seed,
+        epoch); under DP-SGD, Poisson batches seeded by (seed, step) instead, as its
+        accountant assumes (plugkit.privacy)."""
+        config, state = self.config, self.state
+        if self.private is None:
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(
+                config.seed * 1_000_003 + state.epoch))
+            yield from batches(x, y, order[state.position * config.batch_size:],
+                               config.batch_size, self.device, self.world)
+            return
+        from plugkit import privacy
+
+        for step in range(state.step, state.step + steps - state.position):
+            rows = privacy.poisson_rows(len(x), self.private.sample_rate,
+                                        config.seed * 1_000_003 + step)
+            yield Batch(x[rows].to(self.device), None if y is None else y[rows].to(self.device))
 
     def _end_epoch(self, val_x, val_y) -> None:
         """Validates, logs the epoch's row (its whole epoch, carried parts included), keeps
@@ -186,8 +207,8 @@ class Trainer:
     def _track_best(self, val_loss: float) -> None:
         """Keeps the weights of the lowest validation loss (best.safetensors), for families
         whose validation loss ranks models (not the GAN's: it measures D)."""
-        if not self.family.val_loss_ranks_models:
-            return
+        if not self.family.val_loss_ranks_models or self.private is not None:
+            return  # under DP no weights are chosen on the records: the last ones count
         if val_loss < self.state.best:
             self.state.best, self.state.since_best = val_loss, 0
             if self.world.main:
@@ -204,6 +225,8 @@ class Trainer:
             raise PlugkitError(f"training diverged: parameters became NaN or inf by step "
                                f"{self.state.step}; the last good checkpoint is in "
                                f"{self.run_dir}")
+        if self.private is not None:
+            self.state.privacy = self.private.history()
         if self.world.main:  # every rank holds the same weights, optimizers and RNG streams
             checkpoint.save(self.run_dir, family.modules(), family.optimizers(),
                             **self.state.as_dict())

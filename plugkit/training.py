@@ -14,7 +14,17 @@ from typing import Any
 
 import torch
 
-from plugkit import checkpoint, data, distributed, options, plugins, resume, rundir, threads
+from plugkit import (
+    checkpoint,
+    data,
+    distributed,
+    options,
+    plugins,
+    privacy,
+    resume,
+    rundir,
+    threads,
+)
 from plugkit.errors import PlugkitError, UsageError, out_of_memory
 from plugkit.family import DataInfo, Family
 from plugkit.formats import text
@@ -44,6 +54,11 @@ class TrainConfig:
     patience: int | None = None  # stop after this many epochs without a better val_loss
     threads: int | None = None  # torch's threads; None: chosen from the load (plugkit.threads)
     resume: bool = False
+    # differential privacy (plugkit.privacy): DP-SGD spending at most (dp_epsilon, dp_delta)
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None  # None: min(1e-5, 1 / (10 n))
+    dp_clip: float = 1.0  # each record's gradient norm at most this
+    dp_secure_rng: bool = False  # noise from a cryptographic RNG (no bit-exact resume)
 
 
 def train_from_python(family: str | None, data: Any = None, progress: bool = True,
@@ -134,6 +149,7 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     previous = rundir.read(run_dir) if config.resume else None
     config = resume.settle(config, previous)
     cls = plugins.get(config.family)
+    budget = _budget(config, cls)
     if config.data is None:
         if cls.default_dataset is None:
             raise UsageError(f"family {cls.name} has no default dataset; give `data`")
@@ -145,12 +161,18 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     known = None if in_memory else data.builtin.REGISTRY.get(spec)  # known before loading
     if config.window is None:
         _check_modality(cls, name, known.modality if known else None)
+    if budget is not None and known is not None:
+        _check_private(cls, known.modality)  # before loading
     ds = data.load(spec, config.modality, config.image_size, config.window, config.max_length)
     _check_modality(cls, name, ds.modality)
     world, device = distributed.init(pick_device(config.device))
+    if budget is not None:
+        _check_private(cls, ds.modality, world)
+        budget = budget.settled(len(ds))
+        ds.meta["encoding"] = _private_encoding(ds, budget, config.seed, previous)
     train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
     torch.manual_seed(config.seed)
-    family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes), device)
+    family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes, budget is not None), device)
     if config.patience is not None and not family.val_loss_ranks_models:
         raise UsageError(f"`patience`: {cls.name}'s validation loss does not rank its "
                          f"{ds.modality} models, so it cannot stop early on it")
@@ -172,11 +194,20 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
             checkpoint.remove_staged(run_dir)
             rundir.update(run_dir, status="training", epochs=config.epochs, stopped=None,
                         stopped_early=None)
+    private = None
+    if budget is not None:
+        resumed = None if previous is None else \
+            {"record": previous["privacy"], "history": loop.get("privacy")}
+        private = privacy.DPSGD(family, budget, len(train_ds), config.batch_size,
+                                previous["privacy"]["epochs"] if previous else config.epochs,
+                                resumed)
+        if previous is None and world.main:
+            rundir.update(run_dir, privacy=private.spent())
     world.average_gradients(family.optimizers())
     if not world.main:  # only the main rank reports
         report, on_step = (lambda row: None), None
     trainer = Trainer(family, config, run_dir, device, world, threads.Governor(choice),
-                      LoopState.from_dict(loop), report, on_step or (lambda *_: None))
+                      LoopState.from_dict(loop), report, on_step or (lambda *_: None), private)
     try:
         status = trainer.run(train_ds, val_ds)
     except BaseException as exc:
@@ -189,10 +220,58 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
                                f"model's size (see `plugkit info {cls.name}`)"
                                + _kept(run_dir, previous is None)) from None
         raise
+    if private is not None:
+        status["privacy"] = private.spent()
     if world.main:
         rundir.update(run_dir, **status)
     distributed.finish(world)
     return run_dir
+
+
+def _budget(config: TrainConfig, cls: type[Family]) -> privacy.Budget | None:
+    """The privacy budget asked for, checked before any data is read; None without DP."""
+    if config.dp_epsilon is None:
+        for name in ("dp_delta", "dp_secure_rng"):
+            if getattr(config, name):
+                raise UsageError(f"`{name}` is for private training: give `dp_epsilon` too")
+        if config.dp_clip != 1.0:
+            raise UsageError("`dp_clip` is for private training: give `dp_epsilon` too")
+        return None
+    budget = privacy.Budget(config.dp_epsilon, config.dp_delta, config.dp_clip,
+                            config.dp_secure_rng)
+    budget.check()
+    if not cls.private:
+        raise UsageError(f"{cls.name} does not train privately (`dp_epsilon`); families that "
+                         "do: see `plugkit list`")
+    if config.patience is not None:
+        raise UsageError("`patience` stops on the validation loss, which reads the records: "
+                         "not under `dp_epsilon`")
+    privacy.require_opacus()
+    return budget
+
+
+def _check_private(cls: type[Family], modality: str, world: Any = None) -> None:
+    if modality not in cls.private:
+        raise UsageError(f"{cls.name} trains {' and '.join(cls.private)} data privately, "
+                         f"not {modality} (`dp_epsilon`)")
+    if world is not None and world.size > 1:
+        raise UsageError("`dp_epsilon` trains in one process for now, not `nproc` "
+                         f"{world.size}")
+
+
+def _private_encoding(ds: data.Dataset, budget: privacy.Budget, seed: int,
+                      previous: dict | None) -> list[dict]:
+    """A table's encoding from DP statistics (plugkit.formats.tabular_private), fitted once:
+    a resumed run keeps its own (a second fit would spend the budget again)."""
+    if previous is not None:
+        return previous["data"]["meta"]["encoding"]
+    import numpy as np
+
+    from plugkit.formats import tabular_private
+
+    epsilon, delta = budget.preprocessing()
+    return tabular_private.fit(ds.x, ds.meta["columns"], epsilon, delta,
+                               np.random.default_rng(seed))
 
 
 def _run_dir(config: TrainConfig) -> Path:

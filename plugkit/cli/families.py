@@ -24,6 +24,7 @@ def list_families(as_json: JsonFlag = False) -> None:
             "distribution": entry.distribution,
             "modalities": list(family.modalities) if family else [],
             "conditional": bool(family and family.conditional),
+            "private": list(family.private) if family else [],
             "description": family.description if family else "",
             "status": "ok" if family else f"broken: {entry.error}",
         })
@@ -36,11 +37,12 @@ def list_families(as_json: JsonFlag = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("family", "version", "distribution", "modalities", "conditional", "status",
-                  "description")
+    table = Table("family", "version", "distribution", "modalities", "conditional",
+                  "private (--dp-epsilon)", "status", "description")
     for r in rows:
         table.add_row(r["name"], r["version"], r["distribution"], ", ".join(r["modalities"]),
-                      "yes" if r["conditional"] else "no", r["status"], r["description"])
+                      "yes" if r["conditional"] else "no", ", ".join(r["private"]) or "no",
+                      r["status"], r["description"])
     Console().print(table)
 
 
@@ -57,7 +59,8 @@ def info(
     if as_json:
         doc = {"name": cls.name, "description": cls.description,
                "modalities": list(cls.modalities), "conditional": cls.conditional,
-               "likelihood": cls.likelihood, "api_version": cls.api_version,
+               "likelihood": cls.likelihood, "private": list(cls.private),
+               "api_version": cls.api_version,
                "options": [asdict(o) for o in kinds["option"]],
                "settings": [asdict(o) for o in kinds["setting"]]}
         typer.echo(json.dumps(doc, indent=2, default=str))
@@ -68,7 +71,8 @@ def info(
     console = Console()
     console.print(f"{cls.name}: {cls.description}")
     console.print(f"modalities: {', '.join(cls.modalities)}; conditional: "
-                  f"{'yes' if cls.conditional else 'no'}")
+                  f"{'yes' if cls.conditional else 'no'}; trains privately (--dp-epsilon): "
+                  f"{', '.join(cls.private) or 'no'}")
     for kind, described in kinds.items():
         if not described:
             console.print(f"no {kind}s")

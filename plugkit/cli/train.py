@@ -60,6 +60,19 @@ def train(
     nproc: Annotated[int, typer.Option(help="Data-parallel processes on this machine (spawned "
                                        "through torch.distributed.run; --batch-size is the "
                                        "global batch).")] = 1,
+    dp_epsilon: Annotated[float | None, typer.Option(
+        help="Train with differential privacy (DP-SGD, Opacus: pip install "
+             "'plugkit[privacy]'), spending at most this epsilon (docs/privacy.md).",
+        rich_help_panel="Privacy")] = None,
+    dp_delta: Annotated[float | None, typer.Option(
+        help="The delta of (epsilon, delta)-DP [default: min(1e-5, 1/(10 n))].",
+        rich_help_panel="Privacy")] = None,
+    dp_clip: Annotated[float, typer.Option(
+        help="Each record's gradient is clipped to this norm.", rich_help_panel="Privacy")
+    ] = 1.0,
+    dp_secure_rng: Annotated[bool, typer.Option(
+        help="Draw DP-SGD's noise from a cryptographic RNG (a resumed run is then not "
+             "bit-exact).", rich_help_panel="Privacy")] = False,
 ) -> None:
     """Train a model family on a dataset; writes a run directory."""
     from plugkit import training
@@ -68,7 +81,8 @@ def train(
         family=family, data=data, out=out, epochs=epochs, batch_size=batch_size, seed=seed,
         device=device, options=option or [], modality=modality, image_size=image_size,
         window=window, max_time=max_time, patience=patience, resume=resume,
-        val_fraction=val_fraction, threads=threads, max_length=max_length)
+        val_fraction=val_fraction, threads=threads, max_length=max_length,
+        dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_clip=dp_clip, dp_secure_rng=dp_secure_rng)
     if nproc != 1:
         _spawn(nproc, config, as_json)
 
@@ -111,6 +125,11 @@ def _last_line(run_dir: Path) -> str:
     from plugkit import rundir
 
     record = rundir.read(run_dir)
+    spent = record.get("privacy")
+    if spent is not None:  # said first: what the user will quote when sharing the samples
+        typer.echo(f"privacy: ({spent['epsilon']:.3g}, {spent['delta']:.2g})-DP spent "
+                   f"(of epsilon {spent['target']['epsilon']:g}), in {spent['steps']:,} steps "
+                   f"of DP-SGD (noise multiplier {spent['noise_multiplier']:.3g})")
     if record.get("status") == "stopped":
         return f"stopped: {record['stopped']}; saved {run_dir}; continue with --resume"
     if record.get("stopped_early"):
@@ -128,6 +147,9 @@ def _spawn(nproc: int, config, as_json: bool) -> None:
         raise UsageError(f"--nproc must be at least 1, got {nproc}")
     if "WORLD_SIZE" in os.environ:
         raise UsageError("--nproc inside torchrun: torchrun already started the processes")
+    if config.dp_epsilon is not None:
+        raise UsageError("--dp-epsilon trains in one process for now, not --nproc "
+                         f"{nproc}")
     args = [config.family] if config.family else []
     args += ["--epochs", str(config.epochs), "--device", config.device]
     for flag, value in (("--data", config.data), ("--out", config.out),

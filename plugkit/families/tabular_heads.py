@@ -132,18 +132,34 @@ class RowLikelihood(nn.Module):
     def __init__(self, spans: list[Span]) -> None:
         super().__init__()
         self.discrete = [s for s in spans if s.discrete]
-        self.register_buffer("offsets", _offsets(spans), persistent=False)
+        # a plain tensor, not a buffer: DP-SGD (Opacus) refuses trainable layers with buffers
+        self.offsets = _offsets(spans)
         # TVAE starts at 0.1: offsets are in units of 4 std of their mode, a mode spans ~0.5
         self.log_sigma = nn.Parameter(torch.full((len(self.offsets),), math.log(0.1)))
 
-    def sigma(self) -> torch.Tensor:
+    def forward(self, out: torch.Tensor) -> torch.Tensor:
+        """The log scales [B, offsets] for the rows of `out`: taken by a call, so that DP-SGD
+        sees each row's part of log_sigma's gradient (per_sample_grads). `out` must not
+        require grad: the backward hook that gives that part fires on the output's gradient
+        only when no input waits for one (the result does not depend on it)."""
+        return self.log_sigma.expand(len(out), -1)
+
+    @staticmethod
+    def per_sample_grads(layer: RowLikelihood, activations: list, backprops: torch.Tensor
+                         ) -> dict[nn.Parameter, torch.Tensor]:
+        """Each row's gradient of log_sigma (Opacus' grad sampler, plugkit.privacy): forward
+        copies log_sigma to every row, so a row's gradient is its row of the backprop."""
+        return {layer.log_sigma: backprops}
+
+    def sigma(self, log_sigma: torch.Tensor | None = None) -> torch.Tensor:
         # floored at 0.01: a spike (all values equal within a mode) would otherwise shrink its
         # scale without bound and dominate the loss
-        return self.log_sigma.exp().clamp(min=0.01)  # (offsets,)
+        log_sigma = self.log_sigma if log_sigma is None else log_sigma
+        return log_sigma.exp().clamp(min=0.01)  # (offsets,) or (B, offsets)
 
     def nll(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood per row [B], in nats."""
-        sigma = self.sigma()
+        sigma = self.sigma(self(out.detach()))  # (B, offsets); detached: see forward
         z = (rows[:, self.offsets] - torch.tanh(out[:, self.offsets])) / sigma  # (B, offsets)
         nll = (0.5 * z.square() + sigma.log() + 0.5 * math.log(2 * math.pi)).sum(1)  # (B,)
         for s in self.discrete:
@@ -205,6 +221,17 @@ class Conditions:
         match = present[:, category].T  # (n, B): the rows holding each category
         pick = torch.rand(match.shape, generator=g, device=device) * match
         return F.one_hot(category, self.width).to(x.dtype), pick.argmax(1)  # a match at random
+
+    def of_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """A condition [B, C] per row of x [B, D] from that row alone: a categorical column at
+        random, and the row's own category in it. What DP-SGD needs (each row's loss from the
+        row, each row once); `training` draws rows for categories instead."""
+        if not self.width:
+            return x.new_zeros(len(x), 0)
+        column = torch.randint(len(self.columns), (len(x),), device=x.device)  # (B,)
+        held = x[:, self.index.to(x.device)] > 0.5  # (B, C): the row's categories
+        mine = self.column_of.to(x.device) == column[:, None]  # (B, C)
+        return (held & mine).to(x.dtype)  # all zeros where the row's category is unlisted
 
     def sampling(self, n: int, generator: torch.Generator, device: torch.device,
                  where: str | None = None) -> torch.Tensor:

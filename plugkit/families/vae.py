@@ -149,6 +149,7 @@ class _Tables:
     def __init__(self, o: Options, info: DataInfo) -> None:
         self.o, self.encoding = o, info.meta["encoding"]
         self.conditions = Conditions(self.encoding)
+        self.private = info.private  # DP-SGD: every row once, its condition its own
 
     def nets(self) -> dict[str, nn.Module]:
         o, d, c = self.o, tabular.width(self.encoding), self.conditions.width
@@ -159,8 +160,11 @@ class _Tables:
     def losses(self, net: nn.ModuleDict, x: torch.Tensor, y: torch.Tensor | None, *,
                generator: torch.Generator | None = None, eps: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        cond, rows = self.conditions.training(x, len(x), generator)  # (B, C), (B,)
-        x = x[rows]  # rows drawn with their conditions
+        if self.private:
+            cond = self.conditions.of_rows(x)  # (B, C)
+        else:
+            cond, rows = self.conditions.training(x, len(x), generator)  # (B, C), (B,)
+            x = x[rows]  # rows drawn with their conditions
         mu, logvar = net["encoder"](torch.cat([x, cond], 1)).chunk(2, dim=1)
         z, kl = ops.reparameterize_kl(mu, logvar, eps=eps)  # (B, latent), (B,)
         out = net["decoder"](torch.cat([z, cond], 1))  # (B, D) row parameters
@@ -182,6 +186,7 @@ class VAE(Family):
     description = "variational autoencoder (MLP or conv) with a fused reparameterization kernel"
     modalities = ("image", "table", "sequence")
     conditional = True  # images with labels: per class; tables: per category (--where)
+    private = ("table",)  # DP-SGD (plugkit train --dp-epsilon): every layer per-sample
     Options = Options
     Settings = Settings
     default_dataset = "digits"

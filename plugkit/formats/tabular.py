@@ -134,9 +134,9 @@ def _decimals(values: np.ndarray, most: int = 6) -> int | None:
 
 def _fit_categorical(name: Any, column: Any) -> dict:
     present = column.dropna()
-    categories = sorted({_plain(v) for v in present}, key=lambda v: (str(type(v)), v))
+    categories = sorted({plain(v) for v in present}, key=lambda v: (str(type(v)), v))
     index = {c: i for i, c in enumerate(categories)}
-    counts = np.bincount([index[_plain(v)] for v in present], minlength=len(categories))
+    counts = np.bincount([index[plain(v)] for v in present], minlength=len(categories))
     counts = counts.tolist()
     if len(present) < len(column):
         categories.append(MISSING)
@@ -146,7 +146,7 @@ def _fit_categorical(name: Any, column: Any) -> dict:
             "categories": categories, "counts": counts}
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A JSON-safe category: numpy scalars become Python ones."""
     return value.item() if hasattr(value, "item") else value
 
@@ -182,7 +182,10 @@ def encode(df: Any, encoding: list[dict]) -> np.ndarray:
             parts += _encode_numeric(values.to_numpy(dtype=np.float64, na_value=np.nan), column)
         else:
             index = {c: i for i, c in enumerate(column["categories"])}
-            codes = [index.get(MISSING if _isna(v) else _plain(v), -1) for v in values]
+            # a category the encoding does not list: all zeros, or missing where the encoding
+            # says so (one fitted under DP lists only what it may release: tabular_private)
+            unlisted = index[MISSING] if column.get("unlisted") == "missing" else -1
+            codes = [index.get(MISSING if _isna(v) else plain(v), unlisted) for v in values]
             parts.append(_one_hot(np.asarray(codes, dtype=np.int64), len(index)))
     return np.concatenate(parts, axis=1).astype(np.float32)
 

@@ -1,0 +1,203 @@
+"""Differentially private training (plugkit.privacy, plugkit.formats.tabular_private): the
+accountant against an independent one, clipping, the private encoding, refusals, resume."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from plugkit.cli import app
+from plugkit.data import load
+from plugkit.families.vae import VAE, Options
+from plugkit.family import Batch, DataInfo
+from plugkit.formats import codec, tabular, tabular_private
+
+opacus = pytest.importorskip("opacus", reason="plugkit[privacy] not installed")
+from plugkit import privacy  # noqa: E402
+
+runner = CliRunner()
+
+
+def private_vae(clip: float = 1.0, records: int = 1000, batch: int = 32, epochs: int = 3):
+    ds = load("iris")
+    family = VAE(Options(hidden=16), DataInfo("table", ds.meta, None, private=True),
+                 torch.device("cpu"))
+    dp = privacy.DPSGD(family, privacy.Budget(2.0, 1e-5, clip), records, batch, epochs)
+    return family, dp, torch.as_tensor(codec.encode(ds)[0][:batch])
+
+
+def test_the_accountant_agrees_with_dp_accounting():
+    dp_accounting = pytest.importorskip("dp_accounting")
+    _, dp, _ = private_vae(records=1000, batch=32, epochs=3)
+    for _ in range(dp.planned):
+        dp.stepped()
+    event = dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+        dp.sample_rate, dp_accounting.GaussianDpEvent(dp.noise)), dp.planned)
+    independent = dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(dp.delta)
+    spent = dp.spent()
+    pre_epsilon, _ = dp.budget.preprocessing()
+    assert spent["epsilon"] - pre_epsilon == pytest.approx(independent, rel=0.02)
+    assert spent["epsilon"] <= 2.0 and spent["epsilon"] > 1.9  # planned to spend it all
+    assert spent["delta"] == pytest.approx(1e-5)
+
+
+def test_each_record_gradient_is_clipped_and_the_sum_averaged():
+    family, dp, x = private_vae(clip=0.05)
+    for optimizer in dp.optimizers.values():
+        optimizer.noise_multiplier = 0.0  # the clipping alone
+    torch.manual_seed(0)
+    family.train_step(Batch(x))
+    params = [p for p in family.net.parameters()]
+    per_row = torch.cat([p.grad_sample.flatten(1) for p in params], 1)  # (B, all)
+    norms = per_row.norm(dim=1)
+    assert (norms > 0.05).all()  # every record's gradient is larger than the clip here
+    factor = (0.05 / (norms + 1e-6)).clamp(max=1.0)
+    expected = (per_row * factor[:, None]).sum(0) / len(x)  # the clipped sum, averaged
+    applied = torch.cat([p.grad.flatten() for p in params])
+    assert torch.allclose(applied, expected, atol=1e-7)
+    assert ((per_row * factor[:, None]).norm(dim=1) <= 0.05 + 1e-6).all()
+
+
+def test_an_empty_poisson_batch_still_releases_the_noise():
+    family, dp, _ = private_vae()
+    before = [p.detach().clone() for p in family.net.parameters()]
+    dp.empty_step()
+    assert sum(h[2] for h in dp.accountant.history) == 1
+    assert any(not torch.equal(a, p) for a, p in zip(before, family.net.parameters(),
+                                                      strict=True))
+
+
+def test_poisson_rows_are_independent_draws_at_the_rate():
+    rows = privacy.poisson_rows(100_000, 0.01, seed=5)
+    assert abs(len(rows) - 1000) < 5 * math.sqrt(1000)
+    assert torch.equal(rows, privacy.poisson_rows(100_000, 0.01, seed=5))
+
+
+def test_a_layer_that_mixes_samples_is_refused():
+    class WithBatchNorm:
+        name = "bn"
+
+        def __init__(self):
+            self.net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+            self.opt = torch.optim.SGD(self.net.parameters(), lr=0.1)
+
+        def modules(self):
+            return {"net": self.net}
+
+        def optimizers(self):
+            return {"sgd": self.opt}
+
+    with pytest.raises(privacy.UsageError, match="BatchNorm"):
+        privacy.DPSGD(WithBatchNorm(), privacy.Budget(1.0, 1e-5), 100, 10, 1)
+
+
+# --- the private encoding -----------------------------------------------------------------
+
+def table(n=20_000, seed=0):
+    rng = np.random.default_rng(seed)
+    gain = np.where(rng.random(n) < 0.9, 0, rng.integers(1_000, 20_000, n))
+    colour = rng.choice(["red", "green", "blue"], n, p=[0.6, 0.3, 0.1]).astype(object)
+    colour[7] = "one-of-a-kind"  # held by one record: never listed
+    return pd.DataFrame({"age": rng.normal(40, 10, n).round().astype(int), "gain": gain,
+                         "colour": colour})
+
+
+def test_the_private_encoding_lists_common_categories_only_and_keeps_the_shape():
+    df = table()
+    kinds = {"age": "numeric", "gain": "numeric", "colour": "categorical"}
+    encoding = tabular_private.fit(df, kinds, 3.0, 1e-6, np.random.default_rng(0))
+    age, gain, colour = encoding
+    assert colour["categories"] == ["blue", "green", "red", tabular.MISSING]
+    assert abs(colour["counts"][2] - 12_000) < 200  # Laplace noise of scale 1 / epsilon
+    # 90% zeros: a point mode at 0, as heavy as the quantiles QUANTILES resolve (0.85)
+    assert {"weight": pytest.approx(0.9, abs=0.06), "mean": 0.0, "std": 0.0} in gain["modes"]
+    # N(40, 10): 0.2% and 99.8% quantiles 11 and 69, within bins 26% wide up there
+    assert 8 < age["min"] < 25 and 55 < age["max"] < 85 and age["decimals"] == 0
+    rows = tabular.encode(df, encoding)  # the unlisted category reads as missing
+    back = tabular.decode(rows, encoding)
+    assert pd.isna(back["colour"][7]) and (back["colour"][:7] == df["colour"][:7]).all()
+
+
+def test_a_category_of_one_record_is_not_listed_even_at_a_large_epsilon():
+    # the threshold 1 + ln(1 / (2 delta)) / epsilon is above 1 for any delta < 1/2
+    df = pd.DataFrame({"c": ["a"] * 50 + ["rare"]})
+    for seed in range(20):
+        encoding = tabular_private.fit(df, {"c": "categorical"}, 10.0, 1e-6,
+                                       np.random.default_rng(seed))
+        assert "rare" not in encoding[0]["categories"]
+
+
+# --- the CLI ------------------------------------------------------------------------------
+
+def train(tmp_path, *args, out="run"):
+    return runner.invoke(app, ["train", "--out", str(tmp_path / out), *args])
+
+
+def test_a_private_run_reports_its_guarantee_and_its_samples_carry_it(tmp_path):
+    result = train(tmp_path, "vae", "--data", "iris", "--epochs", "2", "--dp-epsilon", "1",
+                   "-o", "hidden=16")
+    assert result.exit_code == 0, result.output
+    assert "privacy: (" in result.output and "-DP spent (of epsilon 1)" in result.output
+    spent = json.loads((tmp_path / "run" / "run.json").read_text())["privacy"]
+    assert 0.9 < spent["epsilon"] <= 1.0 and spent["delta"] == 1e-5 and spent["steps"] == 6
+    assert not (tmp_path / "run" / "best.safetensors").exists()  # no choice on val data
+    sampled = runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "10", "--out",
+                                  str(tmp_path / "s.csv")])
+    assert sampled.exit_code == 0, sampled.output
+    assert json.loads((tmp_path / "s.csv.json").read_text())["privacy"] == spent
+
+
+def test_a_private_run_resumes_exactly_and_keeps_counting(tmp_path):
+    common = ["--data", "iris", "--dp-epsilon", "2", "-o", "hidden=16"]
+    assert train(tmp_path, "vae", *common, "--epochs", "3", out="whole").exit_code == 0
+    assert train(tmp_path, "vae", *common, "--epochs", "1", out="parts").exit_code == 0
+    # planned for 1 epoch: more would spend more than was asked for
+    longer = train(tmp_path, "--resume", "--epochs", "3", out="parts")
+    assert longer.exit_code == 2 and "planned for 1 epochs" in longer.output
+    whole = json.loads((tmp_path / "whole" / "run.json").read_text())["privacy"]
+    # the same plan in two sessions: a 3-epoch run stopped after one, then resumed
+    assert train(tmp_path, "vae", *common, "--epochs", "3", "--max-time", "0",
+                 out="cut").exit_code == 0
+    resumed = train(tmp_path, "--resume", "--epochs", "3", out="cut")
+    assert resumed.exit_code == 0, resumed.output
+    cut = json.loads((tmp_path / "cut" / "run.json").read_text())["privacy"]
+    assert cut == whole
+    same = [(tmp_path / run / "model.safetensors").read_bytes() for run in ("whole", "cut")]
+    assert same[0] == same[1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["gan", "--data", "iris", "--dp-epsilon", "1"], "gan does not train privately"),
+    (["vae", "--data", "digits", "--dp-epsilon", "1"], "trains table data privately, not "
+                                                       "image"),
+    (["vae", "--data", "iris", "--dp-epsilon", "0"], "--dp-epsilon must be a positive"),
+    (["vae", "--data", "iris", "--dp-epsilon", "1", "--dp-delta", "0.5"], "is not below 1 / n"),
+    (["vae", "--data", "iris", "--dp-delta", "1e-6"], "give --dp-epsilon too"),
+    (["vae", "--data", "iris", "--dp-epsilon", "1", "--patience", "2"], "--patience"),
+    (["vae", "--data", "iris", "--dp-epsilon", "1", "--nproc", "2"], "one process"),
+])
+def test_refusals_are_one_line_and_leave_no_run(tmp_path, args, message):
+    result = train(tmp_path, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_without_opacus_the_flag_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opacus", None)  # import opacus raises ImportError
+    result = train(tmp_path, "vae", "--data", "iris", "--dp-epsilon", "1")
+    assert result.exit_code == 2 and "pip install 'plugkit[privacy]'" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_without_dp_cannot_resume_privately(tmp_path):
+    assert train(tmp_path, "vae", "--data", "iris", "--epochs", "1", "-o",
+                 "hidden=16").exit_code == 0
+    result = train(tmp_path, "--resume", "--epochs", "2", "--dp-epsilon", "1")
+    assert result.exit_code == 2 and "trained without --dp-epsilon" in result.output
