@@ -1,5 +1,5 @@
 """Denoising diffusion (Ho et al., "Denoising Diffusion Probabilistic Models", NeurIPS 2020) for
-tables and sequences.
+tables, sequences and images.
 
 Tables, as TabDDPM does them (Kotelnikov et al., "TabDDPM: Modelling Tabular Data with Diffusion
 Models", ICML 2023): Gaussian diffusion on the numeric values and multinomial diffusion on the
@@ -28,14 +28,30 @@ numeric column on a scale a Gaussian suits.
 Sequences (standardized windows [B, T, F]): Gaussian diffusion on every value, the denoiser a
 1-D convolutional net over time with the same timestep embedding (`ConvDenoiser`).
 
+Images ([B, C, H, W], gray or RGB, any size; scaled from [0, 1] to [-1, 1] as DDPM scales
+pixels): Gaussian diffusion on every pixel, the denoiser a small UNet (plugkit/families/unet.py).
+With labels it is class-conditional with classifier-free guidance (Ho & Salimans,
+"Classifier-Free Diffusion Guidance", 2021): training replaces a label by "no label" with
+probability `cond_drop`, so one net learns both eps(x_t, label) and eps(x_t), and sampling
+follows (1 + w) eps(x_t, label) - w eps(x_t) for the `guidance` weight w. Sampling is DDIM's
+deterministic walk (Song et al., "Denoising Diffusion Implicit Models", ICLR 2021, eta = 0:
+the initial noise decides the image), over all T steps or `steps` of them, and samples come
+from a moving average of the weights (`ema`), as DDPM's do. Measured on digits after 2 minutes
+of training on one CPU thread (62 epochs, plugkit eval; real floor: Fréchet distance 0.079,
+label accuracy 0.994): the average took the Fréchet distance from 0.51 to 0.15 and detection
+accuracy from 0.70 to 0.57; `steps=20` of the 100, a fifth of the denoiser's passes, gave
+0.17; `guidance=1` gave label accuracy 0.998 (0.948 without) at a Fréchet distance of 0.29,
+hence no guidance by default.
+
 Every noise of a training step is drawn per row through Batch.randn / Batch.rand (the step t,
-eps, the categories' replacement), so a run on N processes trains what one process trains and
---resume continues exactly. Still to come (the diffusion issue): images, and the arithmetic
-around the denoiser as fused native ops; today it is PyTorch.
+eps, the categories' replacement, the dropped labels), so a run on N processes trains what one
+process trains and --resume continues exactly. Still to come (the diffusion issue): the
+arithmetic around the denoiser as fused native ops; today it is PyTorch.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -44,6 +60,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from plugkit.errors import UsageError
+from plugkit.families import image_nets
+from plugkit.families.unet import GROUPS, UNet
 from plugkit.family import Batch, DataInfo, Family
 from plugkit.formats import tabular
 from plugkit.options import option
@@ -55,11 +73,25 @@ CLIP = 3.0  # |offset| of a predicted x_0 at most: 12 std of its mode (real data
 class Options:
     timesteps: int = option(100, "diffusion steps T, in training and in sampling", min=2,
                             max=4000)
-    hidden: int = option(256, "width of the denoiser's MLP", min=8)
-    layers: int = option(3, "hidden layers of the denoiser", min=1, max=16)
+    hidden: int = option(256, "tables, sequences: width of the denoiser", min=8)
+    layers: int = option(3, "tables, sequences: hidden layers of the denoiser", min=1, max=16)
     dropout: float = option(0.0, "dropout in the denoiser", min=0.0, max=0.9)
     lr: float = option(1e-3, "AdamW learning rate", min=0.0, max=1.0)
     weight_decay: float = option(1e-5, "AdamW weight decay", min=0.0)
+    channels: int = option(32, "images: the UNet's channels at full resolution (twice that "
+                           f"at 1/2 and 1/4), a multiple of {GROUPS}", min=GROUPS, max=1024)
+    cond_drop: float = option(0.1, "images with labels: how often training drops the label, "
+                              "teaching the unconditional model that guidance needs", min=0.0,
+                              max=1.0)
+    conditional: bool = image_nets.conditional_option()
+    ema: float = option(0.999, "images: decay of the moving average of the denoiser's weights "
+                        "that samples (0: the trained weights themselves)", min=0.0,
+                        max=0.9999)
+
+    def __post_init__(self) -> None:
+        if self.channels % GROUPS:
+            raise ValueError(f"channels must be a multiple of {GROUPS} (GroupNorm's groups), "
+                             f"got {self.channels}")
 
 
 @dataclass
@@ -68,6 +100,9 @@ class Settings:
                         "(COLUMN=VALUE), drawn so by the model, not filtered")
     steps: int = option(0, "denoising steps when sampling, evenly spaced over the T trained "
                         "(fewer: faster); 0: all T", min=0)
+    guidance: float = option(0.0, "images drawn for labels: classifier-free guidance weight w, "
+                             "eps = (1 + w) eps(x, label) - w eps(x); 0: none (one net "
+                             "evaluation per step, not two)", min=0.0)
 
 
 def schedule_of(steps: int, timesteps: int) -> list[tuple[int, int]]:
@@ -153,6 +188,26 @@ class ConvDenoiser(nn.Module):
         return self.out(F.silu(h)).transpose(1, 2)  # (B, T, F)
 
 
+class ImageDenoiser(nn.Module):
+    """Images (B, C, H, W), steps t (B,) and labels y (B,) -> eps (B, C, H, W): the UNet given
+    the sum of the step's embedding and the label's. The label table has one row more than
+    there are classes: row `classes` is "no label", the unconditional model of guidance."""
+
+    def __init__(self, channels: int, base: int, classes: int, dropout: float) -> None:
+        super().__init__()
+        embedding = 4 * base  # DDPM's embedding width
+        self.embed_t = TimeEmbedding(embedding)
+        self.embed_y = nn.Embedding(classes + 1, embedding) if classes else None
+        self.unet = UNet(channels, base, embedding, dropout)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.embed_t(t)  # (B, E)
+        if self.embed_y is not None:
+            emb = emb + self.embed_y(y)
+        return self.unet(x, emb)
+
+
 def gaussian_step(abar: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor, t: int, s: int,
                   generator: torch.Generator) -> torch.Tensor:
     """x_s (s < t; s = t - 1 without respacing) from x_t and the predicted eps: DDPM's
@@ -170,6 +225,17 @@ def gaussian_step(abar: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor, t: i
     variance = (1 - alpha_t) * (1 - abar_prev) / (1 - abar_t)
     return mean + math.sqrt(variance) * torch.randn(mean.shape, generator=generator,
                                                     device=mean.device)
+
+
+def ddim_step(abar: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor, t: int,
+              s: int) -> torch.Tensor:
+    """x_s (s < t) from x_t without noise (DDIM, eta = 0): the predicted x_0, clipped to the
+    pixels' [-1, 1], taken back to step s along the noise that x_0 implies in x_t."""
+    abar_t, abar_s = float(abar[t]), float(abar[s])
+    x0 = ((x_t - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)).clamp(-1, 1)
+    # the noise again, from the clipped x_0: x_s stays on the line from x_0 through x_t
+    eps = (x_t - math.sqrt(abar_t) * x0) / math.sqrt(1 - abar_t)
+    return math.sqrt(abar_s) * x0 + math.sqrt(1 - abar_s) * eps
 
 
 def categorical_step(abar: torch.Tensor, x_t: torch.Tensor, logits: torch.Tensor, t: int,
@@ -215,6 +281,9 @@ class _Tables:
     """Encoded rows: Gaussian offsets, multinomial one-hot spans, the MLP denoiser; `where` by
     inpainting."""
 
+    classes = 0  # conditioned on a category (where), not on a label
+    ema = 0.0  # samples with the trained weights
+
     def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
         self.o, self.device = o, device
         self.encoding = info.meta["encoding"]
@@ -227,9 +296,10 @@ class _Tables:
         return Denoiser(self.width, self.o.hidden, self.o.layers, self.o.dropout)
 
     def loss(self, net: nn.Module, abar: torch.Tensor, x0: torch.Tensor,
-             noise: Batch | _Fixed) -> torch.Tensor:
+             labels: torch.Tensor | None, noise: Batch | _Fixed) -> torch.Tensor:
         """The loss of rows x0 (B, D), each noised at its own step; `noise` draws per row, in
-        this order: the step, eps, the uniform numbers of the categories' replacement."""
+        this order: the step, eps, the uniform numbers of the categories' replacement. A
+        table's class is one of its columns: `labels` are not used."""
         t = steps_of(noise.rand(1), self.o.timesteps)  # (B,) in 1..T
         eps, u_cat = noise.randn(len(self.offsets)), noise.rand(self.width)
         kept = abar[t][:, None].float()  # (B, 1)
@@ -247,8 +317,9 @@ class _Tables:
         return loss
 
     def sample(self, net: nn.Module, abar: torch.Tensor, n: int, generator: torch.Generator,
-               settings: Settings) -> torch.Tensor:
+               labels: torch.Tensor | None, settings: Settings) -> torch.Tensor:
         """Encoded rows (n, D), from noise through the steps back; `where` by inpainting."""
+        _refuse_guidance(settings, "this run's data is a table (choose rows with `where`)")
         where = settings.where
         held = self._held(where)  # (start, end, category) or None
         x = torch.zeros(n, self.width, device=self.device)
@@ -295,6 +366,8 @@ def _hold(abar: torch.Tensor, x: torch.Tensor, held: tuple[int, int, int], t: in
 class _Sequences:
     """Standardized windows (B, T, F): Gaussian diffusion on every value, a 1-D conv denoiser."""
 
+    classes, ema = 0, 0.0
+
     def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
         self.o, self.device = o, device
         self.shape = (info.meta["length"], info.meta["features"])
@@ -303,17 +376,16 @@ class _Sequences:
         return ConvDenoiser(self.shape[1], self.o.hidden, self.o.layers, self.o.dropout)
 
     def loss(self, net: nn.Module, abar: torch.Tensor, x0: torch.Tensor,
-             noise: Batch | _Fixed) -> torch.Tensor:
+             labels: torch.Tensor | None, noise: Batch | _Fixed) -> torch.Tensor:
         t = steps_of(noise.rand(1), self.o.timesteps)  # (B,) in 1..T
         eps = noise.randn(*self.shape)  # (B, T, F)
         kept = abar[t][:, None, None].float()
         return F.mse_loss(net(kept.sqrt() * x0 + (1 - kept).sqrt() * eps, t), eps)
 
     def sample(self, net: nn.Module, abar: torch.Tensor, n: int, generator: torch.Generator,
-               settings: Settings) -> torch.Tensor:
-        if settings.where:
-            raise UsageError("sampler setting `where` chooses a category of a table column; "
-                             "this run's data is sequences")
+               labels: torch.Tensor | None, settings: Settings) -> torch.Tensor:
+        _refuse_where(settings, "sequences")
+        _refuse_guidance(settings, "this run's data is sequences")
         x = torch.randn(n, *self.shape, generator=generator, device=self.device)
         for t, s in schedule_of(settings.steps, self.o.timesteps):
             eps = net(x, torch.full((n,), t, device=self.device))
@@ -321,14 +393,83 @@ class _Sequences:
         return x  # (n, T, F)
 
 
-_MODALITIES = {"table": _Tables, "sequence": _Sequences}
+class _Images:
+    """Images (B, C, H, W), diffused in [-1, 1]: the UNet, DDIM sampling, classifier-free
+    guidance when the model learned the labels."""
+
+    def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
+        self.o, self.device = o, device
+        self.shape = (info.meta["channels"], info.meta["height"], info.meta["width"])
+        self.classes = image_nets.num_classes(info.classes, o.conditional)
+        self.ema = o.ema
+
+    def net(self) -> nn.Module:
+        return ImageDenoiser(self.shape[0], self.o.channels, self.classes, self.o.dropout)
+
+    def loss(self, net: nn.Module, abar: torch.Tensor, x0: torch.Tensor,
+             labels: torch.Tensor | None, noise: Batch | _Fixed) -> torch.Tensor:
+        """The eps loss of images x0 (B, C, H, W) in [0, 1]; `noise` draws per row, in this
+        order: the step, eps, whether the label is dropped."""
+        t = steps_of(noise.rand(1), self.o.timesteps)  # (B,) in 1..T
+        eps = noise.randn(*self.shape)  # (B, C, H, W)
+        kept = abar[t][:, None, None, None].float()
+        x_t = kept.sqrt() * (2 * x0 - 1) + (1 - kept).sqrt() * eps
+        return F.mse_loss(net(x_t, t, self._dropped(labels, noise)), eps)
+
+    def _dropped(self, labels: torch.Tensor | None, noise: Batch | _Fixed) -> torch.Tensor | None:
+        """The labels, each "no label" (index `classes`) with probability cond_drop."""
+        if not self.classes:
+            return None
+        dropped = noise.rand(1)[:, 0] < self.o.cond_drop  # (B,)
+        return torch.where(dropped, self.classes, labels)
+
+    def sample(self, net: nn.Module, abar: torch.Tensor, n: int, generator: torch.Generator,
+               labels: torch.Tensor | None, settings: Settings) -> torch.Tensor:
+        """Images (n, C, H, W) in [0, 1] for the labels; without labels, the unconditional
+        model's."""
+        _refuse_where(settings, "images")
+        if labels is None or not self.classes:
+            _refuse_guidance(settings, "these images are drawn without labels")
+        if self.classes and labels is None:
+            labels = torch.full((n,), self.classes, device=self.device)  # "no label"
+        x = torch.randn(n, *self.shape, generator=generator, device=self.device)
+        for t, s in schedule_of(settings.steps, self.o.timesteps):
+            eps = self._eps(net, x, t, labels, settings.guidance)
+            x = ddim_step(abar, x, eps, t, s)
+        return ((x + 1) / 2).clamp(0, 1)
+
+    def _eps(self, net: nn.Module, x: torch.Tensor, t: int, labels: torch.Tensor | None,
+             guidance: float) -> torch.Tensor:
+        """The predicted eps, guided: one pass over the labelled and unlabelled copies."""
+        steps = torch.full((len(x),), t, device=self.device)
+        if not guidance:
+            return net(x, steps, labels)
+        unlabelled = torch.full_like(labels, self.classes)
+        both = net(torch.cat([x, x]), torch.cat([steps, steps]), torch.cat([labels, unlabelled]))
+        given, free = both.chunk(2)
+        return given + guidance * (given - free)
+
+
+def _refuse_where(settings: Settings, data: str) -> None:
+    if settings.where:
+        raise UsageError("sampler setting `where` chooses a category of a table column; "
+                         f"this run's data is {data}")
+
+
+def _refuse_guidance(settings: Settings, why: str) -> None:
+    if settings.guidance:
+        raise UsageError("sampler setting `guidance` weighs the labels images are drawn for; "
+                         + why)
+
+
+_MODALITIES = {"table": _Tables, "sequence": _Sequences, "image": _Images}
 
 
 class Diffusion(Family):
     name = "diffusion"
-    description = "denoising diffusion for tables (TabDDPM) and sequences"
-    modalities = ("table", "sequence")
-    conditional = True  # tables: per category (--where), by inpainting
+    description = "denoising diffusion for tables (TabDDPM), sequences and images (DDIM, CFG)"
+    modalities = ("table", "sequence", "image")
+    conditional = True  # tables: per category (--where), by inpainting; images: per label
     Options = Options
     Settings = Settings
     default_dataset = "iris"
@@ -336,35 +477,58 @@ class Diffusion(Family):
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
         self.data = _MODALITIES[info.modality](options, info, device)  # what differs with it
+        self.num_classes = self.data.classes
         self.abar = cosine_schedule(options.timesteps).to(device)  # (T + 1,) float64
         self.net = self.data.net().to(device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=options.lr,
                                            weight_decay=options.weight_decay)
+        # images sample with a moving average of the weights, as DDPM's do (digits: Fréchet
+        # distance 0.51 without it, 0.15 with it; module docstring)
+        self.averaged = (copy.deepcopy(self.net).requires_grad_(False) if self.data.ema
+                         else None)
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"denoiser": self.net}
+        averaged = {"denoiser_ema": self.averaged} if self.averaged is not None else {}
+        return {"denoiser": self.net} | averaged
+
+    def _sampler(self) -> nn.Module:
+        """The weights that sample, and so are validated: the moving average when kept."""
+        return self.averaged if self.averaged is not None else self.net
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adamw": self.optimizer}
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.net.train()
-        loss = self.data.loss(self.net, self.abar, batch.x, batch)
+        loss = self.data.loss(self.net, self.abar, batch.x, batch.y, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.averaged is not None:
+            self._average()
         return {"loss": loss.item()}
 
     @torch.no_grad()
+    def _average(self) -> None:
+        """One step of the moving average, its decay warmed up as (1 + t) / (10 + t) over the
+        step count t (the optimizer's, so resume restores it), as the gan's: a short run
+        averages its recent weights, not the random initial ones."""
+        t = int(self.optimizer.state[next(self.net.parameters())]["step"])
+        decay = min(self.data.ema, (1 + t) / (10 + t))
+        for average, p in zip(self.averaged.parameters(), self.net.parameters(), strict=True):
+            average.lerp_(p, 1 - decay)
+
+    @torch.no_grad()
     def val_loss(self, batch: Batch) -> float:
-        self.net.eval()  # the same steps and noise every epoch: comparable values
+        net = self._sampler().eval()  # the same steps and noise every epoch: comparable values
         noise = _Fixed(len(batch.x), self.device)
-        return self.data.loss(self.net, self.abar, batch.x, noise).item()
+        return self.data.loss(net, self.abar, batch.x, batch.y, noise).item()
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator, labels=None,
                settings: Settings | None = None) -> torch.Tensor:
-        """Encoded rows (n, D) or standardized windows (n, T, F), from noise through the T
-        steps back (or `steps` of them)."""
-        self.net.eval()
-        return self.data.sample(self.net, self.abar, n, generator, settings or Settings())
+        """Encoded rows (n, D), standardized windows (n, T, F) or images (n, C, H, W) in
+        [0, 1] (of the labels [n] when conditional), from noise through the T steps back (or
+        `steps` of them)."""
+        return self.data.sample(self._sampler().eval(), self.abar, n, generator, labels,
+                                settings or Settings())
