@@ -97,7 +97,8 @@ def _check(config: TrainConfig) -> None:
                              f"got {getattr(config, name)}")
 
 
-def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset) -> dict:
+def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset,
+            class_counts: list[int] | None) -> dict:
     entry = plugins.entries()[cls.name]
     return {
         "family": cls.name, "family_version": entry.version, "distribution": entry.distribution,
@@ -105,7 +106,7 @@ def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset) -> d
         "options": asdict(opts), "seed": config.seed, "epochs": config.epochs,
         "batch_size": config.batch_size, "val_fraction": config.val_fraction,
         "data": {**resume.data_record(config.data), "modality": ds.modality, "size": len(ds),
-                 "meta": ds.meta, "classes": ds.classes, "class_counts": _class_counts(ds),
+                 "meta": ds.meta, "classes": ds.classes, "class_counts": class_counts,
                  "image_size": config.image_size, "window": config.window,
                  "max_length": config.max_length or (text.MAX_LENGTH if ds.modality == "text"
                                                      else None)},
@@ -169,7 +170,8 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     if budget is not None:
         _check_private(cls, ds.modality, world)
         budget = budget.settled(len(ds))
-        ds.meta["encoding"] = _private_encoding(ds, budget, config.seed, previous)
+        if ds.modality == "table":
+            ds.meta["encoding"] = _private_encoding(ds, budget, config.seed, previous)
     train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
     torch.manual_seed(config.seed)
     family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes, budget is not None), device)
@@ -179,10 +181,12 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     loop = {"epoch": 0, "position": 0, "step": 0}
     existed = run_dir.exists()  # a folder of the user's: a failure removes only plugkit's files
     if previous is None:
-        rundir.create(run_dir, _record(config, cls, opts, ds), write=False)  # every rank checks
+        counts = _class_counts(ds) if budget is None else _private_counts(ds, budget, config.seed)
+        record = _record(config, cls, opts, ds, counts)
+        rundir.create(run_dir, record, write=False)  # every rank checks
         world.barrier()
         if world.main:
-            rundir.create(run_dir, _record(config, cls, opts, ds))
+            rundir.create(run_dir, record)
     else:
         state = checkpoint.resume(run_dir, family.modules())
         for name, optimizer in family.optimizers().items():
@@ -272,6 +276,20 @@ def _private_encoding(ds: data.Dataset, budget: privacy.Budget, seed: int,
     epsilon, delta = budget.preprocessing()
     return tabular_private.fit(ds.x, ds.meta["columns"], epsilon, delta,
                                np.random.default_rng(seed))
+
+
+def _private_counts(ds: data.Dataset, budget: privacy.Budget, seed: int) -> list[int] | None:
+    """Under DP the class mix that sampling draws by default comes from Laplace counts (an
+    image family's preprocessing budget); a table's labels are not used, so not kept."""
+    counts = _class_counts(ds)
+    if counts is None or ds.modality == "table":
+        return None
+    import numpy as np
+
+    epsilon, _ = budget.preprocessing()
+    noisy = np.asarray(counts) + np.random.default_rng(seed).laplace(0.0, 1 / epsilon,
+                                                                    len(counts))
+    return np.maximum(np.round(noisy), 1).astype(int).tolist()
 
 
 def _run_dir(config: TrainConfig) -> Path:

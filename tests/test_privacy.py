@@ -151,6 +151,19 @@ def test_a_private_run_reports_its_guarantee_and_its_samples_carry_it(tmp_path):
     assert json.loads((tmp_path / "s.csv.json").read_text())["privacy"] == spent
 
 
+def test_private_images_draw_their_class_mix_from_noisy_counts(tmp_path):
+    result = train(tmp_path, "vae", "--data", "digits", "--epochs", "1", "--dp-epsilon", "4",
+                   "-o", "hidden=16", "-o", "arch=mlp")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    counts = np.asarray(record["data"]["class_counts"])
+    true = np.bincount(load("digits").labels)
+    assert not np.array_equal(counts, true) and np.abs(counts - true).max() < 60
+    grid = runner.invoke(app, ["sample", str(tmp_path / "run"), "--per-class", "2", "--out",
+                               str(tmp_path / "g.png")])
+    assert grid.exit_code == 0, grid.output
+
+
 def test_a_private_run_resumes_exactly_and_keeps_counting(tmp_path):
     common = ["--data", "iris", "--dp-epsilon", "2", "-o", "hidden=16"]
     assert train(tmp_path, "vae", *common, "--epochs", "3", out="whole").exit_code == 0
@@ -172,15 +185,17 @@ def test_a_private_run_resumes_exactly_and_keeps_counting(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["gan", "--data", "iris", "--dp-epsilon", "1"], "gan does not train privately"),
-    (["vae", "--data", "digits", "--dp-epsilon", "1"], "trains table data privately, not "
-                                                       "image"),
+    (["vae", "--data", "sunspots.csv", "--window", "8", "--dp-epsilon", "1"],
+     "trains table and image data privately, not sequence"),
     (["vae", "--data", "iris", "--dp-epsilon", "0"], "--dp-epsilon must be a positive"),
     (["vae", "--data", "iris", "--dp-epsilon", "1", "--dp-delta", "0.5"], "is not below 1 / n"),
     (["vae", "--data", "iris", "--dp-delta", "1e-6"], "give --dp-epsilon too"),
     (["vae", "--data", "iris", "--dp-epsilon", "1", "--patience", "2"], "--patience"),
     (["vae", "--data", "iris", "--dp-epsilon", "1", "--nproc", "2"], "one process"),
 ])
-def test_refusals_are_one_line_and_leave_no_run(tmp_path, args, message):
+def test_refusals_are_one_line_and_leave_no_run(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame({"v": np.sin(np.arange(100.0))}).to_csv("sunspots.csv", index=False)
     result = train(tmp_path, *args)
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
@@ -201,3 +216,14 @@ def test_a_run_without_dp_cannot_resume_privately(tmp_path):
                  "hidden=16").exit_code == 0
     result = train(tmp_path, "--resume", "--epochs", "2", "--dp-epsilon", "1")
     assert result.exit_code == 2 and "trained without --dp-epsilon" in result.output
+
+
+def test_the_secure_rng_is_not_replayed_from_the_seed(tmp_path):
+    for out in ("a", "b"):
+        result = train(tmp_path, "vae", "--data", "iris", "--epochs", "1", "--dp-epsilon", "1",
+                       "--dp-secure-rng", "-o", "hidden=16", out=out)
+        assert result.exit_code == 0, result.output
+    weights = [(tmp_path / out / "model.safetensors").read_bytes() for out in ("a", "b")]
+    assert weights[0] != weights[1]  # same --seed, other noise
+    spent = json.loads((tmp_path / "a" / "run.json").read_text())["privacy"]
+    assert spent["secure_rng"] is True

@@ -71,8 +71,9 @@ def train(
         help="Each record's gradient is clipped to this norm.", rich_help_panel="Privacy")
     ] = 1.0,
     dp_secure_rng: Annotated[bool, typer.Option(
-        help="Draw DP-SGD's noise from a cryptographic RNG (a resumed run is then not "
-             "bit-exact).", rich_help_panel="Privacy")] = False,
+        help="Draw DP-SGD's noise in Opacus' secure mode from a generator seeded by the OS's "
+             "entropy, not --seed (a resumed run is then not bit-exact).",
+        rich_help_panel="Privacy")] = False,
 ) -> None:
     """Train a model family on a dataset; writes a run directory."""
     from plugkit import training

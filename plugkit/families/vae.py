@@ -61,6 +61,18 @@ class _LogScale(nn.Module):
         super().__init__()
         self.value = nn.Parameter(torch.zeros(size))
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The scales for each sample of x [B, ..., size]: [B, 1, ..., size], broadcast as the
+        value alone would be, but taken by a call so that DP-SGD sees each sample's part of
+        the gradient (per_sample_grads; x must not require grad, as RowLikelihood's)."""
+        shape = (len(x),) + (1,) * (x.dim() - 2) + (len(self.value),)
+        return self.value.expand(shape)
+
+    @staticmethod
+    def per_sample_grads(layer: _LogScale, activations: list, backprops: torch.Tensor
+                         ) -> dict[nn.Parameter, torch.Tensor]:
+        return {layer.value: backprops.reshape(len(backprops), -1)}
+
 
 class _Images:
     """Images [B, C, H, W]: a trunk (MLP or conv) to features, [features, one-hot label] to
@@ -103,7 +115,7 @@ class _Images:
         z, kl = ops.reparameterize_kl(mu, logvar, eps=eps)  # (B, latent), (B,)
         out = net["decoder"](image_nets.with_label(z, y, k))  # (B, C, H, W) or (B, T, F)
         if self.gaussian:  # out: means
-            log_sigma = net["log_sigma"].value
+            log_sigma = net["log_sigma"](x.detach())  # (B, 1, ..., scales)
             z2 = ((x - out) / log_sigma.exp()).square()
             rec = (0.5 * z2 + log_sigma + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
         else:  # out: pixel logits
@@ -186,7 +198,7 @@ class VAE(Family):
     description = "variational autoencoder (MLP or conv) with a fused reparameterization kernel"
     modalities = ("image", "table", "sequence")
     conditional = True  # images with labels: per class; tables: per category (--where)
-    private = ("table",)  # DP-SGD (plugkit train --dp-epsilon): every layer per-sample
+    private = ("table", "image")  # DP-SGD (plugkit train --dp-epsilon): every layer per-sample
     Options = Options
     Settings = Settings
     default_dataset = "digits"
