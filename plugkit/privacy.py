@@ -1,18 +1,25 @@
 """Differentially private training: DP-SGD (Abadi et al., "Deep Learning with Differential
 Privacy", CCS 2016) through Opacus, with every other use of the records accounted for.
 
-`plugkit train FAMILY --dp-epsilon E [--dp-delta D] [--dp-clip C]` spends (E, D) in two parts
-that add up (basic composition):
-- PREPROCESSING_SHARE of both on what the family is built from: a table's encoding comes from
-  noisy histograms (plugkit.formats.tabular_private), not from the records;
-- the rest on DP-SGD: batches drawn as the accountant assumes (each record independently with
-  probability q = batch_size / records: Poisson sampling), each record's gradient clipped to
-  norm C and Gaussian noise of std sigma * C added to their sum, sigma chosen by Opacus so that
-  the planned steps (epochs * ceil(records / batch_size)) spend that part. The accountant (RDP,
-  Mironov 2017) counts the steps taken, so a run stopped early (--max-time, Ctrl-C) spends
-  less; it is kept in the checkpoint, so a resumed run goes on counting.
-What is not private: the schema (column names, kinds, dtypes) and the training logs
-(metrics.jsonl's losses are computed on the records); no weights are chosen on validation data.
+`plugkit train FAMILY --dp-epsilon E [--dp-delta D] [--dp-clip C]` plans, before it reads a
+record, how the run spends (E, D) (`plan`, kept in run.json):
+- the histograms the family is built from (a table's encoding: plugkit.formats.tabular_private;
+  an image model's class mix), released together once with Gaussian noise of std
+  `histogram_noise` per count. A record is in one cell of each, so their L2 sensitivity is
+  sqrt(histograms); they take PREPROCESSING_SHARE of the budget (in zCDP terms: Bun & Steinke,
+  TCC 2016). A category is named only when its noisy count clears `threshold`, so that one
+  record's category is named with probability at most THRESHOLD_SHARE * D in all;
+- DP-SGD: batches drawn as the accountant assumes (each record independently with probability
+  q = batch_size / records: Poisson sampling), each record's gradient clipped to norm C and
+  Gaussian noise of std `noise` * C added to their sum, `noise` the smallest that keeps the
+  planned steps (epochs * ceil(records / batch_size)) within the budget.
+One RDP accountant (Mironov, CSF 2017; Opacus') composes the two: the histograms are its first
+entry, each step of DP-SGD the next; the epsilon spent is its figure at delta D minus the
+threshold's part. A run stopped early (--max-time, Ctrl-C) has taken fewer steps and spent
+less; the accountant is kept in the checkpoint, so a resumed run goes on counting.
+What is not private: the schema (column names, kinds, dtypes, class names) and the training
+logs (metrics.jsonl's losses are computed on the records); no weights are chosen on validation
+data.
 """
 
 from __future__ import annotations
@@ -21,13 +28,15 @@ import math
 import os
 import warnings
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any
 
 import torch
 
 from plugkit.errors import UsageError
 
-PREPROCESSING_SHARE = 0.1  # of epsilon and delta, spent on what the family is built from
+PREPROCESSING_SHARE = 0.2  # of the budget (its zCDP rho) spent on the histograms
+THRESHOLD_SHARE = 0.1  # of delta: the chance that some category of one record is named
 INSTALL = "pip install 'plugkit[privacy]'"
 
 
@@ -58,11 +67,89 @@ class Budget:
             return self
         return Budget(self.epsilon, min(1e-5, 1 / (10 * records)), self.clip, self.secure_rng)
 
-    def preprocessing(self) -> tuple[float, float]:
-        return self.epsilon * PREPROCESSING_SHARE, self.delta * PREPROCESSING_SHARE
 
-    def training(self) -> tuple[float, float]:
-        return self.epsilon * (1 - PREPROCESSING_SHARE), self.delta * (1 - PREPROCESSING_SHARE)
+@dataclass(frozen=True)
+class Plan:
+    """How a run spends its budget, fixed before it reads a record (module docstring)."""
+
+    budget: Budget  # settled: delta chosen
+    histograms: int  # released before training (0: none)
+    categorical: int  # of them, those whose categories are named by thresholding
+    histogram_noise: float  # std of the noise on each count
+    threshold: float  # the noisy count a category needs to be named
+    noise: float  # DP-SGD's noise multiplier
+    sample_rate: float
+    steps: int  # planned
+    epochs: int
+
+    @property
+    def rdp_delta(self) -> float:
+        """The delta the accountant converts at: the budget's, less the threshold's part."""
+        return self.budget.delta * (1 - THRESHOLD_SHARE * (self.categorical > 0))
+
+    def preprocessing_entry(self) -> list:
+        """The histograms as the accountant's first entry: a Gaussian mechanism is one
+        'step' of noise multiplier sigma / sensitivity at sample rate 1."""
+        if not self.histograms:
+            return []
+        return [(self.histogram_noise / math.sqrt(self.histograms), 1.0, 1)]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Plan:
+        return cls(**{**d, "budget": Budget(**d["budget"])})
+
+
+def plan(budget: Budget, histograms: int, categorical: int, records: int, batch_size: int,
+         epochs: int) -> Plan:
+    """The plan for `budget` (settled) over `records` training records: the histograms'
+    noise from PREPROCESSING_SHARE of the budget's rho, then the smallest DP-SGD noise whose
+    planned steps keep the whole within (epsilon, delta)."""
+    from opacus.accountants import RDPAccountant
+
+    _quiet()
+    sample_rate = min(batch_size / records, 1.0)
+    steps = epochs * math.ceil(records / batch_size)
+    draft = Plan(budget, histograms, categorical, 0.0, math.inf, 0.0, sample_rate, steps,
+                 epochs)
+    delta = draft.rdp_delta
+    log = math.log(1 / delta)
+    rho = (math.sqrt(log + budget.epsilon) - math.sqrt(log)) ** 2  # (E, delta)-DP as zCDP
+    sigma = math.sqrt(histograms / (2 * PREPROCESSING_SHARE * rho)) if histograms else 0.0
+    threshold = math.inf
+    if categorical:
+        tail = THRESHOLD_SHARE * budget.delta / categorical  # per categorical column
+        threshold = 1 + sigma * NormalDist().inv_cdf(1 - tail)
+    draft = Plan(budget, histograms, categorical, sigma, threshold, 0.0, sample_rate, steps,
+                 epochs)
+
+    def spent(noise: float) -> float:
+        accountant = RDPAccountant()
+        accountant.history = draft.preprocessing_entry() + [(noise, sample_rate, steps)]
+        return accountant.get_epsilon(delta)
+
+    low, high = 0.05, 1.0
+    while spent(high) > budget.epsilon:
+        low, high = high, high * 2
+        if high > 1e4:
+            raise UsageError(f"`dp_epsilon` {budget.epsilon:g} is too small for "
+                             f"{steps:,} steps of DP-SGD: fewer epochs or a larger batch")
+    for _ in range(40):  # bisection to 1e-12 of the ratio
+        middle = math.sqrt(low * high)
+        low, high = (low, middle) if spent(middle) <= budget.epsilon else (middle, high)
+    return Plan(budget, histograms, categorical, sigma, threshold, high, sample_rate, steps,
+                epochs)
+
+
+def _quiet() -> None:
+    """Warnings that say nothing to a user: a layer whose output does not depend on its input
+    (RowLikelihood's scales) gets its per-sample gradients from the output's gradient, as
+    intended; "optimal order is the largest (smallest) alpha": the RDP bound is an upper bound
+    all the same."""
+    for expected in ("Full backward hook is firing when gradients", "Optimal order is the"):
+        warnings.filterwarnings("ignore", message=expected)
 
 
 def require_opacus() -> None:
@@ -77,33 +164,18 @@ class DPSGD:
     optimizers swapped for Opacus' DPOptimizer (clip each sample, add noise once), and the
     accountant of the steps taken."""
 
-    def __init__(self, family: Any, budget: Budget, records: int, batch_size: int,
-                 epochs: int, resumed: dict | None = None) -> None:
-        """`resumed`: the run.json record and accountant history of a run on disk, whose
-        noise multiplier it keeps."""
+    def __init__(self, family: Any, plan: Plan, batch_size: int,
+                 history: list | None = None) -> None:
+        """`history`: the accountant's, from the checkpoint of a resumed run."""
         from opacus import GradSampleModule
         from opacus.accountants import RDPAccountant
-        from opacus.accountants.utils import get_noise_multiplier
         from opacus.optimizers import DPOptimizer
 
-        # a layer whose output does not depend on its input (RowLikelihood's scales) gets its
-        # per-sample gradients from the output's gradient: expected, said once per backward;
-        # "optimal order is the largest alpha": the RDP bound is an upper bound all the same
-        for expected in ("Full backward hook is firing when gradients",
-                         "Optimal order is the largest alpha"):
-            warnings.filterwarnings("ignore", message=expected)
-        self.budget = budget
-        self.sample_rate = min(batch_size / records, 1.0)
-        self.epochs, self.planned = epochs, epochs * math.ceil(records / batch_size)
-        epsilon, self.delta = budget.training()
+        _quiet()
+        self.plan, budget = plan, plan.budget
         self.accountant = RDPAccountant()
-        if resumed is not None:
-            self.noise = resumed["record"]["noise_multiplier"]
-            self.accountant.history = [tuple(h) for h in resumed["history"] or []]
-        else:
-            self.noise = get_noise_multiplier(target_epsilon=epsilon, target_delta=self.delta,
-                                              sample_rate=self.sample_rate,
-                                              steps=self.planned, accountant="rdp")
+        self.accountant.history = [tuple(h) for h in history] if history is not None else \
+            plan.preprocessing_entry()
         _register_own_grad_samplers(family)
         self._hooks = []
         for name, module in family.modules().items():
@@ -127,7 +199,7 @@ class DPSGD:
         for name, optimizer in family.optimizers().items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                private = DPOptimizer(optimizer, noise_multiplier=self.noise,
+                private = DPOptimizer(optimizer, noise_multiplier=plan.noise,
                                       max_grad_norm=budget.clip, expected_batch_size=batch_size,
                                       loss_reduction="mean", generator=generator,
                                       secure_mode=budget.secure_rng)
@@ -136,7 +208,8 @@ class DPSGD:
 
     def stepped(self) -> None:
         """Counts one step of DP-SGD (taken by the family's train_step)."""
-        self.accountant.step(noise_multiplier=self.noise, sample_rate=self.sample_rate)
+        self.accountant.step(noise_multiplier=self.plan.noise,
+                             sample_rate=self.plan.sample_rate)
 
     def empty_step(self) -> None:
         """A step whose Poisson batch drew no record: the noise alone is released, as the
@@ -152,15 +225,14 @@ class DPSGD:
         return [list(h) for h in self.accountant.history]
 
     def spent(self) -> dict:
-        """The (epsilon, delta) spent so far, preprocessing included, for run.json."""
-        pre_epsilon, pre_delta = self.budget.preprocessing()
-        steps = sum(h[2] for h in self.accountant.history)
-        sgd = self.accountant.get_epsilon(self.delta) if steps else 0.0
-        return {"epsilon": pre_epsilon + sgd, "delta": pre_delta + self.delta,
-                "steps": steps, "planned_steps": self.planned, "epochs": self.epochs,
-                "noise_multiplier": self.noise, "sample_rate": self.sample_rate,
-                "clip": self.budget.clip, "target": asdict(self.budget),
-                "accountant": "rdp (Opacus)", "secure_rng": self.budget.secure_rng}
+        """The (epsilon, delta) spent so far, the histograms included, for run.json."""
+        plan = self.plan
+        steps = sum(h[2] for h in self.accountant.history) - bool(plan.histograms)
+        epsilon = self.accountant.get_epsilon(plan.rdp_delta) if self.accountant.history \
+            else 0.0
+        return {"epsilon": epsilon, "delta": plan.budget.delta, "steps": steps,
+                "target": asdict(plan.budget), "plan": plan.as_dict(),
+                "accountant": "RDP (Opacus), the histograms and DP-SGD composed"}
 
 
 def poisson_rows(records: int, rate: float, seed: int) -> torch.Tensor:

@@ -103,8 +103,9 @@ def _privacy(config: Any, record: dict) -> dict[str, Any]:
         if name in ("dp_epsilon", "dp_delta") and given is not None and given != value:
             raise UsageError(f"`resume`: the run was trained with `{name}` {value}, not "
                              f"{given}; a resumed run keeps its privacy budget")
-    if config.epochs > spent["epochs"]:
-        raise UsageError(f"`resume`: the privacy budget was planned for {spent['epochs']} "
+    planned = spent["plan"]["epochs"]
+    if config.epochs > planned:
+        raise UsageError(f"`resume`: the privacy budget was planned for {planned} "
                          f"epochs; training to {config.epochs} would spend more than "
                          f"`dp_epsilon` {target['epsilon']}")
     return stored

@@ -190,7 +190,8 @@ class FamilyTests:
         grads = []
         for x in (batch.x, other):
             family = self.build(info=dataclasses.replace(self.info, private=True))
-            privacy.DPSGD(family, privacy.Budget(1.0, 1e-5), 1000, len(x), 1)
+            plan = privacy.plan(privacy.Budget(1.0, 1e-5), 0, 0, 1000, len(x), 1)
+            privacy.DPSGD(family, plan, len(x))
             torch.manual_seed(3)  # the same noise and draws for both batches
             family.train_step(Batch(x, batch.y))
             per_row = {}

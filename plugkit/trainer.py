@@ -168,7 +168,7 @@ class Trainer:
         from plugkit import privacy
 
         for step in range(state.step, state.step + steps - state.position):
-            rows = privacy.poisson_rows(len(x), self.private.sample_rate,
+            rows = privacy.poisson_rows(len(x), self.private.plan.sample_rate,
                                         config.seed * 1_000_003 + step)
             yield Batch(x[rows].to(self.device), None if y is None else y[rows].to(self.device))
 

@@ -167,21 +167,24 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     ds = data.load(spec, config.modality, config.image_size, config.window, config.max_length)
     _check_modality(cls, name, ds.modality)
     world, device = distributed.init(pick_device(config.device))
+    train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
+    plan = None
     if budget is not None:
         _check_private(cls, ds.modality, world)
-        budget = budget.settled(len(ds))
+        plan = _plan(ds, budget.settled(len(ds)), len(train_ds), config, previous)
         if ds.modality == "table":
-            ds.meta["encoding"] = _private_encoding(ds, budget, config.seed, previous)
-    train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
+            encoding = _private_encoding(ds, plan, config.seed, previous)
+            for part in (ds, train_ds, val_ds):
+                part.meta["encoding"] = encoding
     torch.manual_seed(config.seed)
-    family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes, budget is not None), device)
+    family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes, plan is not None), device)
     if config.patience is not None and not family.val_loss_ranks_models:
         raise UsageError(f"`patience`: {cls.name}'s validation loss does not rank its "
                          f"{ds.modality} models, so it cannot stop early on it")
     loop = {"epoch": 0, "position": 0, "step": 0}
     existed = run_dir.exists()  # a folder of the user's: a failure removes only plugkit's files
     if previous is None:
-        counts = _class_counts(ds) if budget is None else _private_counts(ds, budget, config.seed)
+        counts = _class_counts(ds) if plan is None else _private_counts(ds, plan, config.seed)
         record = _record(config, cls, opts, ds, counts)
         rundir.create(run_dir, record, write=False)  # every rank checks
         world.barrier()
@@ -199,12 +202,8 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
             rundir.update(run_dir, status="training", epochs=config.epochs, stopped=None,
                         stopped_early=None)
     private = None
-    if budget is not None:
-        resumed = None if previous is None else \
-            {"record": previous["privacy"], "history": loop.get("privacy")}
-        private = privacy.DPSGD(family, budget, len(train_ds), config.batch_size,
-                                previous["privacy"]["epochs"] if previous else config.epochs,
-                                resumed)
+    if plan is not None:
+        private = privacy.DPSGD(family, plan, config.batch_size, loop.get("privacy"))
         if previous is None and world.main:
             rundir.update(run_dir, privacy=private.spent())
     world.average_gradients(family.optimizers())
@@ -263,32 +262,45 @@ def _check_private(cls: type[Family], modality: str, world: Any = None) -> None:
                          f"{world.size}")
 
 
-def _private_encoding(ds: data.Dataset, budget: privacy.Budget, seed: int,
+def _plan(ds: data.Dataset, budget: privacy.Budget, records: int, config: TrainConfig,
+          previous: dict | None) -> privacy.Plan:
+    """How the run spends its budget: a table's histograms are its columns, an image model's
+    its class counts (the default class mix of its samples); a resumed run keeps its plan."""
+    if previous is not None:
+        return privacy.Plan.from_dict(previous["privacy"]["plan"])
+    if ds.modality == "table":
+        kinds = ds.meta["columns"].values()
+        histograms, categorical = len(kinds), sum(k != "numeric" for k in kinds)
+    else:
+        histograms, categorical = int(_class_counts(ds) is not None), 0
+    return privacy.plan(budget, histograms, categorical, records, config.batch_size,
+                        config.epochs)
+
+
+def _private_encoding(ds: data.Dataset, plan: privacy.Plan, seed: int,
                       previous: dict | None) -> list[dict]:
-    """A table's encoding from DP statistics (plugkit.formats.tabular_private), fitted once:
-    a resumed run keeps its own (a second fit would spend the budget again)."""
+    """A table's encoding from its noisy histograms (plugkit.formats.tabular_private), fitted
+    once: a resumed run keeps its own (a second fit would spend the budget again)."""
     if previous is not None:
         return previous["data"]["meta"]["encoding"]
     import numpy as np
 
     from plugkit.formats import tabular_private
 
-    epsilon, delta = budget.preprocessing()
-    return tabular_private.fit(ds.x, ds.meta["columns"], epsilon, delta,
+    return tabular_private.fit(ds.x, ds.meta["columns"], plan.histogram_noise, plan.threshold,
                                np.random.default_rng(seed))
 
 
-def _private_counts(ds: data.Dataset, budget: privacy.Budget, seed: int) -> list[int] | None:
-    """Under DP the class mix that sampling draws by default comes from Laplace counts (an
-    image family's preprocessing budget); a table's labels are not used, so not kept."""
+def _private_counts(ds: data.Dataset, plan: privacy.Plan, seed: int) -> list[int] | None:
+    """Under DP the class mix that sampling draws by default comes from the noisy counts of
+    the plan; a table's labels are not used, so not kept."""
     counts = _class_counts(ds)
     if counts is None or ds.modality == "table":
         return None
     import numpy as np
 
-    epsilon, _ = budget.preprocessing()
-    noisy = np.asarray(counts) + np.random.default_rng(seed).laplace(0.0, 1 / epsilon,
-                                                                    len(counts))
+    noisy = np.asarray(counts) + np.random.default_rng(seed).normal(
+        0.0, plan.histogram_noise, len(counts))
     return np.maximum(np.round(noisy), 1).astype(int).tolist()
 
 

@@ -130,7 +130,7 @@ def _last_line(run_dir: Path) -> str:
     if spent is not None:  # said first: what the user will quote when sharing the samples
         typer.echo(f"privacy: ({spent['epsilon']:.3g}, {spent['delta']:.2g})-DP spent "
                    f"(of epsilon {spent['target']['epsilon']:g}), in {spent['steps']:,} steps "
-                   f"of DP-SGD (noise multiplier {spent['noise_multiplier']:.3g})")
+                   f"of DP-SGD (noise multiplier {spent['plan']['noise']:.3g})")
     if record.get("status") == "stopped":
         return f"stopped: {record['stopped']}; saved {run_dir}; continue with --resume"
     if record.get("stopped_early"):

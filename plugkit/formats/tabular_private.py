@@ -2,29 +2,27 @@
 
 `tabular.fit` reads every value of the data: its Gaussian mixtures, point modes, ranges,
 decimals and category counts would each leak records that DP-SGD then protects in vain. Here
-every one of them comes from a mechanism with a stated (epsilon, delta), or from the schema
+every one of them comes from one histogram per column, each count with Gaussian noise of std
+`sigma` (plugkit.privacy plans it and accounts for all of them together), or from the schema
 (column names, kinds and dtypes), which is not private:
 
-- numeric column: a Laplace histogram over a public grid of bin edges (0 and +-10^(k/10), k
-  from -30 to 90: 1e-3 to 1e9 in 10 bins a decade; exact zeros in a cell of their own, since
-  they are the commonest spike in real tables); cells under ln(100 cells) / epsilon read as empty.
+- numeric column: a histogram over a public grid of bin edges (0 and +-10^(k/10), k from -30 to
+  90: 1e-3 to 1e9 in 10 bins a decade; exact zeros in a cell of their own, since they are the
+  commonest spike in real tables); cells the noise alone would rarely reach read as empty.
   The modes are read off its cumulative counts:
   one between each pair of the quantiles QUANTILES (a point mode at 0 where zeros fill a
   stretch), the range between the outer ones. Decimals: 0 for an integer dtype, else none.
   Every column may be missing (a missing span always), as its share is drawn from the counts.
-- categorical column: Laplace counts of the categories present, and a category is listed only
-  when its noisy count clears 1 + ln(1 / (2 delta)) / epsilon: releasing the name of a category
-  that one record holds is itself a leak (the stability-based histogram; Korolova et al.,
-  WWW 2009; Wilson et al., PETS 2020). Rows of an unlisted category encode as missing
-  ("unlisted": "missing"); the missing category is always listed.
-
-One record is in every column, so the columns share the budget: epsilon / columns each (basic
-composition), delta / categorical columns. Every histogram changes by 1 in one cell when a
-record is added or removed: Laplace noise of scale 1 / epsilon is epsilon-DP.
+- categorical column: noisy counts of the categories present, and a category is listed only
+  when its noisy count clears `threshold`: naming a category that one record holds is itself
+  a leak (partition selection: Korolova et al., WWW 2009; Wilson et al., PETS 2020). Rows of
+  an unlisted category encode as missing ("unlisted": "missing"); the missing category is
+  always listed.
 """
 
 from __future__ import annotations
 
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -37,22 +35,15 @@ EDGES = np.concatenate([-_MAGNITUDES[::-1], _MAGNITUDES])  # zeros have their ow
 UNLISTED = "missing"
 
 
-def fit(df: Any, kinds: dict[str, str], epsilon: float, delta: float,
+def fit(df: Any, kinds: dict[str, str], sigma: float, threshold: float,
         rng: np.random.Generator) -> list[dict]:
-    """The encoding of `df` from (epsilon, delta)-DP statistics, in tabular.fit's format."""
-    categorical = sum(kinds[str(name)] != "numeric" for name in df.columns)
-    share = epsilon / len(df.columns)
-    return [_numeric(name, df[name], share, rng) if kinds[str(name)] == "numeric"
-            else _categorical(name, df[name], share, delta / categorical, rng)
-            for name in df.columns]
+    """The encoding of `df` from its histograms, each count with Gaussian noise of std `sigma`,
+    a category named when its noisy count clears `threshold`; in tabular.fit's format."""
+    return [_numeric(name, df[name], sigma, rng) if kinds[str(name)] == "numeric"
+            else _categorical(name, df[name], sigma, threshold, rng) for name in df.columns]
 
 
-def threshold(epsilon: float, delta: float) -> float:
-    """The noisy count a category needs to be listed (module docstring)."""
-    return 1.0 + np.log(1.0 / (2.0 * delta)) / epsilon
-
-
-def _numeric(name: Any, column: Any, epsilon: float, rng: np.random.Generator) -> dict:
+def _numeric(name: Any, column: Any, sigma: float, rng: np.random.Generator) -> dict:
     values = column.to_numpy(dtype=np.float64, na_value=np.nan)
     present = values[~np.isnan(values)]
     # cells: [missing, below the grid, EDGES' bins (with zero's cell at its middle), above]
@@ -60,18 +51,19 @@ def _numeric(name: Any, column: Any, epsilon: float, rng: np.random.Generator) -
     cell = np.where(present == 0, 0, cell)  # zero's own cell, after the missing one
     counts = np.bincount(np.concatenate([cell + 1, np.zeros(len(values) - len(present), int)]),
                          minlength=len(EDGES) + 3).astype(np.float64)
-    noisy = counts + rng.laplace(0.0, 1.0 / epsilon, counts.shape)
-    # post-processing (free): a cell under ln(100 cells) / epsilon is read as empty, so that
-    # the noise of the ~240 empty cells does not pile up into tails the data does not have
-    # (an empty cell clears it with probability 1 / (200 cells): 1 in 200 columns gets one)
-    noisy = np.where(noisy < np.log(100 * len(counts)) / epsilon, 0.0, noisy)
+    noisy = counts + rng.normal(0.0, sigma, counts.shape)
+    # post-processing (free): a cell the noise alone reaches with probability 1 / (200 cells)
+    # is read as empty, so that the noise of the ~240 empty cells does not pile up into tails
+    # the data does not have (1 column in 200 keeps one such cell)
+    empty = sigma * NormalDist().inv_cdf(1 - 1 / (200 * len(counts)))
+    noisy = np.where(noisy < empty, 0.0, noisy)
     missing, zeros, grid = noisy[0], noisy[1], noisy[2:]  # grid: len(EDGES) + 1 cells
     points = _quantiles(zeros, grid)
     modes = _modes(points)
     return {"name": str(name), "kind": "numeric", "dtype": str(column.dtype), "modes": modes,
             "min": points[0], "max": points[-1],
             "decimals": 0 if column.dtype.kind in "iu" else None, "missing": True,
-            "private": {"epsilon": epsilon, "missing_share": float(
+            "private": {"sigma": sigma, "missing_share": float(
                 missing / max(missing + zeros + grid.sum(), 1.0))}}
 
 
@@ -114,17 +106,17 @@ def _modes(points: list[float]) -> list[dict]:
     return [dict(m, weight=m["weight"] / total) for m in modes]
 
 
-def _categorical(name: Any, column: Any, epsilon: float, delta: float,
+def _categorical(name: Any, column: Any, sigma: float, threshold: float,
                  rng: np.random.Generator) -> dict:
     present = column.dropna()
     seen = sorted({tabular.plain(v) for v in present}, key=lambda v: (str(type(v)), v))
     index = {c: i for i, c in enumerate(seen)}
     counts = np.bincount([index[tabular.plain(v)] for v in present], minlength=len(seen))
-    noisy = counts + rng.laplace(0.0, 1.0 / epsilon, len(seen))
-    listed = noisy >= threshold(epsilon, delta)
-    missing = len(column) - len(present) + rng.laplace(0.0, 1.0 / epsilon)
+    noisy = counts + rng.normal(0.0, sigma, len(seen))
+    listed = noisy >= threshold
+    missing = len(column) - len(present) + rng.normal(0.0, sigma)
     categories = [c for c, keep in zip(seen, listed, strict=True) if keep] + [tabular.MISSING]
     released = [max(round(float(c)), 1) for c in noisy[listed]] + [max(round(missing), 1)]
     return {"name": str(name), "kind": "categorical", "dtype": str(column.dtype),
             "categories": categories, "counts": released, "unlisted": UNLISTED,
-            "private": {"epsilon": epsilon, "delta": delta}}
+            "private": {"sigma": sigma, "threshold": threshold}}
