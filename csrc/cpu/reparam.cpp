@@ -23,7 +23,9 @@ template <typename S>
 void fill_normals(S* out, int64_t start, int64_t count, uint64_t seed, uint64_t offset) {
   using V = Vectorized<S>;
   const int64_t first = start / 4, blocks = (start + count + 3) / 4 - first;
-  alignas(64) S u_radius[kSpan / 2 + 4], u_angle[kSpan / 2 + 4], normals[kSpan + 8];
+  // normals: Box-Muller writes whole vectors, 2 * V::size() past the last pair at most (a span
+  // of kSpan that starts mid-block has 2 * 257 pairs): kSpan + 64 covers any vector width
+  alignas(64) S u_radius[kSpan / 2 + 4], u_angle[kSpan / 2 + 4], normals[kSpan + 64];
   for (int64_t b = 0; b < blocks; ++b) {  // Philox: scalar, 4 words per block
     const U32x4 w = philox_block(seed, offset, static_cast<uint64_t>(first + b));
     u_radius[2 * b] = uniform_open<S>(w.v[0]);
