@@ -38,6 +38,19 @@ TORCH_LIBRARY(plugkit, m) {
       "lstm_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor h0, "
       "Tensor c0, Tensor w_ih, Tensor w_hh, Tensor y, Tensor act, Tensor cs) -> (Tensor, Tensor, "
       "Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Diffusion. x0 [B, ...], abar [B] (float32/float64): x_t = sqrt(abar) x0 + sqrt(1 - abar) eps
+  // per row. Exactly one of eps (like x0) and key (int64 [seed, offset] on x0's device) is given;
+  // drawn, element j of row r takes the normal at stream position (row_start + r) * D + j.
+  m.def("diffusion_noise(Tensor x0, Tensor abar, Tensor? eps, Tensor? key, int row_start) -> Tensor");
+  m.def("diffusion_noise_backward(Tensor grad, Tensor abar) -> Tensor");
+  // mean((pred - eps)^2), eps given or drawn again from the key diffusion_noise used.
+  m.def("diffusion_loss(Tensor pred, Tensor? eps, Tensor? key, int row_start) -> Tensor");
+  m.def(
+      "diffusion_loss_backward(Tensor grad, Tensor pred, Tensor? eps, Tensor? key, "
+      "int row_start) -> Tensor");
+  // One DDIM step (eta = 0) from abar_t to abar_s (0-D float tensors on x_t's device), the
+  // predicted x_0 clamped to [-clip, clip] when clip is given.
+  m.def("ddim_step(Tensor x_t, Tensor eps, Tensor abar_t, Tensor abar_s, float? clip) -> Tensor");
 }
 
 // Importing plugkit._C runs the registrations above; the module itself only reports how it was

@@ -1,5 +1,5 @@
-"""Kernel benchmark: forward+backward time of every op, side by side in one process, at the
-shapes docs/operators.md lists.
+"""Kernel benchmark: forward+backward time of every op (the forward alone for ddim_step, which
+runs under no_grad), side by side in one process, at the shapes docs/operators.md lists.
 
 Each case is timed four ways: the native op, the pure-PyTorch fallback (eager), torch.compile of
 that fallback, and PyTorch's own way of writing the same computation. Every row carries the
@@ -124,6 +124,41 @@ def _lstm_cell_torch(gates, c_prev):  # nn.LSTMCell's pointwise math, gate order
     return torch.sigmoid(o) * torch.tanh(c), c
 
 
+def _diffusion_inputs(device: str, B: int, D: int) -> Inputs:
+    abar = torch.rand(B, device=device, dtype=torch.float64)  # abar[t] of each row's step
+    return {"x0": _leaf(device, B, D), "pred": _leaf(device, B, D), "abar": abar}
+
+
+def _diffusion_plugkit(x0, pred, abar):
+    # a training step's noise and loss around the denoiser (pred stands for its output)
+    key = ops.draw_key(x0.device)
+    return ops.diffusion_noise(x0, abar, key=key), ops.diffusion_loss(pred, key=key)
+
+
+def _diffusion_torch(x0, pred, abar):  # as plugkit/families/diffusion.py writes it
+    eps = torch.randn_like(x0)
+    kept = abar[:, None].float()
+    return kept.sqrt() * x0 + (1 - kept).sqrt() * eps, F.mse_loss(pred, eps)
+
+
+def _ddim_inputs(device: str, B: int, D: int) -> Inputs:
+    # sampling runs under no_grad: no grad leaves, so the bench times the forward alone
+    abar_t, abar_s = torch.tensor([0.4, 0.5], device=device, dtype=torch.float64)
+    return {"x_t": torch.randn(B, D, device=device), "eps": torch.randn(B, D, device=device),
+            "abar_t": abar_t, "abar_s": abar_s}
+
+
+def _ddim_plugkit(x_t, eps, abar_t, abar_s):
+    return ops.ddim_step(x_t, eps, abar_t, abar_s, clip=1.0)
+
+
+def _ddim_torch(x_t, eps, abar_t, abar_s):  # the family's ddim_step (which reads floats)
+    abar_t, abar_s = 0.4, 0.5  # float(abar[t]): a host sync per step on a GPU, not timed here
+    x0 = ((x_t - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)).clamp(-1, 1)
+    eps = (x_t - math.sqrt(abar_t) * x0) / math.sqrt(1 - abar_t)
+    return math.sqrt(abar_s) * x0 + math.sqrt(1 - abar_s) * eps
+
+
 @dataclass(frozen=True)
 class Op:
     name: str
@@ -153,6 +188,24 @@ GAN = Op(
     # Per op: read the logits in fwd, again in bwd, write their grads: D 6B, G 3B elements.
     bytes=lambda B: 9 * B * F32,
 )
+DIFFUSION = Op(
+    "diffusion_noise+diffusion_loss",
+    _diffusion_inputs,
+    _diffusion_plugkit,
+    {"torch.randn + mse": _diffusion_torch},
+    # fwd reads x0, writes x_t, reads pred; bwd reads dx_t, writes dx0, reads pred, writes
+    # dpred: 7 BD elements (eps is drawn twice and never stored) plus abar.
+    bytes=lambda B, D: 7 * B * D * F32 + 16 * B,
+)
+DDIM = Op(
+    "ddim_step",
+    _ddim_inputs,
+    _ddim_plugkit,
+    {"torch pointwise": _ddim_torch},
+    bytes=lambda B, D: 3 * B * D * F32,  # forward only: reads x_t and eps, writes x_s
+)
+
+
 def _lstm_forward_flops(T: int, B: int, n_in: int, H: int) -> int:
     return 2 * T * B * 4 * H * (n_in + H)
 
@@ -195,6 +248,13 @@ CASES: tuple[Case, ...] = (
     Case(GAN, {"B": 1 << 26}, {"B": 1 << 14}, devices=("cuda",)),
     Case(LSTM_LAYER, {"T": 64, "B": 64, "I": 128, "H": 256}, {"T": 4, "B": 4, "I": 8, "H": 16}),
     Case(LSTM_CELL, {"B": 64, "H": 512}, {"B": 4, "H": 16}),
+    Case(DIFFUSION, {"B": 64, "D": 6}, {"B": 8, "D": 6}),  # a table batch (adult: 6 numbers)
+    Case(DIFFUSION, {"B": 128, "D": 784}, {"B": 16, "D": 784}),  # 28x28 images
+    Case(DIFFUSION, {"B": 1024, "D": 3072}, {"B": 32, "D": 3072}),  # 3x32x32: past the L2
+    Case(DIFFUSION, {"B": 8192, "D": 3072}, {"B": 64, "D": 3072}, devices=("cuda",)),  # 700 MB
+    Case(DDIM, {"B": 128, "D": 784}, {"B": 16, "D": 784}),
+    Case(DDIM, {"B": 1024, "D": 3072}, {"B": 32, "D": 3072}),
+    Case(DDIM, {"B": 8192, "D": 3072}, {"B": 64, "D": 3072}, devices=("cuda",)),
 )
 PLUGKIT_IMPLS = ("native", "fallback", "compile")
 
@@ -287,9 +347,16 @@ def _fwd_bwd(impl: Impl, inputs: Inputs) -> Callable[[], None]:
     """One training step's work: the forward, then the gradients of every grad leaf.
 
     autograd.grad (not .backward) so no step pays for accumulating into .grad; the output
-    gradients are fixed random tensors made once (same seed for every impl).
+    gradients are fixed random tensors made once (same seed for every impl). An op whose
+    inputs have no grad leaves (ddim_step: sampling) is timed as it runs, forward under no_grad.
     """
     leaves = [v for v in inputs.values() if isinstance(v, torch.Tensor) and v.requires_grad]
+    if not leaves:
+        def forward() -> None:
+            with torch.no_grad():
+                impl(**inputs)
+
+        return forward
     outs = _tensors(impl(**inputs))
     gen = torch.Generator(device=outs[0].device).manual_seed(0)
     grads = [torch.randn(o.shape, generator=gen, device=o.device, dtype=o.dtype) for o in outs]

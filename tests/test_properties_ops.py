@@ -2,8 +2,9 @@
 
 Hypothesis draws the shapes (empty ones included), the memory layout (contiguous, transposed,
 sliced with a step, broadcast with stride 0), the dtype and the values, extremes included:
-logits up to +-1e4, logvar +-50, saturated LSTM gates. The search is derandomized, so CI runs
-the same examples every time; PLUGKIT_EXAMPLES=1000 runs a deeper search by hand.
+logits up to +-1e4, logvar +-50, saturated LSTM gates, abar at 0 and 1. The search is
+derandomized, so CI runs the same examples every time; PLUGKIT_EXAMPLES=1000 runs a deeper
+search by hand.
 
 How close is close enough: an op adds terms, and rounding each term in the input dtype bounds
 the error, so results are compared by norm against the magnitude of those terms (`scale`),
@@ -21,7 +22,17 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugkit.ops import gan_d_loss, gan_g_loss, lstm_cell, lstm_layer, reparameterize_kl
+from plugkit.ops import (
+    ddim_step,
+    diffusion_loss,
+    diffusion_noise,
+    draw_key,
+    gan_d_loss,
+    gan_g_loss,
+    lstm_cell,
+    lstm_layer,
+    reparameterize_kl,
+)
 from plugkit.ops import lstm as lstm_ops
 
 EXAMPLES = int(os.environ.get("PLUGKIT_EXAMPLES", "30"))
@@ -264,6 +275,134 @@ def test_lstm_layer_matches_float64(backend, steps, batch, inputs, hidden, layou
         assert_close(got, w, torch.full(w.shape, float(size)), dtype, name)
 
 
+# --- diffusion ------------------------------------------------------------------------------------
+
+abars = st.sampled_from([torch.float32, torch.float64])
+
+
+def per_row(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.double().view(-1, *([1] * (like.dim() - 1)))
+
+
+@SEARCH
+@given(shape=shapes, layout=layouts, dtype=dtypes, abar_dtype=abars, data=st.data())
+def test_diffusion_noise_matches_float64(backend, shape, layout, dtype, abar_dtype, data):
+    x0 = leaf(data.draw(tensors(shape, -10, 10, (0.0, 1e3, -1e3))), dtype, layout)
+    eps = leaf(data.draw(tensors(shape, -6, 6, (0.0, 8.0))), dtype, layout)
+    abar = laid_out(data.draw(tensors(shape[:1], 0, 1, (0.0, 1.0))).to(abar_dtype), layout)
+    x_t = diffusion_noise(x0, abar, eps=eps)
+    assert x_t.dtype == dtype and x_t.shape == shape
+
+    a = per_row(abar, x0)
+    keep, spread = a.sqrt(), (1 - a).sqrt()
+    m, e = as64(x0), as64(eps)
+    want = keep * m + spread * e
+    assert_close(x_t, want, (keep * m).abs() + (spread * e).abs(), dtype, "x_t")
+    if x0.numel() == 0:
+        return
+    grad = data.draw(tensors(shape, -1, 1)).to(dtype)
+    got = torch.autograd.grad((x_t * grad).sum(), (x0, eps))
+    expected = torch.autograd.grad((want * grad.double()).sum(), (m, e))
+    for name, g, w in zip(("dx0", "deps"), got, expected, strict=True):
+        assert_close(g, w, w.abs(), dtype, name)
+
+
+@SEARCH
+@given(rows=st.integers(1, 9), width=st.integers(0, 9), split=st.integers(0, 9),
+       dtype=dtypes, seed=st.integers(0, 2**31))
+def test_keyed_noise_rows_are_global(backend, rows, width, split, dtype, seed):
+    """Rows [split, rows) drawn alone at row_start=split are the very numbers of the whole batch:
+    the property that makes a run on N processes draw what one process draws."""
+    split = min(split, rows)
+    key = draw_key("cpu", torch.Generator().manual_seed(seed))
+    x0, abar = torch.randn(rows, width, dtype=dtype), torch.rand(rows, dtype=torch.float64)
+    whole = diffusion_noise(x0, abar, key=key)
+    head = diffusion_noise(x0[:split], abar[:split], key=key)
+    tail = diffusion_noise(x0[split:], abar[split:], key=key, row_start=split)
+    assert torch.equal(torch.cat([head, tail]), whole)
+
+
+@SEARCH
+@given(shape=shapes, dtype=dtypes, row_start=st.integers(0, 1000), seed=st.integers(0, 2**31))
+def test_keyed_noise_agrees_across_backends(shape, dtype, row_start, seed):
+    """Switching backend changes drawn noise by a few ulps at most (Box-Muller's log, sin and
+    cos are the platform's), for any row_start; the loss drawn from the key likewise."""
+    from plugkit.ops import backend, use_backend
+
+    if not backend().native_loaded:
+        pytest.skip(backend().reason)
+    key = draw_key("cpu", torch.Generator().manual_seed(seed))
+    zeros, pred = torch.zeros(shape, dtype=dtype), torch.randn(shape, dtype=dtype)
+    results = []
+    for name in ("native", "torch"):
+        with use_backend(name):
+            eps = diffusion_noise(zeros, torch.zeros(shape[0]), key=key, row_start=row_start)
+            loss = diffusion_loss(pred, key=key, row_start=row_start) if pred.numel() else None
+            results.append((eps, loss))
+    (eps_native, loss_native), (eps_torch, loss_torch) = results
+    assert_close(eps_native, eps_torch, torch.full(shape, 9.0), dtype, "eps")
+    if loss_native is not None:
+        scale = ((pred.double().abs() + 9) ** 2).mean()
+        assert_close(loss_native, loss_torch, scale, dtype, "loss")
+
+
+@SEARCH
+@given(shape=shapes, layout=layouts, dtype=dtypes, data=st.data())
+def test_diffusion_loss_matches_float64(backend, shape, layout, dtype, data):
+    pred = leaf(data.draw(tensors(shape, -10, 10, (0.0, 1e3, -1e3))), dtype, layout)
+    eps = leaf(data.draw(tensors(shape, -6, 6, (0.0, 8.0))), dtype, layout)
+    if pred.numel() == 0:
+        with pytest.raises(ValueError, match="pred is empty"):
+            diffusion_loss(pred, eps=eps)
+        return
+    loss = diffusion_loss(pred, eps=eps)
+    assert loss.shape == () and loss.dtype == dtype
+    p, e = as64(pred), as64(eps)
+    want = ((p - e) ** 2).mean()
+    terms = (p.abs() + e.abs()) ** 2
+    assert_close(loss, want, terms.mean(), dtype, "loss")
+    got = torch.autograd.grad(loss, (pred, eps))
+    expected = torch.autograd.grad(want, (p, e))
+    for name, g, w in zip(("dpred", "deps"), got, expected, strict=True):
+        assert_close(g, w, 2 * (p.abs() + e.abs()) / p.numel(), dtype, name)
+
+
+@SEARCH
+@given(shape=shapes, layout=layouts, dtype=dtypes, abar_t=st.floats(0.001, 0.999),
+       abar_s=st.floats(0, 1), clip=st.sampled_from([None, 1.0, 3.0]),
+       as_tensor=st.booleans(), data=st.data())
+def test_ddim_step_matches_float64(backend, shape, layout, dtype, abar_t, abar_s, clip, as_tensor,
+                                   data):
+    x_t = leaf(data.draw(tensors(shape, -10, 10, (0.0, 1e3, -1e3))), dtype, layout)
+    eps = leaf(data.draw(tensors(shape, -6, 6, (0.0, 8.0))), dtype, layout)
+    steps = (abar_t, abar_s)
+    if as_tensor:  # 0-D float64 tensors, as abar[t] of the schedule
+        steps = tuple(torch.tensor(v, dtype=torch.float64) for v in steps)
+    x_s = ddim_step(x_t, eps, *steps, clip=clip)
+    assert x_s.dtype == dtype and x_s.shape == shape
+
+    a_t, b_t, a_s, b_s = abar_t**0.5, (1 - abar_t) ** 0.5, abar_s**0.5, (1 - abar_s) ** 0.5
+    x, e = as64(x_t), as64(eps)
+    x0 = (x - b_t * e) / a_t
+    if clip is None:
+        want = a_s * x0 + b_s * e
+        # the terms x_s is made of: x0 (rounded relative to x_t and eps) and the noise
+        scale = (a_s / a_t + 1) * (x.abs() + e.abs()) + b_s * e.abs()
+    else:
+        x0c = x0.clamp(-clip, clip)
+        want = a_s * x0c + b_s * (x - a_t * x0c) / b_t
+        # x0's rounding comes back through the noise taken again from it, times a_t / b_t
+        scale = (x.abs() + e.abs()) / a_t * (1 + a_s + b_s * a_t / b_t) + b_s * e.abs()
+    assert_close(x_s, want, scale.detach(), dtype, "x_s")
+    if clip is not None or x_t.numel() == 0:
+        return  # the clipped gradient: unit tests, away from the bounds
+    grad = data.draw(tensors(shape, -1, 1)).to(dtype)
+    got = torch.autograd.grad((x_s * grad).sum(), (x_t, eps))
+    expected = torch.autograd.grad((want * grad.double()).sum(), (x, e))
+    for name, g, w in zip(("dx_t", "deps"), got, expected, strict=True):
+        assert_close(g, w, (a_s / a_t + b_s + 1) * grad.double().abs(), dtype, name)
+
+
 # --- bad arguments: a clear error naming the argument, never a crash -------------------------
 
 def _good_args(op):
@@ -275,7 +414,10 @@ def _good_args(op):
             "lstm_cell": [("gates", z(2, 12)), ("c_prev", z(2, 3))],
             "lstm_layer": [("x", z(2, 2, 2)), ("h0", z(2, 3)), ("c0", z(2, 3)),
                            ("w_ih", z(12, 2)), ("w_hh", z(12, 3)), ("b_ih", z(12)),
-                           ("b_hh", z(12))]}[op]
+                           ("b_hh", z(12))],
+            "diffusion_noise": [("x0", z(2, 4)), ("abar", z(2))],
+            "diffusion_loss": [("pred", z(2, 4))],
+            "ddim_step": [("x_t", z(2, 4)), ("eps", z(2, 4))]}[op]
 
 
 BREAKS = {
@@ -284,7 +426,13 @@ BREAKS = {
     "narrower": lambda t: t[..., :-1], "0-d": lambda t: t.sum(), "list": lambda t: t.tolist(),
 }
 OPS = {"reparameterize_kl": reparameterize_kl, "gan_d_loss": gan_d_loss,
-       "gan_g_loss": gan_g_loss, "lstm_cell": lstm_cell, "lstm_layer": lstm_layer}
+       "gan_g_loss": gan_g_loss, "lstm_cell": lstm_cell, "lstm_layer": lstm_layer,
+       "diffusion_noise": diffusion_noise,
+       "diffusion_loss": lambda pred: diffusion_loss(pred, key=torch.tensor([1, 2])),
+       "ddim_step": lambda x_t, eps: ddim_step(x_t, eps, 0.5, 0.7, clip=1.0)}
+# breaks that leave valid arguments: a row of another width, a batch of another shape
+STILL_VALID = {("diffusion_noise", "x0", "narrower"), ("diffusion_loss", "pred", "narrower"),
+               ("diffusion_loss", "pred", "extra dim")}
 
 
 @SEARCH
@@ -296,6 +444,8 @@ def test_bad_arguments_get_a_clear_error(backend, op, data, how):
     bad = BREAKS[how](good)
     if op.startswith("gan") and how in ("extra dim", "narrower", "0-d"):
         return  # logits of any shape are valid (narrower is empty only for 1-element inputs)
+    if (op, name, how) in STILL_VALID:
+        return
     values = [bad if i == which else t for i, (_, t) in enumerate(args)]
     with pytest.raises((ValueError, TypeError)) as info:
         OPS[op](*values)

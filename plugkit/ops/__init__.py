@@ -3,6 +3,9 @@
     reparameterize, reparameterize_kl   z = mu + exp(logvar/2) * eps (+ the KL to N(0, I))
     gan_d_loss, gan_g_loss              GAN losses from logits: bce, hinge, wasserstein
     lstm_cell, lstm_layer               LSTM step and whole-sequence layer (nn.LSTM layout)
+    diffusion_noise, diffusion_loss     x_t = sqrt(abar) x0 + sqrt(1 - abar) eps and
+                                        mean((pred - eps)^2), eps drawn from a key (draw_key)
+    ddim_step                           one deterministic DDIM step, x_0 optionally clipped
 
 `backend()` says which implementation runs and why; PLUGKIT_BACKEND=auto|native|torch or
 `set_backend` / `use_backend` choose it. Semantics: docs/operators.md.
@@ -16,6 +19,7 @@ import torch
 
 from plugkit.ops import _backend
 from plugkit.ops._backend import set_backend, use_backend
+from plugkit.ops.diffusion import ddim_step, diffusion_loss, diffusion_noise, draw_key
 from plugkit.ops.gan import gan_d_loss, gan_g_loss
 from plugkit.ops.lstm import lstm_cell, lstm_layer
 from plugkit.ops.reparam import reparameterize, reparameterize_kl
@@ -27,12 +31,19 @@ OPS = (
     "gan_g_loss",
     "lstm_cell",
     "lstm_layer",
+    "diffusion_noise",
+    "diffusion_loss",
+    "ddim_step",
 )
 
 __all__ = [
     "OPS",
     "BackendReport",
     "backend",
+    "ddim_step",
+    "diffusion_loss",
+    "diffusion_noise",
+    "draw_key",
     "gan_d_loss",
     "gan_g_loss",
     "lstm_cell",
