@@ -118,7 +118,7 @@ def test_a_layer_that_mixes_samples_is_refused():
 
 def table(n=20_000, seed=0):
     rng = np.random.default_rng(seed)
-    gain = np.where(rng.random(n) < 0.9, 0, rng.integers(1_000, 20_000, n))
+    gain = np.where(rng.random(n) < 0.9, 0, rng.integers(1_000, 2_000, n))
     colour = rng.choice(["red", "green", "blue"], n, p=[0.6, 0.3, 0.1]).astype(object)
     colour[7] = "one-of-a-kind"  # held by one record: never listed
     return pd.DataFrame({"age": rng.normal(40, 10, n).round().astype(int), "gain": gain,
@@ -128,10 +128,10 @@ def table(n=20_000, seed=0):
 def test_the_private_encoding_lists_common_categories_only_and_keeps_the_shape():
     df = table()
     kinds = {"age": "numeric", "gain": "numeric", "colour": "categorical"}
-    encoding = tabular_private.fit(df, kinds, 20.0, 120.0, np.random.default_rng(0))
+    encoding = tabular_private.fit(df, kinds, 5.0, 30.0, np.random.default_rng(0))
     age, gain, colour = encoding
     assert colour["categories"] == ["blue", "green", "red", tabular.MISSING]
-    assert abs(colour["counts"][2] - 12_000) < 100  # Gaussian noise of std 20
+    assert abs(colour["counts"][2] - (df["colour"] == "red").sum()) < 25  # noise of std 5
     # 90% zeros: a point mode at 0, as heavy as the quantiles QUANTILES resolve (0.85)
     assert {"weight": pytest.approx(0.9, abs=0.06), "mean": 0.0, "std": 0.0} in gain["modes"]
     # N(40, 10): 0.2% and 99.8% quantiles 11 and 69, within bins 26% wide up there
@@ -168,6 +168,16 @@ def test_a_private_run_reports_its_guarantee_and_its_samples_carry_it(tmp_path):
                                   str(tmp_path / "s.csv")])
     assert sampled.exit_code == 0, sampled.output
     assert json.loads((tmp_path / "s.csv.json").read_text())["privacy"] == spent
+
+
+def test_diffusion_trains_tables_privately(tmp_path):
+    result = train(tmp_path, "diffusion", "--data", "iris", "--epochs", "2", "--dp-epsilon",
+                   "2", "-o", "hidden=16", "-o", "timesteps=10")
+    assert result.exit_code == 0, result.output
+    spent = json.loads((tmp_path / "run" / "run.json").read_text())["privacy"]
+    assert 1.9 < spent["epsilon"] <= 2.0
+    images = train(tmp_path, "diffusion", "--data", "digits", "--dp-epsilon", "2", out="img")
+    assert images.exit_code == 2 and "trains table data privately, not image" in images.output
 
 
 def test_private_images_draw_their_class_mix_from_noisy_counts(tmp_path):
