@@ -109,7 +109,9 @@ def test_it_learns_how_columns_go_together_and_draws_where_by_inpainting():
     held = codec.decode(fam.info, fam.sample(200, generator=torch.Generator().manual_seed(2),
                                              settings=right))
     assert (held["side"] == "right").all()
-    assert (held["value"] > 0).mean() > 0.9  # the other column follows the category
+    # the other column follows the category (independent columns: 0.5); over 20 seeds of
+    # the training noise 0.93 +- 0.05, the lowest 0.835: a threshold every seed clears
+    assert (held["value"] > 0).mean() > 0.8
     # respaced: 6 of the 30 steps, 5 times faster, draw rows nearly as good (400 rows: 0.89)
     fast = options.build(Diffusion.Settings, {"steps": 6}, "diffusion", "sampler setting")
     quick = codec.decode(fam.info, fam.sample(400, generator=torch.Generator().manual_seed(1),

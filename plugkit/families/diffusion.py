@@ -45,8 +45,9 @@ hence no guidance by default.
 
 Every noise of a training step is drawn per row through Batch.randn / Batch.rand (the step t,
 eps, the categories' replacement, the dropped labels), so a run on N processes trains what one
-process trains and --resume continues exactly. Still to come (the diffusion issue): the
-arithmetic around the denoiser as fused native ops; today it is PyTorch.
+process trains and --resume continues exactly. The Gaussian noise of a step is not stored: it
+is drawn from a Philox key by plugkit.ops.diffusion_noise and drawn again by diffusion_loss,
+keyed by each row's global index, so it too is the same on any number of processes.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plugkit import ops
 from plugkit.errors import UsageError
 from plugkit.families import image_nets
 from plugkit.families.unet import GROUPS, UNet
@@ -230,12 +232,9 @@ def gaussian_step(abar: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor, t: i
 def ddim_step(abar: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor, t: int,
               s: int) -> torch.Tensor:
     """x_s (s < t) from x_t without noise (DDIM, eta = 0): the predicted x_0, clipped to the
-    pixels' [-1, 1], taken back to step s along the noise that x_0 implies in x_t."""
-    abar_t, abar_s = float(abar[t]), float(abar[s])
-    x0 = ((x_t - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)).clamp(-1, 1)
-    # the noise again, from the clipped x_0: x_s stays on the line from x_0 through x_t
-    eps = (x_t - math.sqrt(abar_t) * x0) / math.sqrt(1 - abar_t)
-    return math.sqrt(abar_s) * x0 + math.sqrt(1 - abar_s) * eps
+    pixels' [-1, 1], taken back to step s along the noise that x_0 implies in x_t (one fused
+    pass, plugkit.ops.ddim_step; abar[t] stays on the device: no host sync per step)."""
+    return ops.ddim_step(x_t, eps, abar[t], abar[s], clip=1.0)
 
 
 def categorical_step(abar: torch.Tensor, x_t: torch.Tensor, logits: torch.Tensor, t: int,
@@ -266,6 +265,8 @@ class _Fixed:
     """Noise drawn like Batch.rand / Batch.randn but from one seeded generator: the same noise
     every epoch, so validation losses compare."""
 
+    start = 0  # the rows are the whole (validation) batch
+
     def __init__(self, rows: int, device: torch.device) -> None:
         self.rows, self.device = rows, device
         self.generator = torch.Generator(device).manual_seed(0)
@@ -275,6 +276,17 @@ class _Fixed:
 
     def randn(self, *shape: int) -> torch.Tensor:
         return torch.randn(self.rows, *shape, generator=self.generator, device=self.device)
+
+    def key(self) -> torch.Tensor:
+        return ops.draw_key(self.device, self.generator)
+
+
+def _key(noise: Batch | _Fixed) -> tuple[torch.Tensor, int]:
+    """The Philox key of a step's Gaussian noise, and the global index of its first row: every
+    process draws the same key (the generators advance alike) and its own rows' numbers."""
+    if isinstance(noise, _Fixed):
+        return noise.key(), noise.start
+    return ops.draw_key(noise.x.device), noise.start
 
 
 class _Tables:
@@ -297,20 +309,24 @@ class _Tables:
 
     def loss(self, net: nn.Module, abar: torch.Tensor, x0: torch.Tensor,
              labels: torch.Tensor | None, noise: Batch | _Fixed) -> torch.Tensor:
-        """The loss of rows x0 (B, D), each noised at its own step; `noise` draws per row, in
-        this order: the step, eps, the uniform numbers of the categories' replacement. A
-        table's class is one of its columns: `labels` are not used."""
+        """The loss of rows x0 (B, D), each noised at its own step; `noise` draws, in this
+        order: the step per row, the key of the offsets' eps, the uniform numbers of the
+        categories' replacement per row. A table's class is one of its columns: `labels` are
+        not used."""
         t = steps_of(noise.rand(1), self.o.timesteps)  # (B,) in 1..T
-        eps, u_cat = noise.randn(len(self.offsets)), noise.rand(self.width)
+        key, start = _key(noise)
+        u_cat = noise.rand(self.width)
         kept = abar[t][:, None].float()  # (B, 1)
         x_t = x0.clone()
-        x_t[:, self.offsets] = kept.sqrt() * x0[:, self.offsets] + (1 - kept).sqrt() * eps
+        x_t[:, self.offsets] = ops.diffusion_noise(x0[:, self.offsets], abar[t], key=key,
+                                                   row_start=start)
         for a, b in self.spans:  # keep the category with probability abar, else a random one
             probs = kept * x0[:, a:b] + (1 - kept) / (b - a)
             gumbel = -torch.log(-torch.log(u_cat[:, a:b].clamp(1e-12, 1 - 1e-12)))
             x_t[:, a:b] = F.one_hot((probs.log() + gumbel).argmax(1), b - a).to(x0.dtype)
         out = net(x_t, t)
-        loss = F.mse_loss(out[:, self.offsets], eps) if len(self.offsets) else out.new_zeros(())
+        loss = (ops.diffusion_loss(out[:, self.offsets], key=key, row_start=start)
+                if len(self.offsets) else out.new_zeros(()))
         if self.spans:
             ce = sum(F.cross_entropy(out[:, a:b], x0[:, a:b].argmax(1)) for a, b in self.spans)
             loss = loss + ce / len(self.spans)
@@ -378,9 +394,9 @@ class _Sequences:
     def loss(self, net: nn.Module, abar: torch.Tensor, x0: torch.Tensor,
              labels: torch.Tensor | None, noise: Batch | _Fixed) -> torch.Tensor:
         t = steps_of(noise.rand(1), self.o.timesteps)  # (B,) in 1..T
-        eps = noise.randn(*self.shape)  # (B, T, F)
-        kept = abar[t][:, None, None].float()
-        return F.mse_loss(net(kept.sqrt() * x0 + (1 - kept).sqrt() * eps, t), eps)
+        key, start = _key(noise)  # eps (B, T, F) from the key, never stored
+        x_t = ops.diffusion_noise(x0, abar[t], key=key, row_start=start)
+        return ops.diffusion_loss(net(x_t, t), key=key, row_start=start)
 
     def sample(self, net: nn.Module, abar: torch.Tensor, n: int, generator: torch.Generator,
                labels: torch.Tensor | None, settings: Settings) -> torch.Tensor:
@@ -408,13 +424,13 @@ class _Images:
 
     def loss(self, net: nn.Module, abar: torch.Tensor, x0: torch.Tensor,
              labels: torch.Tensor | None, noise: Batch | _Fixed) -> torch.Tensor:
-        """The eps loss of images x0 (B, C, H, W) in [0, 1]; `noise` draws per row, in this
-        order: the step, eps, whether the label is dropped."""
+        """The eps loss of images x0 (B, C, H, W) in [0, 1]; `noise` draws, in this order: the
+        step per row, the key of eps, whether each row's label is dropped."""
         t = steps_of(noise.rand(1), self.o.timesteps)  # (B,) in 1..T
-        eps = noise.randn(*self.shape)  # (B, C, H, W)
-        kept = abar[t][:, None, None, None].float()
-        x_t = kept.sqrt() * (2 * x0 - 1) + (1 - kept).sqrt() * eps
-        return F.mse_loss(net(x_t, t, self._dropped(labels, noise)), eps)
+        key, start = _key(noise)  # eps (B, C, H, W) from the key, never stored
+        x_t = ops.diffusion_noise(2 * x0 - 1, abar[t], key=key, row_start=start)
+        pred = net(x_t, t, self._dropped(labels, noise))
+        return ops.diffusion_loss(pred, key=key, row_start=start)
 
     def _dropped(self, labels: torch.Tensor | None, noise: Batch | _Fixed) -> torch.Tensor | None:
         """The labels, each "no label" (index `classes`) with probability cond_drop."""
