@@ -58,7 +58,7 @@ class TrainConfig:
     dp_epsilon: float | None = None
     dp_delta: float | None = None  # None: min(1e-5, 1 / (10 n))
     dp_clip: float = 1.0  # each record's gradient norm at most this
-    dp_secure_rng: bool = False  # noise from a cryptographic RNG (no bit-exact resume)
+    dp_secure_rng: bool = False  # noise in Opacus' secure mode, OS-seeded (no bit-exact resume)
 
 
 def train_from_python(family: str | None, data: Any = None, progress: bool = True,
