@@ -522,18 +522,9 @@ class Diffusion(Family):
         loss.backward()
         self.optimizer.step()
         if self.averaged is not None:
-            self._average()
+            image_nets.update_average(self.averaged, self.net, self.optimizer,
+                                      self.data.ema)
         return {"loss": loss.item()}
-
-    @torch.no_grad()
-    def _average(self) -> None:
-        """One step of the moving average, its decay warmed up as (1 + t) / (10 + t) over the
-        step count t (the optimizer's, so resume restores it), as the gan's: a short run
-        averages its recent weights, not the random initial ones."""
-        t = int(self.optimizer.state[next(self.net.parameters())]["step"])
-        decay = min(self.data.ema, (1 + t) / (10 + t))
-        for average, p in zip(self.averaged.parameters(), self.net.parameters(), strict=True):
-            average.lerp_(p, 1 - decay)
 
     @torch.no_grad()
     def val_loss(self, batch: Batch) -> float:

@@ -259,18 +259,6 @@ class GAN(Family):
         (grad,) = torch.autograd.grad(self.D(mix, cond).sum(), mix, create_graph=True)
         return (grad.reshape(groups, -1).norm(dim=1) - 1).square().mean()
 
-    @torch.no_grad()
-    def _average(self) -> None:
-        """One step of the moving average. Its decay warms up as (1 + t) / (10 + t) over G's
-        step count t (from the optimizer state, so resume restores it): the average of a short
-        run is of its recent weights, not of the random initial ones."""
-        t = int(self.opt_g.state[next(self.G.parameters())]["step"])
-        decay = min(self.options.ema, (1 + t) / (10 + t))
-        for average, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
-            average.lerp_(p, 1 - decay)
-        for average, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
-            average.copy_(b)  # BatchNorm's running statistics: G's own
-
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.G.train()
         self.D.train()
@@ -300,7 +288,7 @@ class GAN(Family):
         g_loss.backward()
         self.opt_g.step()
         if self.G_ema is not None:
-            self._average()
+            image_nets.update_average(self.G_ema, self.G, self.opt_g, self.options.ema)
         self.D.requires_grad_(True)
         return losses
 

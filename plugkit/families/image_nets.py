@@ -125,3 +125,18 @@ class Critic(nn.Module):
         if self.embed is not None:
             logit = logit + (self.embed(y) * phi).sum(1)
         return logit
+
+
+@torch.no_grad()
+def update_average(average: nn.Module, net: nn.Module, optimizer: torch.optim.Optimizer,
+                   decay: float) -> None:
+    """One step of a moving average of net's weights (the gan's G, diffusion's denoiser). Its
+    decay warms up as (1 + t) / (10 + t) over the step count t (from the optimizer's state, so
+    resume restores it): the average of a short run is of its recent weights, not of the
+    random initial ones. Buffers (BatchNorm's running statistics) are net's own."""
+    t = int(optimizer.state[next(net.parameters())]["step"])
+    decay = min(decay, (1 + t) / (10 + t))
+    for a, p in zip(average.parameters(), net.parameters(), strict=True):
+        a.lerp_(p, 1 - decay)
+    for a, b in zip(average.buffers(), net.buffers(), strict=True):
+        a.copy_(b)
