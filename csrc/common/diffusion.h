@@ -122,17 +122,23 @@ struct NoiseArgs {
   int64_t rows = 0, width = 0, start = 0;
 };
 
+// abar: one float32/float64 value per row of `rows` ([B, ...]), on its device.
+inline void check_abar(const at::Tensor& abar, const at::Tensor& rows, const char* name) {
+  check_floating(abar, "abar", false);
+  TORCH_CHECK_VALUE(abar.device() == rows.device(), "abar is on ", abar.device(), " but ", name,
+                    " is on ", rows.device());
+  TORCH_CHECK_VALUE(abar.dim() == 1 && abar.size(0) == rows.size(0), "abar has shape ",
+                    abar.sizes(), " but ", name, " has ", rows.size(0),
+                    " rows: abar must be [B]");
+}
+
 inline NoiseArgs check_noise_args(const at::Tensor& x0, const at::Tensor& abar,
                                   const std::optional<at::Tensor>& eps,
                                   const std::optional<at::Tensor>& key, int64_t row_start,
                                   bool allow_half) {
   check_floating(x0, "x0", allow_half);
   TORCH_CHECK_VALUE(x0.dim() >= 1, "x0 must have shape [B, ...], got a 0-D tensor");
-  check_floating(abar, "abar", false);
-  TORCH_CHECK_VALUE(abar.device() == x0.device(), "abar is on ", abar.device(), " but x0 is on ",
-                    x0.device());
-  TORCH_CHECK_VALUE(abar.dim() == 1 && abar.size(0) == x0.size(0), "abar has shape ",
-                    abar.sizes(), " but x0 has ", x0.size(0), " rows: abar must be [B]");
+  check_abar(abar, x0, "x0");
   NoiseArgs a;
   a.key = checked_key(eps, key, x0, "x0");
   if (eps.has_value()) {
@@ -151,11 +157,7 @@ inline void check_noise_backward_args(const at::Tensor& grad, const at::Tensor& 
                                       bool allow_half) {
   check_floating(grad, "grad", allow_half);
   TORCH_CHECK_VALUE(grad.dim() >= 1, "grad must have shape [B, ...], got a 0-D tensor");
-  check_floating(abar, "abar", false);
-  TORCH_CHECK_VALUE(abar.device() == grad.device(), "abar is on ", abar.device(),
-                    " but grad is on ", grad.device());
-  TORCH_CHECK_VALUE(abar.dim() == 1 && abar.size(0) == grad.size(0), "abar has shape ",
-                    abar.sizes(), " but grad has ", grad.size(0), " rows: abar must be [B]");
+  check_abar(abar, grad, "grad");
 }
 
 struct LossArgs {
