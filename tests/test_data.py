@@ -142,9 +142,12 @@ def test_missing_builtin_names_install_command(monkeypatch):
 
 
 EXPECTED = {  # name: (modality, len, shape of one sample or None)
-    "mnist-5k": ("image", 5000, (1, 28, 28)),
-    "fashion-mnist": ("image", 70000, (1, 28, 28)),
-    "names": ("text", 29910, None),
+    "mnist-5k": ("image", 4000, (1, 28, 28)),  # a fixed seeded draw of 4,000 of 5,000
+    "mnist-5k-test": ("image", 1000, (1, 28, 28)),  # the other 1,000
+    "fashion-mnist": ("image", 60000, (1, 28, 28)),  # the train file
+    "fashion-mnist-test": ("image", 10000, (1, 28, 28)),  # the t10k file
+    "names": ("text", 26919, None),  # a fixed seeded draw of 90% of 29,910
+    "names-test": ("text", 2991, None),
     "shakespeare": ("text", None, None),
     "adult": ("table", 32561, (15,)),  # adult.data: the census' training file
     "adult-test": ("table", 16281, (15,)),  # adult.test
@@ -166,11 +169,19 @@ def test_optional_builtin(name):
     assert ds.modality == modality and (n is None or len(ds) == n)
     if shape is not None:
         assert (ds.x.shape[1:] if modality == "image" else ds.x.iloc[0].shape) == shape
-    if name == "mnist-5k":
+    if name.startswith("mnist-5k"):
         assert len(set(ds.labels[:50].tolist())) > 5  # shuffled, not sorted by label
     if name.startswith("adult"):
         assert set(ds.x["income"].dropna()) == {"<=50K", ">50K"}  # the test file's "." gone
-        assert ds.meta.get("holdout") == ("adult-test" if name == "adult" else None)
+    test = f"{name}-test"
+    if test in EXPECTED:  # a training part declares its test part, which it never overlaps
+        assert ds.meta.get("holdout") == test
+        held = load(test)
+        assert held.meta.get("holdout") is None
+        if modality == "text":
+            assert not set(ds.x) & set(held.x)
+        if modality == "image":  # the parts are the same every time (a fixed draw)
+            assert np.array_equal(load(name).x[:3], ds.x[:3])
     if modality == "sequence":
         assert ds.x.ndim == 3 and np.isfinite(ds.x).all()
 

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from plugkit import evaluate
@@ -227,3 +228,33 @@ def test_a_dataset_with_its_own_test_part_is_judged_on_it(tmp_path, monkeypatch)
     report = evaluate(str(run), n=300)
     assert report.summary["holdout_size"] == 1050  # not the run's 15 validation rows
     assert report.summary["train_size"] == 135  # what the run trained on
+
+
+def test_held_out_nll_reads_a_test_part_in_the_runs_own_vocabulary(tmp_path, monkeypatch):
+    # The test part makes a vocabulary of its own (only "b" and "c": other token numbers than
+    # the run's "a", "b", "c"); the model must be scored on the tokens it was trained with.
+    from plugkit.data import builtin
+    from plugkit.formats import text
+    from plugkit.runs import Run
+    from plugkit.trainer import validate
+
+    lines = {"txt-train": ["abc", "cab", "bca", "aab"] * 40, "txt-test": ["bc", "cb", "ccb"] * 20}
+    for name, meta in [("txt-train", {"holdout": "txt-test"}), ("txt-test", {})]:
+        monkeypatch.setitem(builtin.REGISTRY, name, builtin.Builtin(
+            name, "text", name, "-", lambda: True,
+            lambda name=name, meta=meta: builtin._with_test_part(
+                builtin._text(name, lines[name]), not meta, "txt-test")))
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", "lstm", "--data", "txt-train", "--out", str(run),
+                                  "--epochs", "20", "-o", "hidden=16"])
+    assert trained.exit_code == 0, trained.output
+    reported = measures(evaluate(str(run), n=60))["held-out NLL (nats/char)"]["value"]
+    family = Run(run).model()
+    test = lines["txt-test"]
+
+    def nll(vocab):
+        return validate(family, torch.from_numpy(text.encode(test, vocab)), None, 256,
+                        family.device)
+
+    assert reported == pytest.approx(nll(["a", "b", "c"]), rel=1e-6)
+    assert abs(nll(["b", "c"]) - reported) > 0.05  # what the test part's own vocabulary gives

@@ -296,13 +296,14 @@ def test_a_damaged_fashion_mnist_install_fails_by_name(tmp_path, monkeypatch):
         (tmp_path / f"{part}-labels-idx1-ubyte.gz").write_bytes(
             gzip.compress(idx_bytes(np.arange(10, dtype=np.uint8))))
     monkeypatch.setattr(builtin, "FASHION_DIR", tmp_path)
-    entry = dataclasses.replace(builtin.REGISTRY["fashion-mnist"], installed=lambda: True)
-    monkeypatch.setitem(builtin.REGISTRY, "fashion-mnist", entry)
-    assert len(load("fashion-mnist")) == 20
+    for name in ("fashion-mnist", "fashion-mnist-test"):
+        entry = dataclasses.replace(builtin.REGISTRY[name], installed=lambda: True)
+        monkeypatch.setitem(builtin.REGISTRY, name, entry)
+        assert len(load(name)) == 10
     labels = tmp_path / "t10k-labels-idx1-ubyte.gz"
     labels.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + (7).to_bytes(4, "big") + b"\x00\x00"))
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: the IDX header says shape"):
-        load("fashion-mnist")
+        load("fashion-mnist-test")
     labels.unlink()
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: cannot read"):
-        load("fashion-mnist")
+        load("fashion-mnist-test")

