@@ -170,6 +170,21 @@ def test_a_private_run_reports_its_guarantee_and_its_samples_carry_it(tmp_path):
     assert json.loads((tmp_path / "s.csv.json").read_text())["privacy"] == spent
 
 
+def test_a_run_says_which_columns_the_budget_could_not_release(tmp_path):
+    # 40 records at epsilon 1: the noise on each count (std ~ tens) hides every category and
+    # value, so the samples are all missing; the user is told which columns, and why
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"age": rng.integers(20, 70, 40), "job": rng.choice(["a", "b"], 40)}
+                 ).to_csv(tmp_path / "people.csv", index=False)
+    result = train(tmp_path, "vae", "--data", str(tmp_path / "people.csv"), "--epochs", "1",
+                   "--dp-epsilon", "1", "-o", "hidden=8")
+    assert result.exit_code == 0, result.output
+    assert "the noise hid every value of age, job:" in result.output
+    loose = train(tmp_path, "vae", "--data", "iris", "--epochs", "1", "--dp-epsilon", "50",
+                  "-o", "hidden=8", out="loose")
+    assert loose.exit_code == 0 and "the noise hid" not in loose.output
+
+
 def test_diffusion_trains_tables_privately(tmp_path):
     result = train(tmp_path, "diffusion", "--data", "iris", "--epochs", "2", "--dp-epsilon",
                    "2", "-o", "hidden=16", "-o", "timesteps=10")

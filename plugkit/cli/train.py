@@ -121,6 +121,16 @@ def _batch_size(config) -> int:
     return config.batch_size or resume.DEFAULTS["batch_size"]
 
 
+def _say_unreleased(record: dict) -> None:
+    from plugkit.formats import tabular_private
+
+    names = tabular_private.unreleased(record["data"]["meta"].get("encoding", []))
+    if names:
+        typer.echo(f"privacy: at this epsilon the noise hid every value of {', '.join(names)}: "
+                   "their samples are all missing or 0; more records or a larger --dp-epsilon "
+                   "would release them (docs/privacy.md)")
+
+
 def _last_line(run_dir: Path) -> str:
     """Says how the run ended: done, or stopped by --max-time and resumable."""
     from plugkit import rundir
@@ -131,6 +141,7 @@ def _last_line(run_dir: Path) -> str:
         typer.echo(f"privacy: ({spent['epsilon']:.3g}, {spent['delta']:.2g})-DP spent "
                    f"(of epsilon {spent['target']['epsilon']:g}), in {spent['steps']:,} steps "
                    f"of DP-SGD (noise multiplier {spent['plan']['noise']:.3g})")
+        _say_unreleased(record)
     if record.get("status") == "stopped":
         return f"stopped: {record['stopped']}; saved {run_dir}; continue with --resume"
     if record.get("stopped_early"):

@@ -302,10 +302,15 @@ def _decode_numeric(blocks: dict[str, np.ndarray], column: dict) -> np.ndarray:
 
 
 def _numeric_dtype(column: dict, values: np.ndarray) -> str:
-    """The column's own dtype where the values fit it (an int column with no gaps stays int)."""
-    if column["dtype"].startswith(("int", "uint")) and not np.isnan(values).any():
-        return column["dtype"]
-    return "float64"
+    """The column's own dtype where the values fit it: an int column with no gaps stays int, one
+    with gaps becomes pandas' nullable int of its size (an in-memory Int64 column with missing
+    values; any int column under DP, where every column may be missing), not float."""
+    dtype = column["dtype"]
+    if not dtype.lower().startswith(("int", "uint")):
+        return "float64"
+    if not np.isnan(values).any():
+        return dtype
+    return "UInt" + dtype[4:] if dtype.lower().startswith("uint") else "Int" + dtype[3:]
 
 
 def values(rows: Any, encoding: list[dict]) -> Any:

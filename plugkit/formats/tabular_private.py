@@ -65,8 +65,8 @@ def _numeric(name: Any, column: Any, sigma: float, rng: np.random.Generator) -> 
     return {"name": str(name), "kind": "numeric", "dtype": str(column.dtype), "modes": modes,
             "min": points[0], "max": points[-1],
             "decimals": 0 if column.dtype.kind in "iu" else None, "missing": True,
-            "private": {"sigma": sigma, "missing_share": float(
-                missing / max(missing + zeros + grid.sum(), 1.0))}}
+            "private": {"sigma": sigma, "released": bool(zeros + grid.sum() > 0),
+                        "missing_share": float(missing / max(missing + zeros + grid.sum(), 1.0))}}
 
 
 def _quantiles(zeros: float, grid: np.ndarray) -> list[float]:
@@ -121,4 +121,11 @@ def _categorical(name: Any, column: Any, sigma: float, threshold: float,
     released = [max(round(float(c)), 1) for c in noisy[listed]] + [max(round(missing), 1)]
     return {"name": str(name), "kind": "categorical", "dtype": str(column.dtype),
             "categories": categories, "counts": released, "unlisted": UNLISTED,
-            "private": {"sigma": sigma, "threshold": threshold}}
+            "private": {"sigma": sigma, "threshold": threshold, "released": bool(listed.any())}}
+
+
+def unreleased(encoding: list[dict]) -> list[str]:
+    """The columns of which the noise let nothing through: no category cleared the threshold,
+    or no numeric cell stood above the noise. Their samples are all missing (or 0); a user
+    must hear it, since the cause (too few records for the epsilon) is theirs to change."""
+    return [c["name"] for c in encoding if not c.get("private", {}).get("released", True)]
