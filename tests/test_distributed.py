@@ -17,7 +17,11 @@ CASES = {  # BatchNorm off for the GAN: per-process batch statistics differ by d
     "vae-labels": ["-o", "hidden=32", "-o", "latent_dim=4"],
     "gan": ["-o", "hidden=32", "-o", "latent_dim=8", "-o", "batch_norm=false"],
     "lstm": ["-o", "hidden=16", "-o", "layers=1", "--modality", "sequence"],
+    # noise, timesteps and dropped labels drawn per global row: two processes draw the same
+    "diffusion": ["--data", "digits", "-o", "channels=8", "-o", "timesteps=20"],
+    "diffusion-table": ["--data", "iris", "-o", "hidden=16", "-o", "timesteps=20"],
 }
+RECORDS = {"vae": 1797, "gan": 1797, "lstm": 300, "diffusion": 1797, "diffusion-table": 150}
 
 
 def train(tmp_path, case, out, *extra):
@@ -36,7 +40,6 @@ def train(tmp_path, case, out, *extra):
 
 @pytest.mark.parametrize("case", CASES)
 def test_two_processes_match_one(tmp_path, case):
-    family = case.split("-")[0]
     one = train(tmp_path, case, "one")
     two = train(tmp_path, case, "two", "--nproc", "2")
     assert len(two) == 2  # one report per epoch, from the main process only
@@ -45,6 +48,12 @@ def test_two_processes_match_one(tmp_path, case):
     b = load_file(str(tmp_path / "two" / "model.safetensors"))
     assert a.keys() == b.keys()
     for k in a:  # the same steps up to the order of float sums in the all_reduce
+        if case == "diffusion" and (k.endswith("bias") or ".shift." in k):
+            # a per-channel constant before a GroupNorm of one channel per group (channels=8,
+            # 8 groups) is erased by it: its gradient is float noise, which Adam scales to
+            # full steps (measured: 2e-7 on every other weight, up to 3e-2 on these); the
+            # held-out loss below checks that they change nothing the net computes
+            continue
         if case == "vae-labels":
             assert (b[k] - a[k]).norm() <= 5e-3 * a[k].norm(), k
         else:
@@ -52,8 +61,8 @@ def test_two_processes_match_one(tmp_path, case):
     rel = 1e-3 if case == "vae-labels" else 1e-4
     assert two[-1]["val_loss"] == pytest.approx(one[-1]["val_loss"], rel=rel)
     state = torch.load(tmp_path / "two" / "state.pt", weights_only=True)
-    assert state["loop"]["step"] == 2 * int(np.ceil(0.9 * {"vae": 1797, "gan": 1797,
-                                                            "lstm": 300}[family] / 50))
+    records = RECORDS.get(case, RECORDS[case.split("-")[0]])
+    assert state["loop"]["step"] == 2 * int(np.ceil(0.9 * records / 50))
 
 
 def test_nproc_from_a_folder_that_holds_a_plugkit_folder(tmp_path):
