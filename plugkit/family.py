@@ -107,6 +107,9 @@ class Family:
     # networks' layers have per-sample gradients in Opacus (or a `per_sample_grads` of their
     # own), and with DataInfo.private each row's loss comes from that row alone
     private: ClassVar[tuple[str, ...]] = ()
+    # option values a private run takes where the user gives none (a GAN's pac: 1, since
+    # DP-SGD clips per row and a pack of rows would be one row to it)
+    private_options: ClassVar[dict[str, Any]] = {}
     api_version: ClassVar[int] = API_VERSION  # the plugin API it was written for
     Options: ClassVar[type] = NoOptions  # a dataclass: typed fields, defaults, help in metadata
     # the sampler's settings, a dataclass like Options (`plugkit sample -s key=value`; the
@@ -128,6 +131,14 @@ class Family:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Every optimizer, by name: checkpoints save their state for exact resume."""
         raise NotImplementedError
+
+    def private_parts(self) -> tuple[dict[str, torch.nn.Module],
+                                     dict[str, torch.optim.Optimizer]]:
+        """Under DP-SGD, the networks whose gradients read training records and their
+        optimizers, by name: what Opacus clips and noises. Every one by default; a GAN's
+        generator learns from its discriminator's outputs alone (post-processing), so it keeps
+        a plain optimizer."""
+        return self.modules(), self.optimizers()
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         """One optimization step on `batch`; returns the losses to log, by name."""

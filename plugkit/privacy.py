@@ -178,7 +178,8 @@ class DPSGD:
             plan.preprocessing_entry()
         _register_own_grad_samplers(family)
         self._hooks = []
-        for name, module in family.modules().items():
+        modules, optimizers = family.private_parts()
+        for name, module in modules.items():
             errors = GradSampleModule.validate(module, strict=False)
             if errors:
                 raise UsageError(f"{family.name} cannot train privately: {name} has a layer "
@@ -196,7 +197,7 @@ class DPSGD:
             generator = torch.Generator(family.device).manual_seed(
                 int.from_bytes(os.urandom(8), "little") >> 1)
         self.optimizers = {}
-        for name, optimizer in family.optimizers().items():
+        for name, optimizer in optimizers.items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 private = DPOptimizer(optimizer, noise_multiplier=plan.noise,
@@ -233,6 +234,14 @@ class DPSGD:
         return {"epsilon": epsilon, "delta": plan.budget.delta, "steps": steps,
                 "target": asdict(plan.budget), "plan": plan.as_dict(),
                 "accountant": "RDP (Opacus), the histograms and DP-SGD composed"}
+
+
+def with_defaults(family: Any, pairs: list[str]) -> list[str]:
+    """key=value options with the family's values for private runs (Family.private_options)
+    where `pairs` give none: a GAN's pac of 1. The run records the values it used."""
+    given = {pair.partition("=")[0].strip() for pair in pairs}
+    return [f"{key}={value}" for key, value in family.private_options.items()
+            if key not in given] + list(pairs)
 
 
 def poisson_rows(records: int, rate: float, seed: int) -> torch.Tensor:

@@ -155,7 +155,8 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
         if cls.default_dataset is None:
             raise UsageError(f"family {cls.name} has no default dataset; give `data`")
         config = dataclasses.replace(config, data=cls.default_dataset)
-    opts = options.parse(cls.Options, config.options, cls.name)
+    given = config.options if budget is None else privacy.with_defaults(cls, config.options)
+    opts = options.parse(cls.Options, given, cls.name)
     spec = config.data
     in_memory = data.memory.is_memory(spec)
     name = data.memory.NAME if in_memory else spec

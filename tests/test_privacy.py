@@ -109,6 +109,9 @@ def test_a_layer_that_mixes_samples_is_refused():
         def optimizers(self):
             return {"sgd": self.opt}
 
+        def private_parts(self):
+            return self.modules(), self.optimizers()
+
     with pytest.raises(privacy.UsageError, match="BatchNorm"):
         plan = privacy.plan(privacy.Budget(1.0, 1e-5), 0, 0, 100, 10, 1)
         privacy.DPSGD(WithBatchNorm(), plan, 10)
@@ -195,6 +198,19 @@ def test_diffusion_trains_tables_privately(tmp_path):
     assert images.exit_code == 2 and "trains table data privately, not image" in images.output
 
 
+@pytest.mark.parametrize("data", ["iris", "digits"])
+def test_the_gan_trains_its_discriminator_privately(tmp_path, data):
+    result = train(tmp_path, "gan", "--data", data, "--epochs", "2", "--dp-epsilon", "2",
+                   "-o", "hidden=16")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert 1.9 < record["privacy"]["epsilon"] <= 2.0
+    assert record["options"]["pac"] == 1  # the private default, recorded
+    sampled = runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "4", "--out",
+                                  str(tmp_path / ("s.csv" if data == "iris" else "s.npz"))])
+    assert sampled.exit_code == 0, sampled.output
+
+
 def test_private_images_draw_their_class_mix_from_noisy_counts(tmp_path):
     result = train(tmp_path, "vae", "--data", "digits", "--epochs", "1", "--dp-epsilon", "4",
                    "-o", "hidden=16", "-o", "arch=mlp")
@@ -228,7 +244,9 @@ def test_a_private_run_resumes_exactly_and_keeps_counting(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["gan", "--data", "iris", "--dp-epsilon", "1"], "gan does not train privately"),
+    (["lstm", "--data", "names.txt", "--dp-epsilon", "1"], "lstm does not train privately"),
+    (["gan", "--data", "iris", "--dp-epsilon", "1", "-o", "pac=4"], "needs -o pac=1"),
+    (["gan", "--data", "iris", "--dp-epsilon", "1", "-o", "gp=10"], "needs -o gp=0"),
     (["vae", "--data", "sunspots.csv", "--window", "8", "--dp-epsilon", "1"],
      "trains table and image data privately, not sequence"),
     (["vae", "--data", "iris", "--dp-epsilon", "0"], "--dp-epsilon must be a positive"),
@@ -240,6 +258,7 @@ def test_a_private_run_resumes_exactly_and_keeps_counting(tmp_path):
 def test_refusals_are_one_line_and_leave_no_run(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     pd.DataFrame({"v": np.sin(np.arange(100.0))}).to_csv("sunspots.csv", index=False)
+    (tmp_path / "names.txt").write_text("ann\nbob\n")
     result = train(tmp_path, *args)
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from plugkit import ops
+from plugkit.errors import UsageError
 from plugkit.families import image_nets
 from plugkit.families.tabular_heads import Conditions, RowHead, Settings, residual_mlp, where_of
 from plugkit.family import Batch, DataInfo, Family
@@ -99,7 +100,7 @@ class _Images:
     pack = 1  # D scores images one at a time
 
     def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
-        self.o, self.device = o, device
+        self.o, self.device, self.private = o, device, info.private
         c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
         self.shape, self.conv = (c, h, w), image_nets.use_conv(o.arch, h, w)
         self.classes = image_nets.num_classes(info.classes, o.conditional)
@@ -139,6 +140,10 @@ class _Images:
         out = G(image_nets.with_label(z, cond, self.classes))  # (n, C, H, W)
         return out, out
 
+    def fake_conditions(self, n: int) -> torch.Tensor | None:
+        """Under DP, the labels G draws for: uniform, not the batch's (which are records)."""
+        return torch.randint(self.classes, (n,), device=self.device) if self.classes else None
+
     def g_losses(self, out: torch.Tensor, cond: torch.Tensor | None) -> dict[str, torch.Tensor]:
         return {}  # the game's alone
 
@@ -164,7 +169,7 @@ class _Tables:
     classes = 0  # conditioned on a category (plugkit sample --where), not on a label
 
     def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
-        self.o, self.device = o, device
+        self.o, self.device, self.private = o, device, info.private
         encoding = info.meta["encoding"]
         self.conditions = Conditions(encoding)
         self.head = RowHead(encoding).to(device)
@@ -183,8 +188,12 @@ class _Tables:
     def real(self, batch: Batch, generator: torch.Generator | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """D's real inputs and their conditions: rows drawn by training-by-sampling beside their
-        conditional vectors, as many as the batch rounded up to whole packs."""
+        conditional vectors, as many as the batch rounded up to whole packs. Under DP each row
+        once, beside its own condition."""
         x = batch.x
+        if self.private:
+            cond = self.conditions.of_rows(x, generator)
+            return torch.cat([x, cond], 1), cond
         n = math.ceil(max(len(x), 2) / self.pack) * self.pack
         cond, rows = self.conditions.training(x, n, generator)
         return torch.cat([x[rows], cond], 1), cond  # (n, D + C), (n, C)
@@ -196,6 +205,11 @@ class _Tables:
         `generator`, not Batch.randn: these rows were drawn anew, not the batch's."""
         out = G(torch.cat([_z(n, self.o, self.device, generator), cond], 1))  # (n, D) logits
         return torch.cat([self.head(out), cond], 1), out
+
+    def fake_conditions(self, n: int) -> torch.Tensor:
+        """Under DP, the conditions G draws for: by the released (noisy) category counts, not
+        the batch's rows."""
+        return self.conditions.sampling(n, None, self.device)
 
     def g_losses(self, out: torch.Tensor, cond: torch.Tensor) -> dict[str, torch.Tensor]:
         # CTGAN: G makes the asked-for category, not any real one
@@ -211,18 +225,36 @@ class _Tables:
 _MODALITIES = {"image": _Images, "table": _Tables}
 
 
+def _check_private(o: Options) -> None:
+    """What DP-SGD on D cannot do, refused by name: several D steps on one Poisson batch (the
+    accountant counts one), the gradient penalty (a gradient of a gradient, which Opacus does
+    not clip per row), packs (a pack is one row to the clipping) and spectral normalization
+    (its power iteration is not a layer Opacus knows)."""
+    refused = {"pac": (o.pac != 1, "1"), "d_steps": (o.d_steps != 1, "1"),
+               "gp": (o.gp != 0, "0"), "spectral_norm": (o.spectral_norm, "false")}
+    for name, (bad, allowed) in refused.items():
+        if bad:
+            raise UsageError(f"gan under `dp_epsilon` needs -o {name}={allowed}: DP-SGD "
+                             "clips one row of one batch per step (docs/privacy.md)")
+
+
 class GAN(Family):
     name = "gan"
     description = "generative adversarial network (MLP or DCGAN) with fused GAN-loss kernels"
     modalities = ("image", "table")
     conditional = True  # images with labels: per class; tables: per category (--where)
     val_loss_ranks_models = False  # D's held-out loss says how D is doing, not how G is
+    # DP-SGD on D alone (private_parts): G learns from D's outputs, which is post-processing
+    private = ("image", "table")
+    private_options = {"pac": 1}  # DP-SGD clips per row: a pack would be one row to it
     Options = Options
     Settings = Settings
     default_dataset = "digits"
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
+        if info.private:
+            _check_private(options)
         self.data = _MODALITIES[info.modality](options, info, device)  # what differs with it
         self.num_classes = self.data.classes
         G, D = self.data.nets()
@@ -242,6 +274,9 @@ class GAN(Family):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"g": self.opt_g, "d": self.opt_d}
 
+    def private_parts(self) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
+        return {"discriminator": self.D}, {"d": self.opt_d}
+
     def _d_loss(self, real: torch.Tensor, fake: torch.Tensor,
                 cond: torch.Tensor | None) -> torch.Tensor:
         o = self.options
@@ -260,6 +295,8 @@ class GAN(Family):
         return (grad.reshape(groups, -1).norm(dim=1) - 1).square().mean()
 
     def train_step(self, batch: Batch) -> dict[str, float]:
+        if self.info.private:
+            return self._private_step(batch)
         self.G.train()
         self.D.train()
         real, cond = self.data.real(batch)
@@ -276,10 +313,45 @@ class GAN(Family):
                 with torch.no_grad():
                     for p in self.D.parameters():
                         p.clamp_(-self.options.clip, self.options.clip)
-        # G step: D's weights are only read, so D needs no gradients of its own
-        self.D.requires_grad_(False)
+        return self._g_step(batch, n, len(real), cond, d_loss)
+
+    def _private_step(self, batch: Batch) -> dict[str, float]:
+        """A step of DP-SGD (plugkit.privacy) for D: each record of the Poisson batch once,
+        beside its own condition, and as many fakes drawn for conditions that are not the
+        records' (fake_conditions), so that G learns from D's outputs alone. D scores reals and
+        fakes in one pass: Opacus pairs each row's activations with its gradient, which two
+        passes before one backward would not guarantee. The fakes' rows are clipped too; they
+        hold no record."""
+        self.G.train()
+        self.D.train()
+        real, cond = self.data.real(batch)
+        rows, n = len(real), max(len(real), 2)  # BatchNorm in G needs two or more
+        fake_cond = self.data.fake_conditions(n)
+        fake = self.data.fake(self.G, n, fake_cond, batch=batch)[0].detach()[:rows]
+        both = None if cond is None else torch.cat([cond, fake_cond[:rows]])
+        logits = self.D(torch.cat([real, fake]), both)
+        d_loss = ops.gan_d_loss(logits[:rows], logits[rows:], kind=self.options.loss,
+                                label_smoothing=self.options.label_smoothing)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        if self.options.loss == "wasserstein":
+            with torch.no_grad():
+                for p in self.D.parameters():
+                    p.clamp_(-self.options.clip, self.options.clip)
+        return self._g_step(batch, n, rows, fake_cond, d_loss)
+
+    def _g_step(self, batch: Batch, n: int, rows: int, cond: torch.Tensor | None,
+                d_loss: torch.Tensor) -> dict[str, float]:
+        """G's step on n fakes for `cond`, D scoring the first `rows` of them."""
+        # D's weights are only read, so D needs no gradients of its own; under DP-SGD Opacus'
+        # hooks on D expect a per-sample gradient for every pass (as in Opacus' DCGAN), so D's
+        # are computed and dropped
+        private = self.info.private
+        self.D.requires_grad_(private)
         fake, out = self.data.fake(self.G, n, cond, batch=batch)
-        g_loss = ops.gan_g_loss(self.D(fake[:len(real)], cond), kind=self.options.loss)
+        scored = None if cond is None else cond[:rows]
+        g_loss = ops.gan_g_loss(self.D(fake[:rows], scored), kind=self.options.loss)
         losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
         for name, extra in self.data.g_losses(out, cond).items():
             g_loss = g_loss + extra
@@ -289,6 +361,8 @@ class GAN(Family):
         self.opt_g.step()
         if self.G_ema is not None:
             image_nets.update_average(self.G_ema, self.G, self.opt_g, self.options.ema)
+        if private:
+            self.opt_d.zero_grad(set_to_none=True)
         self.D.requires_grad_(True)
         return losses
 

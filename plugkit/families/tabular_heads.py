@@ -222,13 +222,15 @@ class Conditions:
         pick = torch.rand(match.shape, generator=g, device=device) * match
         return F.one_hot(category, self.width).to(x.dtype), pick.argmax(1)  # a match at random
 
-    def of_rows(self, x: torch.Tensor) -> torch.Tensor:
+    def of_rows(self, x: torch.Tensor, generator: torch.Generator | None = None
+                ) -> torch.Tensor:
         """A condition [B, C] per row of x [B, D] from that row alone: a categorical column at
         random, and the row's own category in it. What DP-SGD needs (each row's loss from the
         row, each row once); `training` draws rows for categories instead."""
         if not self.width:
             return x.new_zeros(len(x), 0)
-        column = torch.randint(len(self.columns), (len(x),), device=x.device)  # (B,)
+        column = torch.randint(len(self.columns), (len(x),), device=x.device,
+                               generator=generator)  # (B,)
         held = x[:, self.index.to(x.device)] > 0.5  # (B, C): the row's categories
         mine = self.column_of.to(x.device) == column[:, None]  # (B, C)
         return (held & mine).to(x.dtype)  # all zeros where the row's category is unlisted
