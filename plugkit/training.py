@@ -27,7 +27,7 @@ from plugkit import (
 )
 from plugkit.errors import PlugkitError, UsageError, out_of_memory
 from plugkit.family import DataInfo, Family
-from plugkit.formats import text
+from plugkit.formats import text, text_private
 from plugkit.trainer import Interrupted, LoopState, StepHook, Trainer
 from plugkit.version import __version__
 
@@ -167,6 +167,8 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
         _check_private(cls, known.modality)  # before loading
     ds = data.load(spec, config.modality, config.image_size, config.window, config.max_length)
     _check_modality(cls, name, ds.modality)
+    if budget is not None and ds.modality == "text":  # a record is a line, and one row
+        ds.x = text_private.lines(ds.x, config.max_length or text.MAX_LENGTH)
     world, device = distributed.init(pick_device(config.device))
     train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
     plan = None
@@ -177,6 +179,10 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
             encoding = _private_encoding(ds, plan, config.seed, previous)
             for part in (ds, train_ds, val_ds):
                 part.meta["encoding"] = encoding
+        if ds.modality == "text":
+            meta = _private_text_meta(ds, plan, config, previous)
+            for part in (ds, train_ds, val_ds):
+                part.x, part.meta = text_private.keep(part.x, meta["vocab"]), dict(meta)
     torch.manual_seed(config.seed)
     family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes, plan is not None), device)
     if config.patience is not None and not family.val_loss_ranks_models:
@@ -272,6 +278,8 @@ def _plan(ds: data.Dataset, budget: privacy.Budget, records: int, config: TrainC
     if ds.modality == "table":
         kinds = ds.meta["columns"].values()
         histograms, categorical = len(kinds), sum(k != "numeric" for k in kinds)
+    elif ds.modality == "text":  # a line counts for up to CHARS_PER_LINE characters
+        histograms = categorical = text_private.CHARS_PER_LINE
     else:
         histograms, categorical = int(_class_counts(ds) is not None), 0
     return privacy.plan(budget, histograms, categorical, records, config.batch_size,
@@ -290,6 +298,19 @@ def _private_encoding(ds: data.Dataset, plan: privacy.Plan, seed: int,
 
     return tabular_private.fit(ds.x, ds.meta["columns"], plan.histogram_noise, plan.threshold,
                                np.random.default_rng(seed))
+
+
+def _private_text_meta(ds: data.Dataset, plan: privacy.Plan, config: TrainConfig,
+                       previous: dict | None) -> dict:
+    """A text's meta under DP (plugkit.formats.text_private): the vocabulary from noisy
+    counts, the declared max_length; fitted once, as a table's encoding."""
+    if previous is not None:
+        return previous["data"]["meta"]
+    import numpy as np
+
+    listed = text_private.vocab(ds.x, plan.histogram_noise, plan.threshold,
+                                np.random.default_rng(config.seed))
+    return {"vocab": listed, "max_length": config.max_length or text.MAX_LENGTH}
 
 
 def _private_counts(ds: data.Dataset, plan: privacy.Plan, seed: int) -> list[int] | None:

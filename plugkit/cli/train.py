@@ -124,7 +124,12 @@ def _batch_size(config) -> int:
 def _say_unreleased(record: dict) -> None:
     from plugkit.formats import tabular_private
 
-    names = tabular_private.unreleased(record["data"]["meta"].get("encoding", []))
+    meta = record["data"]["meta"]
+    if meta.get("vocab") == []:
+        typer.echo("privacy: at this epsilon the noise hid every character of the text: its "
+                   "samples are empty lines; more lines or a larger --dp-epsilon would release "
+                   "them (docs/privacy.md)")
+    names = tabular_private.unreleased(meta.get("encoding", []))
     if names:
         typer.echo(f"privacy: at this epsilon the noise hid every value of {', '.join(names)}: "
                    "their samples are all missing or 0; more records or a larger --dp-epsilon "

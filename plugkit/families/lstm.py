@@ -91,21 +91,65 @@ class LSTMStack(nn.Module):
         return x, new_state
 
 
+def opacus_stack(inputs: int, hidden: int, layers: int, dropout: float) -> nn.Module:
+    """Opacus' DPLSTM for DP-SGD: its gates are linear layers that Opacus gives per-sample
+    gradients, where the fused kernel sums over the batch (and it runs the time loop in
+    Python: slower). Its state dict has nn.LSTM's names and shapes, as LSTMStack's, so a
+    private run's weights load into LSTMStack and sample on the fused kernel. A DPLSTM itself,
+    not a subclass: Opacus recognizes it by its exact type. Made on demand: Opacus is an
+    optional extra."""
+    from opacus.layers import DPLSTM
+
+    lstm = DPLSTM(inputs, hidden, num_layers=layers, dropout=dropout)
+    # DPLSTM renames its gates' parameters to nn.LSTM's only as a top-level module (its hook
+    # returns a copy, which a parent's state_dict drops): inside a net its state dict would
+    # hold both names, and loading would want both
+    lstm._state_dict_hooks.clear()
+    lstm._register_state_dict_hook(_drop_inner_names)
+    lstm._register_load_state_dict_pre_hook(_fill_inner_names, with_module=True)
+    return lstm
+
+
+def run_stack(stack: nn.Module, x: torch.Tensor, state: list | None
+              ) -> tuple[torch.Tensor, list]:
+    """LSTMStack's forward for either stack: x (T, B, I), state per layer (h, c) each (B, H),
+    or None for zeros."""
+    if isinstance(stack, LSTMStack):
+        return stack(x, state)
+    packed = None if state is None else tuple(torch.stack(s) for s in zip(*state, strict=True))
+    y, (h, c) = stack(x, packed)  # h, c: (layers, B, H)
+    return y, list(zip(h.unbind(0), c.unbind(0), strict=True))
+
+
+def _drop_inner_names(module: nn.Module, state: dict, prefix: str, _metadata) -> None:
+    for inner in module.old_to_new:
+        state.pop(prefix + inner, None)
+
+
+def _fill_inner_names(module: nn.Module, state: dict, prefix: str, *_) -> None:
+    for inner, outer in module.old_to_new.items():
+        if prefix + outer in state:
+            state[prefix + inner] = state[prefix + outer]
+
+
 class CharNet(nn.Module):
     """Embedding -> stacked LSTM -> logits over the V characters plus the end token."""
 
-    def __init__(self, tokens: int, o: Options) -> None:
+    def __init__(self, tokens: int, o: Options, private: bool = False) -> None:
         super().__init__()
         self.embed = nn.Embedding(tokens, o.embed)
-        self.lstm = LSTMStack(o.embed, o.hidden, o.layers, o.dropout)
+        stack = opacus_stack if private else LSTMStack
+        self.lstm = stack(o.embed, o.hidden, o.layers, o.dropout)
         self.head = nn.Linear(o.hidden, tokens)
         self.dropout = o.dropout
 
     def forward(self, idx: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
         """idx (B, T) tokens -> logits (B, T, V+1) and the LSTM state after the last step."""
         x = self.embed(idx).transpose(0, 1)  # (T, B, E): time-major for lstm_layer
-        y, state = self.lstm(x, state)  # (T, B, H)
+        y, state = run_stack(self.lstm, x, state)  # (T, B, H)
         y = F.dropout(y, self.dropout, self.training)
+        if not isinstance(self.lstm, LSTMStack):  # Opacus takes a layer's first dim as rows
+            return self.head(y.transpose(0, 1)), state  # (B, T, V+1)
         return self.head(y).transpose(0, 1), state  # (B, T, V+1)
 
 
@@ -132,6 +176,8 @@ class LSTM(Family):
     description = "LSTM for text (char-level) and real-valued sequences on the fused LSTM kernel"
     modalities = ("text", "sequence")
     likelihood = True  # val_loss: nats per character (or value)
+    # DP-SGD through Opacus' DPLSTM (opacus_stack), sampling on the fused kernel
+    private = ("text",)
     Options = Options
     Settings = Settings
     default_dataset = "names"
@@ -148,7 +194,7 @@ class LSTM(Family):
                 self.max_len = options.max_len or longest
             else:
                 self.max_len = options.max_len or longest + max(8, longest // 4)
-            self.net = CharNet(len(self.vocab) + 1, options).to(device)
+            self.net = CharNet(len(self.vocab) + 1, options, info.private).to(device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=options.lr)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -165,21 +211,31 @@ class LSTM(Family):
             z = (x - mean) * torch.exp(-log_sigma)
             nll = 0.5 * z.square() + log_sigma + 0.5 * math.log(2 * math.pi)  # (B, T, F)
             return nll.sum(), nll.numel()
+        nll, mask = self._char_nll(x)
+        return (nll * mask).sum(), int(mask.sum())
+
+    def _char_nll(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """NLL of each character of token rows x (B, L) and the mask of those that count: up
+        to and including each row's first end token."""
         x = x[:, : int((x != text.END).sum(1).max()) + 1]  # drop the all-padding tail columns
         inputs = F.pad(x[:, :-1], (1, 0), value=text.END)  # (B, L): end token as start of line
         logits, _ = self.net(inputs)  # (B, L, V+1)
         nll = F.cross_entropy(logits.transpose(1, 2), x, reduction="none")  # (B, L)
         ended = (x == text.END).long()
-        mask = (ended.cumsum(1) - ended) == 0  # up to and including the first end token
-        return (nll * mask).sum(), int(mask.sum())
+        return nll, (ended.cumsum(1) - ended) == 0
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.net.train()
-        total, count = self._nll(batch.x)
-        loss = total / count
+        if self.info.private:  # each line's loss from that line alone: its nats per character
+            nll, mask = self._char_nll(batch.x)
+            loss = ((nll * mask).sum(1) / mask.sum(1)).mean()
+        else:
+            total, count = self._nll(batch.x)
+            loss = total / count
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)  # LSTMs have rare huge gradients
+        if not self.info.private:  # DP-SGD clips each line's gradient instead
+            nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)  # rare huge gradients
         self.optimizer.step()
         return {"loss": loss.item()}
 
