@@ -151,6 +151,28 @@ def test_image_run_eval_measures_and_report(tmp_path, family):
     again = evaluate(str(run))  # deterministic given the seed, feature net from the cache
     assert [x["value"] for x in again.measures] == [x["value"] for x in report.measures]
     assert len(list((tmp_path / "report" / "figures").glob("*.png"))) == 3
+    # conditional by default on digits: within-class diversity, per class too, in every output
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    saved = {x["name"]: x for x in metrics["measures"]}
+    for name in ("within-class diversity (mean)", "within-class diversity (min)"):
+        assert saved[name] == m[name] and 0.8 < m[name]["floor"] < 1.2, name
+        assert m[name]["spread"] is not None  # five pooled repeats
+    assert [row["class"] for row in metrics["details"]["within_class_diversity"]] == \
+        [str(k) for k in range(10)]
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "Within-class diversity per class, least diverse first" in page
+
+
+def test_an_unconditional_image_run_says_why_it_has_no_within_class_diversity(tmp_path):
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", "vae", "--out", str(run), "--epochs", "1",
+                                  "-o", "hidden=32", "-o", "conditional=false"])
+    assert trained.exit_code == 0, trained.output
+    report = evaluate(str(run), n=400)
+    assert not any(x["name"].startswith("within-class") for x in report.measures)
+    assert "within_class_diversity" not in report.details
+    assert any("within-class diversity left out: the samples carry no labels" in note
+               for note in report.summary["notes"])
 
 
 def test_text_run_reports_heldout_nll_per_character(tmp_path):
@@ -194,6 +216,32 @@ def test_label_accuracy_of_labelled_image_samples(tmp_path):
     assert right["value"] == right["floor"] > 0.9  # the held-out images, labelled correctly
     assert measures(evaluate(str(tmp_path / "wrong.npz"), **common))["label accuracy"][
         "value"] < 0.1
+
+
+def test_within_class_diversity_of_labelled_image_samples(tmp_path):
+    # known answers: samples that repeat one training image per class are collapsed (0);
+    # held-out images labelled right are as varied as real data (about the floor, about 1)
+    digits = load("digits")
+    train_x, train_y, hold_x, hold_y = (digits.x[:1200], digits.labels[:1200],
+                                        digits.x[1200:], digits.labels[1200:])
+    np.savez(tmp_path / "train.npz", x=train_x, labels=train_y)
+    np.savez(tmp_path / "hold.npz", x=hold_x, labels=hold_y)
+    first = np.array([np.flatnonzero(train_y == k)[0] for k in range(10)])
+    np.savez(tmp_path / "one.npz", x=train_x[first[hold_y]], labels=hold_y)
+    common = {"against": str(tmp_path / "train.npz"), "holdout": str(tmp_path / "hold.npz")}
+    one = measures(evaluate(str(tmp_path / "one.npz"), **common))
+    fresh = measures(evaluate(str(tmp_path / "hold.npz"), **common))
+    for name in ("within-class diversity (mean)", "within-class diversity (min)"):
+        assert one[name]["value"] == 0.0, name
+        assert fresh[name]["floor"] == one[name]["floor"]  # the floor ignores the samples
+        assert abs(fresh[name]["value"] - fresh[name]["floor"]) < 0.1, name
+    assert 0.95 < fresh["within-class diversity (mean)"]["floor"] < 1.05
+    assert fresh["within-class diversity (min)"]["floor"] > 0.8
+    unlabelled = tmp_path / "unlabelled.npz"
+    np.savez(unlabelled, x=hold_x)
+    report = evaluate(str(unlabelled), **common)
+    assert "within-class diversity (mean)" not in measures(report)
+    assert any("samples carry no labels" in note for note in report.summary["notes"])
 
 
 def test_a_dataset_with_its_own_test_part_is_judged_on_it(tmp_path, monkeypatch):

@@ -46,7 +46,8 @@ class Options:
     hidden: int = image_nets.hidden_option()
     arch: str = image_nets.arch_option()
     lr: float = option(1e-3, "Adam learning rate", min=0.0, max=1.0)
-    beta: float = option(1.0, "weight of the KL term (beta-VAE)", min=0.0)
+    beta: float = option(1.0, "weight of the KL term (beta-VAE); lower it when the samples "
+                         "of a class look alike (docs/results.md: 0.15 on digits)", min=0.0)
     likelihood: str = option("bernoulli", "images: p(pixel | z), bernoulli or gaussian (one "
                              "learned scale for all pixels: Rybkin et al., sigma-VAE, 2021)",
                              choices=("bernoulli", "gaussian"))

@@ -8,6 +8,7 @@ floats, ready for JSON. One module per job:
     tables      per-column fidelity, associations, detection and TSTR for DataFrames
     text        novelty, distinct-n, character and length distributions for strings
     sequences   marginals, autocorrelation, detection and forecasting TSTR for [N, T, F]
+    diversity   within-class diversity of labelled samples: per class, as varied as real?
     membership  membership inference attacks on the samples: distance and density (DOMIAS)
     baseline    the real-vs-real floor every distance is reported next to
     features    the image feature network, trained on the real data (no downloads)

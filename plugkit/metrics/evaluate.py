@@ -242,12 +242,68 @@ def _images(c: sets.Sets, report: Report, seed: int, target: str | None) -> None
              (net.predict(c.holdout.x) == c.holdout.labels).mean(), "higher",
              "how often the classifier gives a sample the label it was generated for; the "
              "floor: its accuracy on the held-out records")
+    _diversity(c, report, comparisons, real, synthetic, seed)
     report.details["feature_net_accuracy"] = net.accuracy
     _privacy(report, c, lambda x: x.reshape(len(x), -1), seed)
     report.add_figure("real and synthetic samples", figures.image_grids(
         c.real_x(shown), c.synthetic.x, real_title="real" if c.pooled else "real (held out)"))
     report.add_figure("classifier features, first two principal axes",
                       figures.embedding(real[c.reference_rows()], synthetic, "features"))
+
+
+def _diversity(c: sets.Sets, report: Report, comparisons: list[sets.Comparison],
+               real: np.ndarray, synthetic: np.ndarray, seed: int) -> None:
+    """Within-class diversity (plugkit.metrics.diversity) of labelled samples in the feature
+    space, per comparison: per class, the samples' mean pairwise distance over the reference's;
+    the floor puts the floor side's real records in the samples' place."""
+    from plugkit.metrics import diversity
+
+    if c.train.labels is None or c.holdout.labels is None:
+        return  # no classes in the real data: nothing to measure within
+    if c.synthetic.labels is None:
+        report.summary["notes"].append(
+            "within-class diversity left out: the samples carry no labels (an unconditional "
+            "model, or a sample file without labels)")
+        return
+    labels = np.concatenate([c.train.labels, c.holdout.labels])  # real rows: training first
+    classes = int(max(labels.max(), c.synthetic.labels.max())) + 1
+
+    def once(a: tuple, b: tuple) -> dict:
+        ratios = diversity.class_ratios(*a, *b, classes, seed=seed)
+        kept = [r for r in ratios if r is not None]
+        return {"mean": np.mean(kept) if kept else None, "min": min(kept, default=None),
+                **{k: r for k, r in enumerate(ratios)}}
+
+    r = _repeat(comparisons, lambda rows: (real[rows], labels[rows]),
+                lambda rows: (synthetic[rows], c.synthetic.labels[rows]), once)
+    help = ("per class, mean pairwise feature distance of its samples over that of real records "
+            "of the class, {}; 0 = one image a class. The floor: other real records")
+    for key, what in (("mean", "averaged over the classes"), ("min", "the least diverse class")):
+        _add_stats(report, f"within-class diversity ({key})", r[key], "≈ 1 (0 = collapsed)",
+                   help.format(what))
+    _per_class(report, r, c.train.classes or [], classes)
+    counts = [np.bincount(y, minlength=classes) for y in (
+        labels[comparisons[0].reference], c.synthetic.labels[comparisons[0].synthetic],
+        labels[comparisons[0].real])]
+    fewest, most = min(n.min() for n in counts), min(max(n.max() for n in counts), diversity.MOST)
+    report.summary["notes"].append(
+        f"within-class diversity: {fewest:,}–{most:,} records a class and side (at most "
+        f"{diversity.MOST:,}, a seeded subset), {classes} classes"
+        + (", those with under 2 on a side left out" if fewest < 2 else ""))
+
+
+def _per_class(report: Report, r: dict, names: list[str], classes: int) -> None:
+    """Within-class diversity of each class: in details, and as a table least diverse first
+    (a class left out, None, last)."""
+    rows = [{"class": names[k] if k < len(names) else str(k), "synthetic": s, "spread": ss,
+             "floor": f, "floor_spread": fs} for k in range(classes)
+            for (s, ss), (f, fs) in [r[k]]]
+    report.details["within_class_diversity"] = rows
+    order = sorted(rows, key=lambda row: np.inf if row["synthetic"] is None else row["synthetic"])
+    report.add_table("within-class diversity per class, least diverse first",
+                     ["class", "synthetic", "real floor"],
+                     [[row["class"], stat(row["synthetic"], row["spread"]),
+                       stat(row["floor"], row["floor_spread"])] for row in order])
 
 
 def _shown(c: sets.Sets, seed: int, most: int = 64) -> np.ndarray:
