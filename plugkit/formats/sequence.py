@@ -4,8 +4,9 @@ The mean and std of every feature are measured once, when the data is loaded, an
 data's meta (so in the run), so samples come back in the data's units years later.
 
 A feature the data shows to be bounded is first mapped onto the whole real line and
-standardized there, so that whatever a family draws decodes inside the bounds by construction:
-a Gaussian head on raw sunspot counts put 0.6% of its values below zero. The bounds are in
+standardized there, so that whatever a family draws decodes inside the bounds by construction
+(on raw sunspot counts, vae and diffusion put 0.7-1.7% of their values below zero; now none,
+docs/results.md). The bounds are in
 meta["bounds"], one entry per feature (None: unbounded); a meta without the key (runs made
 before it) decodes exactly as it always did.
 """
