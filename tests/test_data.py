@@ -38,11 +38,11 @@ def test_npy_channels_last_and_resize(tmp_path):
 
 def test_npy_sequence_and_table(tmp_path):
     values = np.zeros((4, 9, 2))
-    values[..., 1] = np.arange(9.0)  # feature 0 constant: its std is taken as 1, not 0
-    np.save(tmp_path / "s.npy", values)
+    values[..., 1] = np.arange(9.0) - 2  # feature 0 constant: its std is taken as 1, not 0
+    np.save(tmp_path / "s.npy", values)  # neither is bounded (tests/test_sequence_bounds.py)
     seq = load(str(tmp_path / "s.npy"), modality="sequence")
     assert seq.x.shape == (4, 9, 2)
-    assert seq.meta == {"length": 9, "features": 2, "mean": [0.0, 4.0],
+    assert seq.meta == {"length": 9, "features": 2, "mean": [0.0, 2.0],
                         "std": [1.0, pytest.approx(np.arange(9.0).std())]}
     np.save(tmp_path / "t.npy", np.arange(12.0).reshape(6, 2))
     table = load(str(tmp_path / "t.npy"))

@@ -7,6 +7,6 @@ It imports nothing of the core above it.
 
     tabular   tables as float rows of spans (mode-specific numeric offsets, one-hot categories)
     text      lines as int64 tokens, long lines as char-rnn windows
-    sequence  real-valued windows standardized per feature
+    sequence  real-valued windows standardized per feature (bounded ones kept in bounds)
     codec     one encode / decode for all four modalities (images are already [0, 1] floats)
 """

@@ -6,7 +6,8 @@
 image     float32 [N, C, H, W] in [0, 1], both ways
 text      list[str] -> int64 tokens [N, L] (plugkit.formats.text) -> list[str]
 table     DataFrame -> float32 [N, D] encoded rows (plugkit.formats.tabular) -> DataFrame
-sequence  float32 [N, T, F] -> standardized per feature (plugkit.formats.sequence) -> data units
+sequence  float32 [N, T, F] -> standardized per feature, bounded ones mapped onto the line first
+          (plugkit.formats.sequence) -> data units, inside the bounds
 The normalizations live in the data's meta, which the run stores, so a sample decodes the same
 way years later.
 """

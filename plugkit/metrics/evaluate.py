@@ -22,6 +22,7 @@ import numpy as np
 
 from plugkit import rundir
 from plugkit.errors import PlugkitError, UsageError, out_of_memory
+from plugkit.formats import sequence
 from plugkit.metrics import detection, distances, figures, membership, sequences, sets, tables, text
 from plugkit.metrics.report import Report, stat
 
@@ -520,15 +521,15 @@ def _sequences(c: sets.Sets, report: Report, seed: int, target: str | None) -> N
                (_stat([f["mse_synthetic"] for f in forecasts]),
                 _stat([f["mse_real"] for f in forecasts])), "lower",
                "ridge forecaster trained on synthetic, tested on real; the floor trains on real")
-    mean, std = np.asarray(c.meta["mean"]), np.asarray(c.meta["std"])
-    _privacy(report, c, lambda x: ((x - mean) / std).reshape(len(x), -1), seed)
+    def flat(x: np.ndarray) -> np.ndarray:  # as the families see them (bounds mapped too)
+        return sequence.standardize(x, c.meta).reshape(len(x), -1)
+
+    _privacy(report, c, flat, seed)
     real = c.real_x(c.reference_rows())
     report.add_figure("sequences, values and autocorrelation (blue real, orange synthetic)",
                       figures.sequences(real, c.synthetic.x))
     report.add_figure("standardized sequences, first two principal axes",
-                      figures.embedding(((real - mean) / std).reshape(len(real), -1),
-                                        ((c.synthetic.x - mean) / std).reshape(c.n, -1),
-                                        "sequences"))
+                      figures.embedding(flat(real), flat(c.synthetic.x), "sequences"))
 
 
 def _training_curves(run: Path, report: Report) -> None:
