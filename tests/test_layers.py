@@ -86,3 +86,15 @@ def test_a_layer_imports_only_what_is_below_it(layer):
                     and not any(target == ok or target.startswith(ok + ".")
                                 for ok in ALLOWED[layer]))
     assert upward == []
+
+
+def test_the_wheel_ships_every_package():
+    """pyproject.toml lists the packages a wheel holds: one left out installs fine in editable
+    mode and fails at import from a wheel (plugkit.formats was missing once)."""
+    import tomllib
+
+    listed = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"][
+        "setuptools"]["packages"]
+    found = {".".join(p.parent.relative_to(PACKAGE.parent).parts)
+             for p in PACKAGE.rglob("__init__.py")}
+    assert sorted(found - set(listed)) == [] and sorted(set(listed) - found) == []
