@@ -135,7 +135,7 @@ def _diffusion_plugkit(x0, pred, abar):
     return ops.diffusion_noise(x0, abar, key=key), ops.diffusion_loss(pred, key=key)
 
 
-def _diffusion_torch(x0, pred, abar):  # as plugkit/families/diffusion.py writes it
+def _diffusion_torch(x0, pred, abar):  # as plugkit/families/diffusion/ writes it
     eps = torch.randn_like(x0)
     kept = abar[:, None].float()
     return kept.sqrt() * x0 + (1 - kept).sqrt() * eps, F.mse_loss(pred, eps)

@@ -11,9 +11,9 @@ from helpers import table_batch, table_info
 
 from plugkit import data, options
 from plugkit.errors import UsageError
-from plugkit.families.diffusion import (
+from plugkit.families.diffusion import Diffusion
+from plugkit.families.diffusion.steps import (
     CLIP,
-    Diffusion,
     categorical_step,
     cosine_schedule,
     ddim_step,

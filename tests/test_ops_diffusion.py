@@ -6,7 +6,7 @@ import torch
 from helpers import NEEDS_NATIVE, assert_ran, rel_err, run_recorded, tolerance
 from scipy import stats
 
-from plugkit.families import diffusion as family
+from plugkit.families.diffusion import steps as family
 from plugkit.ops import ddim_step, diffusion, diffusion_loss, diffusion_noise, draw_key, use_backend
 
 SHAPES = [(7,), (5, 13), (2, 3, 33), (4, 1500), (3, 1, 28, 28)]

@@ -1,0 +1,101 @@
+"""Images: DDPM on pixels in [-1, 1], a small UNet, DDIM sampling and classifier-free
+guidance."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from plugkit import ops
+from plugkit.families import image_nets
+from plugkit.families.diffusion.options import Options, Settings
+from plugkit.families.diffusion.steps import (
+    FixedNoise,
+    TimeEmbedding,
+    ddim_step,
+    key_of,
+    refuse_guidance,
+    refuse_where,
+    schedule_of,
+    steps_of,
+)
+from plugkit.families.unet import UNet
+from plugkit.family import Batch, DataInfo
+
+
+class ImageDenoiser(nn.Module):
+    """Images (B, C, H, W), steps t (B,) and labels y (B,) -> eps (B, C, H, W): the UNet given
+    the sum of the step's embedding and the label's. The label table has one row more than
+    there are classes: row `classes` is "no label", the unconditional model of guidance."""
+
+    def __init__(self, channels: int, base: int, classes: int, dropout: float) -> None:
+        super().__init__()
+        embedding = 4 * base  # DDPM's embedding width
+        self.embed_t = TimeEmbedding(embedding)
+        self.embed_y = nn.Embedding(classes + 1, embedding) if classes else None
+        self.unet = UNet(channels, base, embedding, dropout)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.embed_t(t)  # (B, E)
+        if self.embed_y is not None:
+            emb = emb + self.embed_y(y)
+        return self.unet(x, emb)
+
+
+class Images:
+    """Images (B, C, H, W), diffused in [-1, 1]: the UNet, DDIM sampling, classifier-free
+    guidance when the model learned the labels."""
+
+    def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
+        self.o, self.device = o, device
+        self.shape = (info.meta["channels"], info.meta["height"], info.meta["width"])
+        self.classes = image_nets.num_classes(info.classes, o.conditional)
+        self.ema = o.ema
+
+    def net(self) -> nn.Module:
+        return ImageDenoiser(self.shape[0], self.o.channels, self.classes, self.o.dropout)
+
+    def loss(self, net: nn.Module, abar: torch.Tensor, x0: torch.Tensor,
+             labels: torch.Tensor | None, noise: Batch | FixedNoise) -> torch.Tensor:
+        """The eps loss of images x0 (B, C, H, W) in [0, 1]; `noise` draws, in this order: the
+        step per row, the key of eps, whether each row's label is dropped."""
+        t = steps_of(noise.rand(1), self.o.timesteps)  # (B,) in 1..T
+        key, start = key_of(noise)  # eps (B, C, H, W) from the key, never stored
+        x_t = ops.diffusion_noise(2 * x0 - 1, abar[t], key=key, row_start=start)
+        pred = net(x_t, t, self._dropped(labels, noise))
+        return ops.diffusion_loss(pred, key=key, row_start=start)
+
+    def _dropped(self, labels: torch.Tensor | None,
+                 noise: Batch | FixedNoise) -> torch.Tensor | None:
+        """The labels, each "no label" (index `classes`) with probability cond_drop."""
+        if not self.classes:
+            return None
+        dropped = noise.rand(1)[:, 0] < self.o.cond_drop  # (B,)
+        return torch.where(dropped, self.classes, labels)
+
+    def sample(self, net: nn.Module, abar: torch.Tensor, n: int, generator: torch.Generator,
+               labels: torch.Tensor | None, settings: Settings) -> torch.Tensor:
+        """Images (n, C, H, W) in [0, 1] for the labels; without labels, the unconditional
+        model's."""
+        refuse_where(settings, "images")
+        if labels is None or not self.classes:
+            refuse_guidance(settings, "these images are drawn without labels")
+        if self.classes and labels is None:
+            labels = torch.full((n,), self.classes, device=self.device)  # "no label"
+        x = torch.randn(n, *self.shape, generator=generator, device=self.device)
+        for t, s in schedule_of(settings.steps, self.o.timesteps):
+            eps = self._eps(net, x, t, labels, settings.guidance)
+            x = ddim_step(abar, x, eps, t, s)
+        return ((x + 1) / 2).clamp(0, 1)
+
+    def _eps(self, net: nn.Module, x: torch.Tensor, t: int, labels: torch.Tensor | None,
+             guidance: float) -> torch.Tensor:
+        """The predicted eps, guided: one pass over the labelled and unlabelled copies."""
+        steps = torch.full((len(x),), t, device=self.device)
+        if not guidance:
+            return net(x, steps, labels)
+        unlabelled = torch.full_like(labels, self.classes)
+        both = net(torch.cat([x, x]), torch.cat([steps, steps]), torch.cat([labels, unlabelled]))
+        given, free = both.chunk(2)
+        return given + guidance * (given - free)

@@ -1,0 +1,132 @@
+"""Tables as TabDDPM diffuses them: Gaussian offsets, multinomial one-hot spans, an MLP
+denoiser; `where` by inpainting (the package docstring says how)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plugkit import ops
+from plugkit.families.diffusion.options import Options, Settings
+from plugkit.families.diffusion.steps import (
+    FixedNoise,
+    TimeEmbedding,
+    categorical_step,
+    gaussian_step,
+    key_of,
+    refuse_guidance,
+    schedule_of,
+    steps_of,
+)
+from plugkit.family import Batch, DataInfo
+from plugkit.formats import tabular
+
+
+class Denoiser(nn.Module):
+    """TabDDPM's MLP: the row projected, plus the step's embedding, then SiLU blocks; one output
+    per position of the row."""
+
+    def __init__(self, width: int, hidden: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        self.embed_t = TimeEmbedding(hidden)
+        self.project = nn.Linear(width, hidden)
+        blocks: list[nn.Module] = []
+        for _ in range(layers):
+            blocks += [nn.Linear(hidden, hidden), nn.SiLU(), nn.Dropout(dropout)]
+        self.blocks = nn.Sequential(*blocks)
+        self.out = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x (B, D) noisy rows, t (B,) steps 1..T -> (B, D)."""
+        return self.out(self.blocks(self.project(x) + self.embed_t(t)))
+
+
+class Tables:
+    """Encoded rows: Gaussian offsets, multinomial one-hot spans, the MLP denoiser; `where` by
+    inpainting."""
+
+    classes = 0  # conditioned on a category (where), not on a label
+    ema = 0.0  # samples with the trained weights
+
+    def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
+        self.o, self.device = o, device
+        self.encoding = info.meta["encoding"]
+        spans = tabular.spans(self.encoding)
+        self.width = tabular.width(self.encoding)
+        self.offsets = torch.tensor([s.start for s in spans if not s.discrete], device=device)
+        self.spans = [(s.start, s.end) for s in spans if s.discrete]
+
+    def net(self) -> nn.Module:
+        return Denoiser(self.width, self.o.hidden, self.o.layers, self.o.dropout)
+
+    def loss(self, net: nn.Module, abar: torch.Tensor, x0: torch.Tensor,
+             labels: torch.Tensor | None, noise: Batch | FixedNoise) -> torch.Tensor:
+        """The loss of rows x0 (B, D), each noised at its own step; `noise` draws, in this
+        order: the step per row, the key of the offsets' eps, the uniform numbers of the
+        categories' replacement per row. A table's class is one of its columns: `labels` are
+        not used."""
+        t = steps_of(noise.rand(1), self.o.timesteps)  # (B,) in 1..T
+        key, start = key_of(noise)
+        u_cat = noise.rand(self.width)
+        kept = abar[t][:, None].float()  # (B, 1)
+        x_t = x0.clone()
+        x_t[:, self.offsets] = ops.diffusion_noise(x0[:, self.offsets], abar[t], key=key,
+                                                   row_start=start)
+        for a, b in self.spans:  # keep the category with probability abar, else a random one
+            probs = kept * x0[:, a:b] + (1 - kept) / (b - a)
+            gumbel = -torch.log(-torch.log(u_cat[:, a:b].clamp(1e-12, 1 - 1e-12)))
+            x_t[:, a:b] = F.one_hot((probs.log() + gumbel).argmax(1), b - a).to(x0.dtype)
+        out = net(x_t, t)
+        loss = (ops.diffusion_loss(out[:, self.offsets], key=key, row_start=start)
+                if len(self.offsets) else out.new_zeros(()))
+        if self.spans:
+            ce = sum(F.cross_entropy(out[:, a:b], x0[:, a:b].argmax(1)) for a, b in self.spans)
+            loss = loss + ce / len(self.spans)
+        return loss
+
+    def sample(self, net: nn.Module, abar: torch.Tensor, n: int, generator: torch.Generator,
+               labels: torch.Tensor | None, settings: Settings) -> torch.Tensor:
+        """Encoded rows (n, D), from noise through the steps back; `where` by inpainting."""
+        refuse_guidance(settings, "this run's data is a table (choose rows with `where`)")
+        where = settings.where
+        held = self._held(where)  # (start, end, category) or None
+        x = torch.zeros(n, self.width, device=self.device)
+        x[:, self.offsets] = torch.randn(n, len(self.offsets), generator=generator,
+                                         device=self.device)
+        for a, b in self.spans:  # the stationary distribution: uniform
+            pick = torch.randint(b - a, (n,), generator=generator, device=self.device)
+            x[:, a:b] = F.one_hot(pick, b - a).float()
+        if held is not None:
+            x = _hold(abar, x, held, self.o.timesteps, generator)
+        for t, s in schedule_of(settings.steps, self.o.timesteps):
+            out = net(x, torch.full((n,), t, device=self.device))
+            if len(self.offsets):
+                x[:, self.offsets] = gaussian_step(abar, x[:, self.offsets],
+                                                   out[:, self.offsets], t, s, generator)
+            for a, b in self.spans:
+                x[:, a:b] = categorical_step(abar, x[:, a:b], out[:, a:b], t, s, generator)
+            if held is not None:
+                x = _hold(abar, x, held, s, generator)
+        return x
+
+    def _held(self, where: str) -> tuple[int, int, int] | None:
+        if not where:
+            return None
+        column, category = tabular.parse_where(self.encoding, where)  # or a UsageError
+        span = next(s for s in tabular.spans(self.encoding)
+                    if s.column == column and s.kind == "categorical")
+        return span.start, span.end, category
+
+
+def _hold(abar: torch.Tensor, x: torch.Tensor, held: tuple[int, int, int], t: int,
+          generator: torch.Generator) -> torch.Tensor:
+    """x with the held span drawn from its category's forward process at step t: the category
+    itself at t = 0."""
+    a, b, category = held
+    k, kept = b - a, float(abar[t])
+    probs = torch.full((k,), (1 - kept) / k, device=x.device)
+    probs[category] += kept
+    pick = torch.multinomial(probs.expand(len(x), k), 1, generator=generator)[:, 0]
+    x[:, a:b] = F.one_hot(pick, k).to(x.dtype)
+    return x
