@@ -52,3 +52,22 @@ def test_library_errors_name_settings_and_the_cli_shows_flags(tmp_path):
     result = CliRunner().invoke(app, ["train", "vae", "--batch-size", "0",
                                       "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "error: --batch-size must be at least 1" in result.output
+
+
+def test_training_says_how_long_the_rest_will_take(monkeypatch):
+    import time
+
+    from plugkit.cli import train as train_cli
+
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    left = train_cli._time_left(10, None)
+    now[0] = 130.0  # epoch 1 after 30 s, setup included
+    assert left(1) == "; about 4 min left"  # 9 epochs at 30 s
+    now[0] = 140.0  # epoch 2 after 10 more: the pace since the first epoch
+    assert left(2) == "; about 80 s left"
+    capped = train_cli._time_left(10, 60.0)
+    now[0] = 170.0
+    assert capped(1) == "; about 30 s left (--max-time)"
+    now[0] = 200.0
+    assert capped(10) == ""

@@ -87,6 +87,8 @@ def train(
     if nproc != 1:
         _spawn(nproc, config, as_json)
 
+    time_left = _time_left(epochs, max_time)
+
     def report(row: dict) -> None:
         if as_json:
             typer.echo(json.dumps(row))
@@ -94,7 +96,8 @@ def train(
             losses = "  ".join(f"{k} {v:.4g}" for k, v in row.items()
                                if k not in ("epoch", "step", "samples_per_s", "threads"))
             typer.echo(f"epoch {row['epoch']}/{epochs}  {losses}  "
-                       f"{row['samples_per_s']:.0f} samples/s, {_threads(row['threads'])}")
+                       f"{row['samples_per_s']:.0f} samples/s, {_threads(row['threads'])}"
+                       f"{time_left(row['epoch'])}")
 
     if as_json:
         run_dir = training.train(config, report)
@@ -105,6 +108,31 @@ def train(
             run_dir = training.train(config, report, on_step)
     if not as_json and os.environ.get("RANK", "0") == "0":  # one line, not one per process
         typer.echo(_last_line(run_dir))
+
+
+def _time_left(epochs: int, max_time: float | None):
+    """After each epoch, how long the rest of the run will take at the pace of the epochs
+    since the first (after the first: of the first, setup included, so it errs long), or
+    until --max-time stops it: said from the first epoch on, not left to be guessed."""
+    import time
+
+    began, first = time.monotonic(), []  # first: (epoch, time) of the first report
+
+    def left(epoch: int) -> str:
+        now = time.monotonic()
+        first[:] = first or [epoch, now]  # a resumed run starts past epoch 1
+        done, since = (epoch - first[0], now - first[1]) if epoch > first[0] else (1, now - began)
+        elapsed = now - began
+        seconds = (epochs - epoch) * since / done
+        if max_time is not None:
+            seconds = min(seconds, max(max_time - elapsed, 0.0))
+        if seconds < 1:
+            return ""
+        shown = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+        return f"; about {shown} left" + (" (--max-time)" if max_time is not None and
+                                           seconds >= max_time - elapsed - 1e-9 else "")
+
+    return left
 
 
 def _threads(count: int) -> str:
