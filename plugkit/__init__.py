@@ -31,7 +31,8 @@ def train(family: str | None, data: Any = None, **settings: Any) -> Run:
     (array, labels) pair (images [N, H, W] / [N, C, H, W] / [N, H, W, C], sequences with
     modality="sequence"). In-memory data is not copied into the run, only its fingerprint:
     hand it back to evaluate or resume. The settings are plugkit.training.TrainConfig's, the
-    CLI's flags with underscores: epochs, batch_size, out, options=["key=value"], resume,
+    CLI's flags with underscores: epochs, batch_size, out, options (["key=value"] or a dict:
+    {"hidden": 64}), resume,
     max_time, threads, ...; progress=False silences the line printed after each epoch."""
     from plugkit import runs, training
     from plugkit.data import memory

@@ -70,6 +70,8 @@ def train_from_python(family: str | None, data: Any = None, progress: bool = Tru
     if unknown:
         raise UsageError(f"plugkit.train: unknown setting {unknown[0]!r}; settings: "
                          + ", ".join(known + ["progress"]))
+    if isinstance(settings.get("options"), dict):  # options={"hidden": 64}, as Python has it
+        settings["options"] = [f"{k}={v}" for k, v in settings["options"].items()]
     report = _epoch_line if progress else (lambda row: None)
     return train(TrainConfig(family=family, data=data, **settings), report)
 

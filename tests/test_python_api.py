@@ -127,3 +127,10 @@ def test_the_cli_takes_in_memory_data_back_as_a_file(tmp_path):
     result = runner.invoke(app, ["train", "--resume", "--out", str(tmp_path / "run"), "--data",
                                  str(tmp_path / "part.csv"), "--epochs", "3"])
     assert result.exit_code == 1 and "trained on other data" in result.output
+
+
+def test_options_may_be_a_dict(tmp_path):
+    plugkit.train("vae", data="iris", epochs=1, out=tmp_path / "run",
+                  options={"hidden": 16, "latent_dim": 3}, progress=False)
+    stored = json.loads((tmp_path / "run" / "run.json").read_text())["options"]
+    assert stored["hidden"] == 16 and stored["latent_dim"] == 3
