@@ -142,6 +142,8 @@ def test_missing_builtin_names_install_command(monkeypatch):
 
 
 EXPECTED = {  # name: (modality, len, shape of one sample or None)
+    "photos": ("image", 1242, (3, 32, 32)),  # RGB crops of the photos' left three quarters
+    "photos-test": ("image", 322, (3, 32, 32)),  # and of their right quarters
     "mnist-5k": ("image", 4000, (1, 28, 28)),  # a fixed seeded draw of 4,000 of 5,000
     "mnist-5k-test": ("image", 1000, (1, 28, 28)),  # the other 1,000
     "fashion-mnist": ("image", 60000, (1, 28, 28)),  # the train file

