@@ -23,8 +23,12 @@ def main(out: Path) -> None:
     found = rows(out)
     if not found:
         raise SystemExit(f"no DIR/ROW/result.json under {out}")
-    fig, axes = plt.subplots(1, len(found), figsize=(4.5 * len(found), 3.6), squeeze=False)
-    for ax, result in zip(axes[0], found, strict=True):
+    cols = min(2, len(found))
+    rows_ = -(-len(found) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(6 * cols, 4 * rows_), squeeze=False)
+    for ax in axes.flat[len(found):]:
+        ax.set_visible(False)
+    for ax, result in zip(axes.flat, found, strict=False):
         floor = None
         for name, points in result["models"].items():
             ax.plot([p["seconds"] for p in points], [p["value"] for p in points], "o-",
@@ -34,6 +38,8 @@ def main(out: Path) -> None:
             ax.axhline(floor, ls="--", c="grey", lw=1, label="real vs real")
         ax.set(title=f"{result['row']} (scale {result['scale']:g})", xlabel="seconds of training",
                ylabel=f"{result['headline']} (lower is better)")
+        if result["headline"] == "Fréchet distance":  # from hundreds down to a floor near 0
+            ax.set_yscale("log")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "time-to-quality.png", dpi=120)
