@@ -123,44 +123,59 @@ def run_row(name: str, row: Row, scale: float, out: Path, plugkit: Path) -> None
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     tools = Tools(plugkit, folder / "log.txt")
-    python = venv_python(row.venv)
+    load = os.getloadavg()[0]
     print(f"{name}: exporting {row.data}", flush=True)
     tools.call(tools.python, HERE / "export.py", row.data, folder)
     protocol = json.loads((folder / "protocol.json").read_text())
-    n = protocol["n"]
-    amount = max(1, round(row.amount * scale)) if row.budget == "epochs" else row.amount * scale
-    print(f"{name}: training the peer ({amount:g} {row.budget}), samples of {n:,}", flush=True)
-    tools.call(python, HERE / "peers" / row.command[0], *row.command[1:], folder,
-               f"--{row.budget}", amount, "--n", n, peer=True)
-    peer = json.loads((folder / row.folder / "points.json").read_text())
-    if row.suffix == ".txt":
-        weights = [Path(p["file"]).with_suffix(".pt") for p in peer]
-        nlls = tools.call(tools.python, HERE / "nll.py", row.data, "charlstm",
-                          folder / row.folder / "vocab.json", *weights).split()
-        for p, nll in zip(peer, nlls, strict=True):
-            p["nll"] = float(nll)
-    models = {row.peer: peer}
-    budget = peer[-1]["seconds"]
+    models = {row.peer: train_peer(tools, row, folder, scale, protocol["n"])}
+    budget = models[row.peer][-1]["seconds"]
     for family in row.families:
         print(f"{name}: training plugkit {family} for the peer's {budget:.0f} s", flush=True)
-        models[f"plugkit {family}"] = train_plugkit(tools, family, row, folder, budget, n)
+        models[f"plugkit {family}"] = train_plugkit(tools, family, row, folder, budget,
+                                                    protocol["n"])
     print(f"{name}: scoring {sum(map(len, models.values()))} sample files", flush=True)
-    headline = table.HEADLINE[row.suffix]
     for points in models.values():
-        for p in points:
-            report = json.loads(tools.call(plugkit, "eval", p["file"], "--against", row.data,
-                                           "--json", "--threads", "1",
-                                           "--out", Path(p["file"]).with_suffix(".eval")))
-            Path(p["file"]).with_suffix(".eval.json").write_text(json.dumps(report, indent=1))
-            p["value"], p["floor"] = p.get("nll"), None
-            for m in report["measures"]:
-                if m["name"].startswith(headline):
-                    p["value"], p["floor"] = m["value"], m["floor"]
+        score(tools, row, points)
     result = {"row": name, "index": list(ROWS).index(name), "data": row.data,
-              "headline": headline, "peer": row.peer, "scale": scale, "protocol": protocol,
-              "machine": machine(),
-              "commit": _git("rev-parse", "--short", "HEAD"), "models": models}
+              "headline": table.HEADLINE[row.suffix], "peer": row.peer, "scale": scale,
+              "protocol": protocol, "commit": _git("rev-parse", "--short", "HEAD"),
+              # the 1-minute load average before and after: how much others used the machine
+              "machine": machine() | {"load": [load, os.getloadavg()[0]]}, "models": models}
     (folder / "result.json").write_text(json.dumps(result, indent=1))
+
+
+def train_peer(tools: Tools, row: Row, folder: Path, scale: float, n: int) -> list[dict]:
+    """The peer in its venv, at its budget times `scale`; its points (peers/points.py), with
+    the held-out NLL of each for text."""
+    python = venv_python(row.venv)
+    amount = max(1, round(row.amount * scale)) if row.budget == "epochs" else row.amount * scale
+    print(f"{folder.name}: training the peer ({amount:g} {row.budget}), samples of {n:,}",
+          flush=True)
+    tools.call(python, HERE / "peers" / row.command[0], *row.command[1:], folder,
+               f"--{row.budget}", amount, "--n", n, peer=True)
+    points = json.loads((folder / row.folder / "points.json").read_text())
+    if row.suffix == ".txt":
+        weights = [Path(p["file"]).with_suffix(".pt") for p in points]
+        nlls = tools.call(tools.python, HERE / "nll.py", row.data, "charlstm",
+                          folder / row.folder / "vocab.json", *weights).split()
+        for p, nll in zip(points, nlls, strict=True):
+            p["nll"] = float(nll)
+    return points
+
+
+def score(tools: Tools, row: Row, points: list[dict]) -> None:
+    """`plugkit eval --json` of every point's samples (kept next to them); the headline
+    measure and its floor into the point (text: the NLL measured while training)."""
+    headline = table.HEADLINE[row.suffix]
+    for p in points:
+        report = json.loads(tools.call(tools.plugkit, "eval", p["file"], "--against", row.data,
+                                       "--json", "--threads", "1",
+                                       "--out", Path(p["file"]).with_suffix(".eval")))
+        Path(p["file"]).with_suffix(".eval.json").write_text(json.dumps(report, indent=1))
+        p["value"], p["floor"] = p.get("nll"), None
+        for m in report["measures"]:
+            if m["name"].startswith(headline):
+                p["value"], p["floor"] = m["value"], m["floor"]
 
 
 def train_plugkit(tools: Tools, family: str, row: Row, folder: Path, budget: float,
