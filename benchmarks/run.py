@@ -54,8 +54,8 @@ ROWS = {
     "mnist-5k": Row("mnist-5k", "pythae", "pythae 0.1.2 VAE, default MLPs, 100 epochs "
                     "(its default)", ("pythae_peer.py",), "epochs", 100, "pythae",
                     ("vae", "gan"), ".npz"),
-    "names": Row("names", "lstm", "nn.LSTM at makemore's RNN sizes, 5 min", ("charlstm.py",),
-                 "seconds", 300, "charlstm", ("lstm",), ".txt"),
+    "names": Row("names", "lstm", "nn.LSTM at makemore's RNN sizes, 10 min", ("charlstm.py",),
+                 "seconds", 600, "charlstm", ("lstm",), ".txt"),
 }
 
 
@@ -127,18 +127,19 @@ def run_row(name: str, row: Row, scale: float, out: Path, plugkit: Path) -> None
     print(f"{name}: exporting {row.data}", flush=True)
     tools.call(tools.python, HERE / "export.py", row.data, folder)
     protocol = json.loads((folder / "protocol.json").read_text())
-    models = {row.peer: train_peer(tools, row, folder, scale, protocol["n"])}
+    # eval's default n; a smoke test (scale < 1) draws fewer samples too, so its evals are quick
+    n = protocol["n"] if scale >= 1 else min(protocol["n"], max(500, round(protocol["n"] * scale)))
+    models = {row.peer: train_peer(tools, row, folder, scale, n)}
     budget = models[row.peer][-1]["seconds"]
     for family in row.families:
         print(f"{name}: training plugkit {family} for the peer's {budget:.0f} s", flush=True)
-        models[f"plugkit {family}"] = train_plugkit(tools, family, row, folder, budget,
-                                                    protocol["n"])
+        models[f"plugkit {family}"] = train_plugkit(tools, family, row, folder, budget, n)
     print(f"{name}: scoring {sum(map(len, models.values()))} sample files", flush=True)
     for points in models.values():
         score(tools, row, points)
     result = {"row": name, "index": list(ROWS).index(name), "data": row.data,
               "headline": table.HEADLINE[row.suffix], "peer": row.peer, "scale": scale,
-              "protocol": protocol, "commit": _git("rev-parse", "--short", "HEAD"),
+              "n": n, "protocol": protocol, "commit": _git("rev-parse", "--short", "HEAD"),
               # the 1-minute load average before and after: how much others used the machine
               "machine": machine() | {"load": [load, os.getloadavg()[0]]}, "models": models}
     (folder / "result.json").write_text(json.dumps(result, indent=1))
@@ -164,8 +165,9 @@ def train_peer(tools: Tools, row: Row, folder: Path, scale: float, n: int) -> li
 
 
 def score(tools: Tools, row: Row, points: list[dict]) -> None:
-    """`plugkit eval --json` of every point's samples (kept next to them); the headline
-    measure and its floor into the point (text: the NLL measured while training)."""
+    """`plugkit eval --json` of every point's samples, kept next to them (eval compares every
+    sample of a file, up to the held-out size: the samples drawn decide n); the headline
+    measure and its floor go into the point (text: the NLL measured while training)."""
     headline = table.HEADLINE[row.suffix]
     for p in points:
         report = json.loads(tools.call(tools.plugkit, "eval", p["file"], "--against", row.data,

@@ -55,17 +55,22 @@ def lines(result: dict) -> list[str]:
     return out
 
 
+def _note(r: dict) -> str:
+    m = r["machine"]
+    load = " (load average {:.1f} before, {:.1f} after)".format(*m["load"]) if "load" in m else ""
+    held = r["protocol"]["holdout"] or f"half of {r['data']} (no test part declared yet)"
+    return (f"{r['row']}: scale {r['scale']:g}; {m['cpu']}, {m['cores']} cores, one thread per "
+            f"process{load}; {m['date']}, commit {r['commit']}; "
+            f"n = {r.get('n', r['protocol']['n']):,} samples, held out: {held}")
+
+
 def write(out: Path) -> str:
     found = rows(out)
     head = ["| row | peer | peer's time | peer's final | plugkit | plugkit at the peer's time "
             "| time to the peer's quality / peer's time | targets (≤ 0.5; better) |",
             "|---|---|---:|---|---|---|---:|---|"]
     body = [line for result in found for line in lines(result)]
-    notes = sorted({f"{r['row']}: scale {r['scale']:g}, {r['machine']['cpu']}, "
-                    f"{r['machine']['cores']} cores, 1 thread per process, "
-                    f"{r['machine']['date']}, commit {r['commit']}; n = {r['protocol']['n']:,} "
-                    f"samples against {r['protocol']['holdout'] or 'half of ' + r['data']}"
-                    for r in found})
+    notes = [_note(r) for r in found]
     markdown = "\n".join(head + body + [""] + [f"- {note}" for note in notes]) + "\n"
     (out / "benchmarks.md").write_text(markdown)
     return markdown

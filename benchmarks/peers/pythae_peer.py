@@ -57,7 +57,7 @@ def main() -> None:
     x = np.load(args.dir / "train.npz")["x"]  # (N, 1, 28, 28)
     model = VAE(model_config=VAEConfig(input_dim=tuple(x.shape[1:])))
     config = BaseTrainerConfig(output_dir=str(args.dir / "pythae" / "trainer"),
-                               num_epochs=args.epochs, no_cuda=True)
+                               num_epochs=args.epochs)
     TrainingPipeline(model=model, training_config=config)(
         train_data=x, callbacks=[Sampler(points, args.n)])
 
