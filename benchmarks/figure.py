@@ -38,6 +38,7 @@ def main(out: Path) -> None:
             ax.axhline(floor, ls="--", c="grey", lw=1, label="real vs real")
         ax.set(title=f"{result['row']} (scale {result['scale']:g})", xlabel="seconds of training",
                ylabel=f"{result['headline']} (lower is better)")
+        ax.set_xlim(left=0)  # time to quality reads from the start
         if result["headline"] == "Fréchet distance":  # from hundreds down to a floor near 0
             ax.set_yscale("log")
         ax.legend(fontsize=7)

@@ -139,7 +139,7 @@ def run_row(name: str, row: Row, scale: float, out: Path, plugkit: Path) -> None
         score(tools, row, points)
     result = {"row": name, "index": list(ROWS).index(name), "data": row.data,
               "headline": table.HEADLINE[row.suffix], "peer": row.peer, "scale": scale,
-              "n": n, "protocol": protocol, "commit": _git("rev-parse", "--short", "HEAD"),
+              "n": n, "protocol": protocol, "commit": _git("describe", "--always", "--dirty"),
               # the 1-minute load average before and after: how much others used the machine
               "machine": machine() | {"load": [load, os.getloadavg()[0]]}, "models": models}
     (folder / "result.json").write_text(json.dumps(result, indent=1))
