@@ -10,7 +10,7 @@ export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0+PTX
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.plugkit-installed
 
-.PHONY: setup datasets test test-fallback demo bench gpu-check lint clean
+.PHONY: setup datasets test test-fallback demo bench peers gpu-check lint clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/plugkit bench kernels
+
+# The side-by-side benchmark against the peers' own code (benchmarks/README.md; ~90 minutes).
+# PEERS_ARGS="--only names" or "--scale 0.05" for one row or a smoke test.
+peers: setup
+	$(PYTHON) benchmarks/run.py --plugkit $(BIN)/plugkit $(PEERS_ARGS)
 
 # On a machine with an NVIDIA GPU and its own torch, offline: build for that GPU, CUDA tests and
 # probes, train/resume/sample, bench (docs/benchmarks.md: GPU check). Needs no `make setup`.
