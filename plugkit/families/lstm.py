@@ -39,7 +39,8 @@ class Options:
     embed: int = option(64, "size of the character embedding", min=1)
     dropout: float = option(0.0, "dropout between layers and before the output head",
                             min=0.0, max=0.9)
-    lr: float = option(2e-3, "Adam learning rate", min=0.0, max=1.0)
+    lr: float = option(2e-3, "AdamW learning rate", min=0.0, max=1.0)
+    weight_decay: float = option(0.0, "AdamW's decoupled weight decay", min=0.0)
     max_len: int = option(0, "longest sample in characters (prefix included); 0: a bit above "
                           "the longest training line, or the window length when long lines "
                           "were cut into windows", min=0)
@@ -195,7 +196,8 @@ class LSTM(Family):
             else:
                 self.max_len = options.max_len or longest + max(8, longest // 4)
             self.net = CharNet(len(self.vocab) + 1, options, info.private).to(device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=options.lr)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=options.lr,
+                                           weight_decay=options.weight_decay)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"lstm": self.net}
