@@ -61,7 +61,7 @@ gpu-check:
 	bash scripts/gpu-check.sh
 
 lint: setup
-	$(BIN)/ruff check plugkit tests examples scripts setup.py
+	$(BIN)/ruff check plugkit tests examples scripts benchmarks setup.py
 
 clean:
 	rm -rf build $(VENV) plugkit/_C*.so plugkit/_build_info.json *.egg-info
