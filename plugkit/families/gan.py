@@ -100,7 +100,7 @@ class _Images:
     pack = 1  # D scores images one at a time
 
     def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
-        self.o, self.device, self.private = o, device, info.private
+        self.o, self.device = o, device
         c, h, w = info.meta["channels"], info.meta["height"], info.meta["width"]
         self.shape, self.conv = (c, h, w), image_nets.use_conv(o.arch, h, w)
         self.classes = image_nets.num_classes(info.classes, o.conditional)
