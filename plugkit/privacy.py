@@ -16,7 +16,10 @@ record, how the run spends (E, D) (`plan`, kept in run.json):
 One RDP accountant (Mironov, CSF 2017; Opacus') composes the two: the histograms are its first
 entry, each step of DP-SGD the next; the epsilon spent is its figure at delta D minus the
 threshold's part. A run stopped early (--max-time, Ctrl-C) has taken fewer steps and spent
-less; the accountant is kept in the checkpoint, so a resumed run goes on counting.
+less; the accountant is kept in the checkpoint, so a resumed run goes on counting. In a
+multi-process run (--nproc) every rank clips its share of the global Poisson batch per record,
+the clipped sums are added over the ranks and the noise is added once, by rank 0 (Opacus'
+DistributedDPOptimizer).
 What is not private: the schema (column names, kinds, dtypes, class names) and the training
 logs (metrics.jsonl's losses are computed on the records); no weights are chosen on validation
 data.
@@ -165,8 +168,9 @@ class DPSGD:
     accountant of the steps taken."""
 
     def __init__(self, family: Any, plan: Plan, batch_size: int,
-                 history: list | None = None) -> None:
-        """`history`: the accountant's, from the checkpoint of a resumed run."""
+                 history: list | None = None, ranks: int = 1) -> None:
+        """`history`: the accountant's, from the checkpoint of a resumed run; `ranks`: the
+        processes of a multi-process run, each clipping its share of every batch."""
         from opacus import GradSampleModule
         from opacus.accountants import RDPAccountant
         from opacus.optimizers import DPOptimizer
@@ -196,14 +200,18 @@ class DPSGD:
         if budget.secure_rng:
             generator = torch.Generator(family.device).manual_seed(
                 int.from_bytes(os.urandom(8), "little") >> 1)
+        # several ranks: each divides its clipped sum (rank 0's with the noise) by its share
+        # of the expected batch, and the all_reduce averages the shares
+        kind, expected = (DPOptimizer, batch_size) if ranks == 1 else \
+            (_noise_once(), batch_size / ranks)
         self.optimizers = {}
         for name, optimizer in optimizers.items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                private = DPOptimizer(optimizer, noise_multiplier=plan.noise,
-                                      max_grad_norm=budget.clip, expected_batch_size=batch_size,
-                                      loss_reduction="mean", generator=generator,
-                                      secure_mode=budget.secure_rng)
+                private = kind(optimizer, noise_multiplier=plan.noise,
+                               max_grad_norm=budget.clip, expected_batch_size=expected,
+                               loss_reduction="mean", generator=generator,
+                               secure_mode=budget.secure_rng)
             _swap(family, optimizer, private)
             self.optimizers[name] = private
 
@@ -212,15 +220,30 @@ class DPSGD:
         self.accountant.step(noise_multiplier=self.plan.noise,
                              sample_rate=self.plan.sample_rate)
 
-    def empty_step(self) -> None:
+    def empty_step(self, others: dict | None = None) -> None:
         """A step whose Poisson batch drew no record: the noise alone is released, as the
-        accountant assumes (skipping it would tell that the batch was empty)."""
+        accountant assumes (skipping it would tell that the batch was empty). In a
+        multi-process run, also the step of a rank whose share of a batch smaller than the
+        number of ranks is empty: it adds nothing to the clipped sums, and steps `others`,
+        the family's other optimizers, with zero gradients, so that it joins every all_reduce
+        the ranks with records make (the private optimizers step first, as families do)."""
         for optimizer in self.optimizers.values():
             for p in optimizer.params:
                 p.grad_sample = p.new_zeros((0, *p.shape))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+        for optimizer in (others or {}).values():
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = torch.zeros_like(p)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         self.stepped()
+
+    def others(self, optimizers: dict) -> dict:
+        """The family's optimizers that DP-SGD does not wrap (a GAN's generator's)."""
+        private = {id(o) for o in self.optimizers.values()}
+        return {name: o for name, o in optimizers.items() if id(o) not in private}
 
     def history(self) -> list:
         return [list(h) for h in self.accountant.history]
@@ -234,6 +257,22 @@ class DPSGD:
         return {"epsilon": epsilon, "delta": plan.budget.delta, "steps": steps,
                 "target": asdict(plan.budget), "plan": plan.as_dict(),
                 "accountant": "RDP (Opacus), the histograms and DP-SGD composed"}
+
+
+def _noise_once() -> type:
+    """Opacus' DistributedDPOptimizer, with the noise drawn on every rank and added by rank 0
+    alone: the ranks' random streams stay in step (a checkpoint keeps rank 0's, and Batch.randn
+    relies on every rank drawing the same numbers), and the noise is added once."""
+    from opacus.optimizers import DistributedDPOptimizer, DPOptimizer
+
+    class NoiseOnce(DistributedDPOptimizer):
+        def add_noise(self) -> None:
+            DPOptimizer.add_noise(self)
+            if self.rank != 0:
+                for p in self.params:
+                    p.grad = p.summed_grad.view_as(p)
+
+    return NoiseOnce
 
 
 def with_defaults(family: Any, pairs: list[str]) -> list[str]:

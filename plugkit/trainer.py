@@ -120,9 +120,10 @@ class Trainer:
             step_start = time.perf_counter()
             if len(batch.x):
                 losses = self.family.train_step(batch)
-            else:  # an empty Poisson batch (DP-SGD): the noise is still released
-                losses = {}
-                self.private.empty_step()
+            else:  # DP-SGD: an empty Poisson batch, whose noise is still released, or this
+                losses = {}  # rank's empty share of a batch smaller than the ranks
+                self.private.empty_step(self.private.others(self.family.optimizers())
+                                        if batch.total else None)
             if self.private is not None and len(batch.x):
                 self.private.stepped()
             self.governor.step(time.perf_counter() - step_start)
@@ -157,7 +158,7 @@ class Trainer:
     def _batches(self, x, y, steps: int) -> Iterator[Batch]:
         """The rest of the current epoch's batches: slices of a permutation seeded by (seed,
         epoch); under DP-SGD, Poisson batches seeded by (seed, step) instead, as its
-        accountant assumes (plugkit.privacy)."""
+        accountant assumes (plugkit.privacy). A multi-process run gives each rank its share."""
         config, state = self.config, self.state
         if self.private is None:
             order = torch.randperm(len(x), generator=torch.Generator().manual_seed(
@@ -170,7 +171,9 @@ class Trainer:
         for step in range(state.step, state.step + steps - state.position):
             rows = privacy.poisson_rows(len(x), self.private.plan.sample_rate,
                                         config.seed * 1_000_003 + step)
-            yield Batch(x[rows].to(self.device), None if y is None else y[rows].to(self.device))
+            start, mine = self.world.shard(rows)
+            yield Batch(x[mine].to(self.device), None if y is None else y[mine].to(self.device),
+                        start, len(rows))
 
     def _end_epoch(self, val_x, val_y) -> None:
         """Validates, logs the epoch's row (its whole epoch, carried parts included), keeps

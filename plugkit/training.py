@@ -175,7 +175,7 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
     plan = None
     if budget is not None:
-        _check_private(cls, ds.modality, world)
+        _check_private(cls, ds.modality)
         plan = _plan(ds, budget.settled(len(ds)), len(train_ds), config, previous)
         if ds.modality == "table":
             encoding = _private_encoding(ds, plan, config.seed, previous)
@@ -212,10 +212,13 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
                         stopped_early=None)
     private = None
     if plan is not None:
-        private = privacy.DPSGD(family, plan, config.batch_size, loop.get("privacy"))
+        private = privacy.DPSGD(family, plan, config.batch_size, loop.get("privacy"),
+                                world.size)
         if previous is None and world.main:
             rundir.update(run_dir, privacy=private.spent())
-    world.average_gradients(family.optimizers())
+    # DP-SGD's optimizers add up the ranks' clipped sums themselves
+    world.average_gradients(family.optimizers() if private is None else
+                            private.others(family.optimizers()))
     if not world.main:  # only the main rank reports
         report, on_step = (lambda row: None), None
     trainer = Trainer(family, config, run_dir, device, world, threads.Governor(choice),
@@ -262,13 +265,10 @@ def _budget(config: TrainConfig, cls: type[Family]) -> privacy.Budget | None:
     return budget
 
 
-def _check_private(cls: type[Family], modality: str, world: Any = None) -> None:
+def _check_private(cls: type[Family], modality: str) -> None:
     if modality not in cls.private:
         raise UsageError(f"{cls.name} trains {' and '.join(cls.private)} data privately, "
                          f"not {modality} (`dp_epsilon`)")
-    if world is not None and world.size > 1:
-        raise UsageError("`dp_epsilon` trains in one process for now, not `nproc` "
-                         f"{world.size}")
 
 
 def _plan(ds: data.Dataset, budget: privacy.Budget, records: int, config: TrainConfig,

@@ -21,8 +21,18 @@ CASES = {  # BatchNorm off for the GAN: per-process batch statistics differ by d
     # noise, timesteps and dropped labels drawn per global row: two processes draw the same
     "diffusion": ["--data", "digits", "-o", "channels=8", "-o", "timesteps=20"],
     "diffusion-table": ["--data", "iris", "-o", "hidden=16", "-o", "timesteps=20"],
+    # DP-SGD: each rank clips its share of the Poisson batch, rank 0 alone adds the noise,
+    # which every rank draws: with the noise doubled or missing, two processes would not
+    # match one
+    "vae-private": ["--data", "iris", "-o", "hidden=16", "-o", "latent_dim=4",
+                    "--dp-epsilon", "20"],
+    "gan-private": ["-o", "hidden=32", "-o", "latent_dim=8", "-o", "batch_norm=false",
+                    "--dp-epsilon", "20"],
+    "diffusion-private": ["--data", "iris", "-o", "hidden=16", "-o", "timesteps=20",
+                          "--dp-epsilon", "20"],
 }
-RECORDS = {"vae": 1797, "gan": 1797, "lstm": 300, "diffusion": 1797, "diffusion-table": 150}
+RECORDS = {"vae": 1797, "gan": 1797, "lstm": 300, "diffusion": 1797, "diffusion-table": 150,
+           "vae-private": 150, "diffusion-private": 150}
 
 
 def train(tmp_path, case, out, *extra):
@@ -61,6 +71,10 @@ def test_two_processes_match_one(tmp_path, case):
             torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
     rel = 1e-3 if case == "vae-labels" else 1e-4
     assert two[-1]["val_loss"] == pytest.approx(one[-1]["val_loss"], rel=rel)
+    if case.endswith("private"):  # the same plan, spent alike
+        spent = [json.loads((tmp_path / run / "run.json").read_text())["privacy"]
+                 for run in ("one", "two")]
+        assert spent[1]["epsilon"] == spent[0]["epsilon"] > 0
     state = torch.load(tmp_path / "two" / "state.pt", weights_only=True)
     records = RECORDS.get(case, RECORDS[case.split("-")[0]])
     assert state["loop"]["step"] == 2 * int(np.ceil(0.9 * records / 50))
@@ -90,3 +104,16 @@ def test_a_workers_failure_reaches_the_user_as_one_line(tmp_path):
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith("error: unknown option 'no_such_option' for vae")
     assert not (tmp_path / "run").exists()
+
+
+def test_private_batches_smaller_than_the_ranks(tmp_path):
+    """A Poisson batch of one record leaves one rank's share empty: that rank still joins the
+    noise's all_reduce and the generator's gradient averaging, with nothing of its own."""
+    done = run_python("-m", "plugkit", "train", "gan", "--data", "iris", "-o", "hidden=16",
+                      "-o", "latent_dim=4", "--batch-size", "1", "--epochs", "1",
+                      "--dp-epsilon", "50", "--nproc", "2", "--out", "run", cwd=tmp_path,
+                      timeout=240)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "done"
+    assert record["privacy"]["steps"] == 135  # every step counted, the empty ones too

@@ -272,7 +272,6 @@ def test_a_private_run_resumes_exactly_and_keeps_counting(tmp_path):
     (["vae", "--data", "iris", "--dp-epsilon", "1", "--dp-delta", "0.5"], "is not below 1 / n"),
     (["vae", "--data", "iris", "--dp-delta", "1e-6"], "give --dp-epsilon too"),
     (["vae", "--data", "iris", "--dp-epsilon", "1", "--patience", "2"], "--patience"),
-    (["vae", "--data", "iris", "--dp-epsilon", "1", "--nproc", "2"], "one process"),
 ])
 def test_refusals_are_one_line_and_leave_no_run(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

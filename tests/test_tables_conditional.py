@@ -92,11 +92,15 @@ def test_sampling_conditions_follow_the_data_frequencies():
     encoding = encoding_of(multimodal_table())
     conditions = Conditions(encoding)
     n = 20_000
-    cond = conditions.sampling(n, torch.Generator().manual_seed(0), torch.device("cpu"))
+    generator = torch.Generator().manual_seed(0)
     columns = [c for c in encoding if c["kind"] == "categorical"]
     expected = np.concatenate([np.asarray(c["counts"]) / sum(c["counts"])
                                for c in columns]) / len(columns) * n
-    assert stats.chisquare(cond.sum(0).numpy(), expected).pvalue > 1e-4
+    # the sampler's draws, and a private GAN's fake conditions from uniform draws per row
+    for cond in (conditions.sampling(n, generator, torch.device("cpu")),
+                 conditions.by_frequency(torch.rand(n, generator=generator))):
+        assert cond.shape == (n, conditions.width) and (cond.sum(1) == 1).all()
+        assert stats.chisquare(cond.sum(0).numpy(), expected).pvalue > 1e-4
 
 
 def test_the_penalty_is_the_cross_entropy_of_the_conditioned_column():

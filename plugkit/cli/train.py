@@ -192,9 +192,6 @@ def _spawn(nproc: int, config, as_json: bool) -> None:
         raise UsageError(f"--nproc must be at least 1, got {nproc}")
     if "WORLD_SIZE" in os.environ:
         raise UsageError("--nproc inside torchrun: torchrun already started the processes")
-    if config.dp_epsilon is not None:
-        raise UsageError("--dp-epsilon trains in one process for now, not --nproc "
-                         f"{nproc}")
     args = [config.family] if config.family else []
     args += ["--epochs", str(config.epochs), "--device", config.device]
     for flag, value in (("--data", config.data), ("--out", config.out),
@@ -203,11 +200,14 @@ def _spawn(nproc: int, config, as_json: bool) -> None:
                         ("--threads", config.threads),
                         ("--modality", config.modality), ("--image-size", config.image_size),
                         ("--window", config.window), ("--max-length", config.max_length),
-                        ("--max-time", config.max_time), ("--patience", config.patience)):
+                        ("--max-time", config.max_time), ("--patience", config.patience),
+                        ("--dp-epsilon", config.dp_epsilon), ("--dp-delta", config.dp_delta),
+                        ("--dp-clip", config.dp_clip if config.dp_clip != 1.0 else None)):
         args += [flag, str(value)] if value is not None else []
     for pair in config.options:
         args += ["-o", pair]
-    args += ["--resume"] * config.resume + ["--json"] * as_json
+    args += ["--resume"] * config.resume + ["--dp-secure-rng"] * config.dp_secure_rng
+    args += ["--json"] * as_json
     from plugkit.distributed import launch
 
     raise typer.Exit(launch(nproc, ["train", *args]))

@@ -140,9 +140,12 @@ class _Images:
         out = G(image_nets.with_label(z, cond, self.classes))  # (n, C, H, W)
         return out, out
 
-    def fake_conditions(self, n: int) -> torch.Tensor | None:
-        """Under DP, the labels G draws for: uniform, not the batch's (which are records)."""
-        return torch.randint(self.classes, (n,), device=self.device) if self.classes else None
+    def fake_conditions(self, u: torch.Tensor) -> torch.Tensor | None:
+        """Under DP, the labels G draws for, one per uniform draw u [n]: uniform, not the
+        batch's (which are records)."""
+        if not self.classes:
+            return None
+        return (u * self.classes).long().clamp(max=self.classes - 1)
 
     def g_losses(self, out: torch.Tensor, cond: torch.Tensor | None) -> dict[str, torch.Tensor]:
         return {}  # the game's alone
@@ -191,8 +194,10 @@ class _Tables:
         conditional vectors, as many as the batch rounded up to whole packs. Under DP each row
         once, beside its own condition."""
         x = batch.x
-        if self.private:
-            cond = self.conditions.of_rows(x, generator)
+        if self.private:  # per global row in training; validation's own stream otherwise
+            u = batch.rand() if generator is None else \
+                torch.rand(len(x), generator=generator, device=x.device)
+            cond = self.conditions.of_rows(x, u)
             return torch.cat([x, cond], 1), cond
         n = math.ceil(max(len(x), 2) / self.pack) * self.pack
         cond, rows = self.conditions.training(x, n, generator)
@@ -202,14 +207,21 @@ class _Tables:
              generator: torch.Generator | None = None, batch: Batch | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """(D's fake inputs, G's output): rows beside their conditions. z comes from
-        `generator`, not Batch.randn: these rows were drawn anew, not the batch's."""
-        out = G(torch.cat([_z(n, self.o, self.device, generator), cond], 1))  # (n, D) logits
+        `generator`, not Batch.randn: these rows were drawn anew, not the batch's; under DP,
+        one fake per row of the batch, from Batch.randn."""
+        if self.private and batch is not None and n == len(batch.x):
+            z = batch.randn(self.o.latent_dim)
+        else:
+            z = _z(n, self.o, self.device, generator)
+        if len(cond) < n:  # a private batch of one row, padded to two
+            cond = cond.repeat(n, 1)[:n]
+        out = G(torch.cat([z, cond], 1))  # (n, D) logits
         return torch.cat([self.head(out), cond], 1), out
 
-    def fake_conditions(self, n: int) -> torch.Tensor:
-        """Under DP, the conditions G draws for: by the released (noisy) category counts, not
-        the batch's rows."""
-        return self.conditions.sampling(n, None, self.device)
+    def fake_conditions(self, u: torch.Tensor) -> torch.Tensor:
+        """Under DP, the conditions G draws for, one per uniform draw u [n]: by the released
+        (noisy) category counts, not the batch's rows."""
+        return self.conditions.by_frequency(u)
 
     def g_losses(self, out: torch.Tensor, cond: torch.Tensor) -> dict[str, torch.Tensor]:
         # CTGAN: G makes the asked-for category, not any real one
@@ -326,7 +338,9 @@ class GAN(Family):
         self.D.train()
         real, cond = self.data.real(batch)
         rows, n = len(real), max(len(real), 2)  # BatchNorm in G needs two or more
-        fake_cond = self.data.fake_conditions(n)
+        # drawn per global row (the same whatever the number of processes) where it can be
+        u = batch.rand() if n == rows else torch.rand(n, device=self.device)
+        fake_cond = self.data.fake_conditions(u)
         fake = self.data.fake(self.G, n, fake_cond, batch=batch)[0].detach()[:rows]
         both = None if cond is None else torch.cat([cond, fake_cond[:rows]])
         logits = self.D(torch.cat([real, fake]), both)

@@ -222,15 +222,14 @@ class Conditions:
         pick = torch.rand(match.shape, generator=g, device=device) * match
         return F.one_hot(category, self.width).to(x.dtype), pick.argmax(1)  # a match at random
 
-    def of_rows(self, x: torch.Tensor, generator: torch.Generator | None = None
-                ) -> torch.Tensor:
-        """A condition [B, C] per row of x [B, D] from that row alone: a categorical column at
-        random, and the row's own category in it. What DP-SGD needs (each row's loss from the
-        row, each row once); `training` draws rows for categories instead."""
+    def of_rows(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """A condition [B, C] per row of x [B, D] from that row alone: a categorical column
+        picked by the row's uniform draw u [B] (Batch.rand in training: the same whatever the
+        number of processes), and the row's own category in it. What DP-SGD needs (each row's
+        loss from the row, each row once); `training` draws rows for categories instead."""
         if not self.width:
             return x.new_zeros(len(x), 0)
-        column = torch.randint(len(self.columns), (len(x),), device=x.device,
-                               generator=generator)  # (B,)
+        column = (u * len(self.columns)).long().clamp(max=len(self.columns) - 1)  # (B,)
         held = x[:, self.index.to(x.device)] > 0.5  # (B, C): the row's categories
         mine = self.column_of.to(x.device) == column[:, None]  # (B, C)
         return (held & mine).to(x.dtype)  # all zeros where the row's category is unlisted
@@ -249,6 +248,15 @@ class Conditions:
             category = torch.multinomial(self.frequency.to(device), n, replacement=True,
                                          generator=generator)
         return F.one_hot(category, self.width).float()
+
+    def by_frequency(self, u: torch.Tensor) -> torch.Tensor:
+        """Conditions [n, C] drawn like `sampling`'s, by the uniform draws u [n] (inverse
+        CDF): a GAN's fake conditions under DP, drawn per global row."""
+        if not self.width:
+            return torch.zeros(len(u), 0, device=u.device)
+        cdf = self.frequency.to(u.device, torch.float64).cumsum(0)
+        category = torch.searchsorted(cdf, u.double() * cdf[-1], right=True)
+        return F.one_hot(category.clamp(max=self.width - 1), self.width).float()
 
     def penalty(self, out: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Cross-entropy [n] between the generator's logits for the conditioned column and the

@@ -108,8 +108,9 @@ class _Images:
         return image_nets.up(o.latent_dim + self.classes, *self.shape, self.conv, o.hidden)
 
     def losses(self, net: nn.ModuleDict, x: torch.Tensor, y: torch.Tensor | None, *,
-               generator: torch.Generator | None = None, eps: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+               generator: torch.Generator | None = None, eps: torch.Tensor | None = None,
+               u: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction, KL) [B] each; `u` is a table's (_Tables.losses), unread here."""
         k = self.classes
         features = image_nets.with_label(net["encoder"](x), y, k)  # (B, F + K)
         mu, logvar = net["posterior"](features).chunk(2, dim=1)  # (B, latent) each
@@ -171,10 +172,11 @@ class _Tables:
                 "likelihood": RowLikelihood(tabular.spans(self.encoding))}
 
     def losses(self, net: nn.ModuleDict, x: torch.Tensor, y: torch.Tensor | None, *,
-               generator: torch.Generator | None = None, eps: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.private:
-            cond = self.conditions.of_rows(x)  # (B, C)
+               generator: torch.Generator | None = None, eps: torch.Tensor | None = None,
+               u: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.private:  # u: Batch.rand in training, the same whatever the processes
+            u = u if u is not None else torch.rand(len(x), generator=generator, device=x.device)
+            cond = self.conditions.of_rows(x, u)  # (B, C)
         else:
             cond, rows = self.conditions.training(x, len(x), generator)  # (B, C), (B,)
             x = x[rows]  # rows drawn with their conditions
@@ -223,7 +225,9 @@ class VAE(Family):
         # eps from Batch.randn: each sample gets the same noise whatever the number of
         # processes (the kernel's own Philox stream is keyed per call, not per sample)
         eps = batch.randn(self.options.latent_dim)
-        rec, kl = self.data.losses(self.net, batch.x, batch.y, eps=eps)  # (B,) nats each
+        # u: per-row choices under DP (a table row's condition column), drawn like eps
+        u = batch.rand() if self.info.private else None
+        rec, kl = self.data.losses(self.net, batch.x, batch.y, eps=eps, u=u)  # (B,) nats each
         loss = (rec + self.options.beta * kl).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
