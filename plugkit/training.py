@@ -27,7 +27,7 @@ from plugkit import (
 )
 from plugkit.errors import PlugkitError, UsageError, out_of_memory
 from plugkit.family import DataInfo, Family
-from plugkit.formats import text, text_private
+from plugkit.formats import sequence_private, text, text_private
 from plugkit.trainer import Interrupted, LoopState, StepHook, Trainer
 from plugkit.version import __version__
 
@@ -165,8 +165,8 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     known = None if in_memory else data.builtin.REGISTRY.get(spec)  # known before loading
     if config.window is None:
         _check_modality(cls, name, known.modality if known else None)
-    if budget is not None and known is not None:
-        _check_private(cls, known.modality)  # before loading
+    if budget is not None and known is not None:  # before loading; sequences built in are
+        _check_private(cls, known.modality, windows=known.modality == "sequence")  # windows
     ds = data.load(spec, config.modality, config.image_size, config.window, config.max_length)
     _check_modality(cls, name, ds.modality)
     if budget is not None and ds.modality == "text":  # a record is a line, and one row
@@ -175,7 +175,7 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
     plan = None
     if budget is not None:
-        _check_private(cls, ds.modality)
+        _check_private(cls, ds.modality, windows=config.window is not None)
         plan = _plan(ds, budget.settled(len(ds)), len(train_ds), config, previous)
         if ds.modality == "table":
             encoding = _private_encoding(ds, plan, config.seed, previous)
@@ -185,6 +185,10 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
             meta = _private_text_meta(ds, plan, config, previous)
             for part in (ds, train_ds, val_ds):
                 part.x, part.meta = text_private.keep(part.x, meta["vocab"]), dict(meta)
+        if ds.modality == "sequence":  # standardized by noisy moments, without bounds
+            moments = _private_moments(ds, plan, config.seed, previous)
+            for part in (ds, train_ds, val_ds):
+                part.meta = {k: v for k, v in part.meta.items() if k != "bounds"} | moments
     torch.manual_seed(config.seed)
     family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes, plan is not None), device)
     if config.patience is not None and not family.val_loss_ranks_models:
@@ -265,10 +269,14 @@ def _budget(config: TrainConfig, cls: type[Family]) -> privacy.Budget | None:
     return budget
 
 
-def _check_private(cls: type[Family], modality: str) -> None:
+def _check_private(cls: type[Family], modality: str, windows: bool = False) -> None:
     if modality not in cls.private:
         raise UsageError(f"{cls.name} trains {' and '.join(cls.private)} data privately, "
                          f"not {modality} (`dp_epsilon`)")
+    if windows:
+        raise UsageError("`dp_epsilon` takes each sequence for one record, but these are "
+                         "overlapping windows of one series, so one time step is in many "
+                         "records: give independent sequences [N, T, F] (an .npy file)")
 
 
 def _plan(ds: data.Dataset, budget: privacy.Budget, records: int, config: TrainConfig,
@@ -282,6 +290,10 @@ def _plan(ds: data.Dataset, budget: privacy.Budget, records: int, config: TrainC
         histograms, categorical = len(kinds), sum(k != "numeric" for k in kinds)
     elif ds.modality == "text":  # a line counts for up to CHARS_PER_LINE characters
         histograms = categorical = text_private.CHARS_PER_LINE
+    elif ds.modality == "sequence":  # each feature's, and the class counts
+        histograms = ds.meta["features"] * sequence_private.HISTOGRAMS_PER_FEATURE + \
+            (_class_counts(ds) is not None)
+        categorical = 0
     else:
         histograms, categorical = int(_class_counts(ds) is not None), 0
     return privacy.plan(budget, histograms, categorical, records, config.batch_size,
@@ -313,6 +325,17 @@ def _private_text_meta(ds: data.Dataset, plan: privacy.Plan, config: TrainConfig
     listed = text_private.vocab(ds.x, plan.histogram_noise, plan.threshold,
                                 np.random.default_rng(config.seed))
     return {"vocab": listed, "max_length": config.max_length or text.MAX_LENGTH}
+
+
+def _private_moments(ds: data.Dataset, plan: privacy.Plan, seed: int,
+                     previous: dict | None) -> dict:
+    """Sequences' means and stds from noisy histograms (plugkit.formats.sequence_private),
+    fitted once, as a table's encoding; noise of its own, apart from the class counts'."""
+    if previous is not None:
+        return {k: previous["data"]["meta"][k] for k in ("mean", "std", "private")}
+    import numpy as np
+
+    return sequence_private.moments(ds.x, plan.histogram_noise, np.random.default_rng([seed, 2]))
 
 
 def _private_counts(ds: data.Dataset, plan: privacy.Plan, seed: int) -> list[int] | None:

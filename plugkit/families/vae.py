@@ -201,7 +201,8 @@ class VAE(Family):
     description = "variational autoencoder (MLP or conv) with a fused reparameterization kernel"
     modalities = ("image", "table", "sequence")
     conditional = True  # images with labels: per class; tables: per category (--where)
-    private = ("table", "image")  # DP-SGD (plugkit train --dp-epsilon): every layer per-sample
+    # DP-SGD (plugkit train --dp-epsilon): every layer per-sample
+    private = ("table", "image", "sequence")
     Options = Options
     Settings = Settings
     default_dataset = "digits"

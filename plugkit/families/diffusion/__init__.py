@@ -80,7 +80,7 @@ class Diffusion(Family):
     description = "denoising diffusion for tables (TabDDPM), sequences and images (DDIM, CFG)"
     modalities = ("table", "sequence", "image")
     conditional = True  # tables: per category (--where), by inpainting; images: per label
-    private = ("table",)  # DP-SGD: every row its own noise and loss, no layer mixes rows
+    private = ("table", "sequence")  # DP-SGD: every row its own noise and loss, no layer mixes rows
     Options = Options
     Settings = Settings
     default_dataset = "iris"
