@@ -23,9 +23,9 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/FAMILY-DATA).")
                    ] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training data.")] = 10,
-    batch_size: Annotated[int | None, typer.Option(help="Samples per step [default: 64].")
+    batch_size: Annotated[int | None, typer.Option(help="Samples per step \\[default: 64].")
                           ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of every random stream [default: 0].")
+    seed: Annotated[int | None, typer.Option(help="Seed of every random stream \\[default: 0].")
                     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     option: Annotated[list[str] | None, typer.Option(
@@ -40,13 +40,13 @@ def train(
     ] = None,
     max_length: Annotated[int | None, typer.Option(
         help="Text: cut lines longer than this into consecutive windows of this many "
-             "characters, as char-rnn reads a long text [default: 256].")] = None,
+             "characters, as char-rnn reads a long text \\[default: 256].")] = None,
     max_time: Annotated[float | None, typer.Option(
         help="Stop cleanly after this many seconds (resumable).")] = None,
     patience: Annotated[int | None, typer.Option(
         help="Stop after this many epochs without a lower validation loss.")] = None,
     val_fraction: Annotated[float | None, typer.Option(
-        help="Share of the data held out for validation (and `plugkit eval`) [default: 0.1].")
+        help="Share of the data held out for validation (and `plugkit eval`) \\[default: 0.1].")
     ] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out with its own data and settings (run.json); only "
@@ -65,7 +65,7 @@ def train(
              "'plugkit[privacy]'), spending at most this epsilon (docs/privacy.md).",
         rich_help_panel="Privacy")] = None,
     dp_delta: Annotated[float | None, typer.Option(
-        help="The delta of (epsilon, delta)-DP [default: min(1e-5, 1/(10 n))].",
+        help="The delta of (epsilon, delta)-DP \\[default: min(1e-5, 1/(10 n))].",
         rich_help_panel="Privacy")] = None,
     dp_clip: Annotated[float, typer.Option(
         help="Each record's gradient is clipped to this norm.", rich_help_panel="Privacy")
