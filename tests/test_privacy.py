@@ -287,6 +287,46 @@ def test_sequences_train_privately_on_noisy_moments(tmp_path):
         assert sampled.exit_code == 0, sampled.output
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.4])
+def test_the_fused_lstm_gives_each_line_its_own_gradient(dropout):
+    """PerSampleLSTMStack's per-sample gradients (what DP-SGD clips) equal each line's own
+    gradient, taken by autograd one line at a time, dropout masks and all, in float64."""
+    import copy
+    import warnings
+
+    import torch.nn.functional as F
+    from opacus import GradSampleModule
+    from opacus.grad_sample import register_grad_sampler
+
+    from plugkit.families.lstm import CharNet, PerSampleLSTMStack
+    from plugkit.families.lstm import Options as LSTMOptions
+
+    register_grad_sampler(PerSampleLSTMStack)(PerSampleLSTMStack.per_sample_grads)
+    torch.manual_seed(0)
+    net = CharNet(6, LSTMOptions(hidden=8, layers=3, embed=5, dropout=dropout), True).double()
+    reference = copy.deepcopy(net)
+    tokens = torch.randint(0, 6, (4, 9))
+
+    def per_line_loss(model):
+        torch.manual_seed(1)  # the same dropout masks in both
+        logits, _ = model(tokens)
+        return F.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:],
+                               reduction="none").mean(1)  # (B,)
+
+    with warnings.catch_warnings():  # Opacus: "secure mode off", and the like
+        warnings.simplefilter("ignore")
+        private = GradSampleModule(net, loss_reduction="mean")
+    per_line_loss(private).mean().backward()
+    losses = per_line_loss(reference)
+    names = [n for n, _ in reference.lstm.named_parameters()]
+    for b in range(len(tokens)):
+        own = torch.autograd.grad(losses[b], list(reference.lstm.parameters()),
+                                  retain_graph=True)
+        for name, g in zip(names, own, strict=True):
+            got = getattr(net.lstm, name).grad_sample[b]
+            torch.testing.assert_close(got, g, rtol=1e-9, atol=1e-12, msg=name)
+
+
 def test_the_sequence_histograms_move_at_most_one_per_record():
     """The sensitivity the plan assumes: one sequence's values of a feature weigh 1 in all."""
     from plugkit.formats import sequence_private

@@ -96,45 +96,74 @@ class LSTMStack(nn.Module):
         return x, new_state
 
 
-def opacus_stack(inputs: int, hidden: int, layers: int, dropout: float) -> nn.Module:
-    """Opacus' DPLSTM for DP-SGD: its gates are linear layers that Opacus gives per-sample
-    gradients, where the fused kernel sums over the batch (and it runs the time loop in
-    Python: slower). Its state dict has nn.LSTM's names and shapes, as LSTMStack's, so a
-    private run's weights load into LSTMStack and sample on the fused kernel. A DPLSTM itself,
-    not a subclass: Opacus recognizes it by its exact type. Made on demand: Opacus is an
-    optional extra."""
-    from opacus.layers import DPLSTM
+class PerSampleLSTMStack(LSTMStack):
+    """LSTMStack for DP-SGD: batch-first in and out, since Opacus takes a layer's first
+    dimension for its rows, and a gradient per sample for Opacus' clipping
+    (`per_sample_grads`, registered by plugkit.privacy). The fused kernel sums its weight
+    gradients over the batch inside its time loop, so the per-sample ones are worked out
+    here: each layer's input gradient per step (dgates [T, B, 4H]) by backpropagation
+    through time of that layer alone, batched, then one sum over time per sample,
+    dW_ih[b] = sum_t dgates[t, b]^T x[t, b] and dW_hh[b] = sum_t dgates[t, b]^T h[t-1, b].
+    Opacus' DPLSTM, the alternative, materializes the per-sample gradients at every time
+    step (about 21 s a step of 512 names at the default sizes, docs/privacy.md). Same
+    parameter names: a private run's weights load into LSTMStack."""
 
-    lstm = DPLSTM(inputs, hidden, num_layers=layers, dropout=dropout)
-    # DPLSTM renames its gates' parameters to nn.LSTM's only as a top-level module (its hook
-    # returns a copy, which a parent's state_dict drops): inside a net its state dict would
-    # hold both names, and loading would want both
-    lstm._state_dict_hooks.clear()
-    lstm._register_state_dict_hook(_drop_inner_names)
-    lstm._register_load_state_dict_pre_hook(_fill_inner_names, with_module=True)
-    return lstm
+    def forward(self, x: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
+        """x (B, T, I) batch-first; returns y (B, T, H) and the state, as LSTMStack."""
+        x = x.transpose(0, 1)  # (T, B, I)
+        if state is None:
+            zeros = x.new_zeros(x.shape[1], self.hidden)  # (B, H)
+            state = [(zeros, zeros)] * self.layers
+        keep = self.training and torch.is_grad_enabled()  # what per_sample_grads reads
+        inputs, masks, new_state = [], [], []
+        for k in range(self.layers):
+            if k > 0 and self.training and self.dropout:  # the mask kept: F.dropout's draw
+                mask = F.dropout(torch.ones_like(x), self.dropout, True)
+                x = x * mask
+                masks.append(mask)
+            else:
+                masks.append(None)
+            inputs.append(x.detach())
+            x, (h, c) = ops.lstm_layer(x.contiguous(), *state[k], *self.weights(k))
+            new_state.append((h, c))
+        self._saved = (inputs, masks) if keep else None
+        return x.transpose(0, 1), new_state
+
+    @staticmethod
+    def per_sample_grads(layer: PerSampleLSTMStack, activations: list,
+                         backprops: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+        """Every weight's gradient per sample [B, *shape], from the gradient of the last
+        layer's output (B, T, H) (Opacus has scaled it to per-sample losses). Assumes the
+        forward started from zero states, as training does."""
+        inputs, masks = layer._saved
+        grad = backprops.transpose(0, 1)  # (T, B, H)
+        grads: dict[nn.Parameter, torch.Tensor] = {}
+        for k in reversed(range(layer.layers)):
+            w_ih, w_hh, b_ih, b_hh = layer.weights(k)
+            dgates, h_prev = _gates_grad(inputs[k], w_ih, w_hh, b_ih, b_hh, grad)
+            grads[w_ih] = torch.einsum("tbg,tbi->bgi", dgates, inputs[k])  # (B, 4H, I)
+            grads[w_hh] = torch.einsum("tbg,tbh->bgh", dgates, h_prev)  # (B, 4H, H)
+            grads[b_ih] = grads[b_hh] = dgates.sum(0)  # (B, 4H)
+            if k > 0:
+                grad = dgates @ w_ih.detach()  # (T, B, I): the layer below's output gradient
+                grad = grad if masks[k] is None else grad * masks[k]
+        return grads
 
 
-def run_stack(stack: nn.Module, x: torch.Tensor, state: list | None
-              ) -> tuple[torch.Tensor, list]:
-    """LSTMStack's forward for either stack: x (T, B, I), state per layer (h, c) each (B, H),
-    or None for zeros."""
-    if isinstance(stack, LSTMStack):
-        return stack(x, state)
-    packed = None if state is None else tuple(torch.stack(s) for s in zip(*state, strict=True))
-    y, (h, c) = stack(x, packed)  # h, c: (layers, B, H)
-    return y, list(zip(h.unbind(0), c.unbind(0), strict=True))
-
-
-def _drop_inner_names(module: nn.Module, state: dict, prefix: str, _metadata) -> None:
-    for inner in module.old_to_new:
-        state.pop(prefix + inner, None)
-
-
-def _fill_inner_names(module: nn.Module, state: dict, prefix: str, *_) -> None:
-    for inner, outer in module.old_to_new.items():
-        if prefix + outer in state:
-            state[prefix + inner] = state[prefix + outer]
+def _gates_grad(x, w_ih, w_hh, b_ih, b_hh, grad_y):
+    """(dL/dgates (T, B, 4H), the hidden states h_{t-1} (T, B, H)) of one layer with input x
+    (T, B, I) from zero states, given dL/dy (T, B, H): its forward again, step by step on the
+    fused cell, with the input projections as the leaf whose gradient dgates is."""
+    with torch.enable_grad():
+        projected = (x @ w_ih.detach().t() + (b_ih + b_hh).detach()).requires_grad_()
+        h = c = x.new_zeros(x.shape[1], w_hh.shape[1])  # (B, H)
+        states = []
+        for t in range(len(x)):
+            states.append(h)
+            h, c = ops.lstm_cell(projected[t] + h @ w_hh.detach().t(), c)
+        y = torch.stack(states[1:] + [h])  # (T, B, H)
+        (dgates,) = torch.autograd.grad(y, projected, grad_y)
+    return dgates, torch.stack(states).detach()
 
 
 class CharNet(nn.Module):
@@ -143,18 +172,19 @@ class CharNet(nn.Module):
     def __init__(self, tokens: int, o: Options, private: bool = False) -> None:
         super().__init__()
         self.embed = nn.Embedding(tokens, o.embed)
-        stack = opacus_stack if private else LSTMStack
+        stack = PerSampleLSTMStack if private else LSTMStack
         self.lstm = stack(o.embed, o.hidden, o.layers, o.dropout)
         self.head = nn.Linear(o.hidden, tokens)
         self.dropout = o.dropout
 
     def forward(self, idx: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
         """idx (B, T) tokens -> logits (B, T, V+1) and the LSTM state after the last step."""
+        if isinstance(self.lstm, PerSampleLSTMStack):  # batch-first, for Opacus; the state
+            y, state = self.lstm(self.embed(idx), state=state)  # a keyword: hooks skip it
+            return self.head(F.dropout(y, self.dropout, self.training)), state  # (B, T, V+1)
         x = self.embed(idx).transpose(0, 1)  # (T, B, E): time-major for lstm_layer
-        y, state = run_stack(self.lstm, x, state)  # (T, B, H)
+        y, state = self.lstm(x, state)  # (T, B, H)
         y = F.dropout(y, self.dropout, self.training)
-        if not isinstance(self.lstm, LSTMStack):  # Opacus takes a layer's first dim as rows
-            return self.head(y.transpose(0, 1)), state  # (B, T, V+1)
         return self.head(y).transpose(0, 1), state  # (B, T, V+1)
 
 
@@ -181,7 +211,7 @@ class LSTM(Family):
     description = "LSTM for text (char-level) and real-valued sequences on the fused LSTM kernel"
     modalities = ("text", "sequence")
     likelihood = True  # val_loss: nats per character (or value)
-    # DP-SGD through Opacus' DPLSTM (opacus_stack), sampling on the fused kernel
+    # DP-SGD on the fused kernel, per-sample gradients by PerSampleLSTMStack
     private = ("text",)
     Options = Options
     Settings = Settings
