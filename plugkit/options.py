@@ -24,10 +24,21 @@ _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def option(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-           choices: tuple | None = None) -> Any:
-    """A dataclass field with the help text and the constraints `plugkit info` shows."""
-    meta = {"help": help, "min": min, "max": max, "choices": choices}
+           choices: tuple | None = None, absent: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with the help text and the constraints `plugkit info` shows.
+    `absent`: for an option added in a later version, the value that reproduces the runs made
+    before it, whose run.json lacks it (`recorded`): a moving average added with a default of
+    0.999 reads as 0, none, for them."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "absent": absent}
     return dataclasses.field(default=default, metadata=meta)
+
+
+def recorded(options_cls: type, stored: dict[str, Any]) -> dict[str, Any]:
+    """A run's stored options with the `absent` value of every option it predates."""
+    older = {f.name: f.metadata["absent"] for f in dataclasses.fields(options_cls)
+             if f.name not in stored and
+             f.metadata.get("absent", dataclasses.MISSING) is not dataclasses.MISSING}
+    return {**stored, **older}
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ def _options(config: Any, record: dict) -> list[str]:
     from plugkit import options, plugins
 
     cls = plugins.get(record["family"])
-    stored = record["options"]
+    stored = options.recorded(cls.Options, record["options"])
     given = options.parse(cls.Options, config.options, cls.name)
     for pair in config.options:
         key = pair.partition("=")[0].strip()

@@ -89,7 +89,8 @@ class Run:
         chosen = self.weights_used(weights)
         if (chosen, device) not in self._models:
             cls = self.family_class
-            opts = options.build(cls.Options, self.record["options"], cls.name)
+            opts = options.build(cls.Options, options.recorded(cls.Options,
+                                                               self.record["options"]), cls.name)
             family = cls(opts, self.info, torch.device(device))
             checkpoint.load_weights(self.path, family.modules(),
                                     checkpoint.BEST if chosen == "best" else None)

@@ -18,6 +18,7 @@ run in the fused native kernel. Sampling runs the same layers one step at a time
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from torch import nn
 
 from plugkit import ops
 from plugkit.errors import UsageError
+from plugkit.families import image_nets
 from plugkit.family import Batch, DataInfo, Family
 from plugkit.formats import text
 from plugkit.options import option
@@ -45,6 +47,8 @@ class Options:
     lr: float = option(2e-3, "AdamW learning rate", min=0.0, max=1.0)
     weight_decay: float = option(0.1, "AdamW's decoupled weight decay (names: 0.1 kept more "
                                  "samples new at the same NLL; 0.3 underfit)", min=0.0)
+    ema: float = option(0.999, "decay of the moving average of the weights that validation "
+                        "and sampling use (0: none)", min=0.0, max=0.99999, absent=0.0)
     max_len: int = option(0, "longest sample in characters (prefix included); 0: a bit above "
                           "the longest training line, or the window length when long lines "
                           "were cut into windows", min=0)
@@ -232,30 +236,38 @@ class LSTM(Family):
             self.net = CharNet(len(self.vocab) + 1, options, info.private).to(device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=options.lr,
                                            weight_decay=options.weight_decay)
+        # what validation and sampling use: the moving average of the weights when there is
+        # one (its held-out loss is what picks the best weights)
+        self.average = copy.deepcopy(self.net).requires_grad_(False) if options.ema else None
+        self.model = self.average if self.average is not None else self.net
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"lstm": self.net}
+        extra = {"lstm_ema": self.average} if self.average is not None else {}
+        return {"lstm": self.net, **extra}
+
+    def private_parts(self) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
+        return {"lstm": self.net}, self.optimizers()  # the average is post-processing
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
-    def _nll(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Summed NLL in nats and how many predictions it sums: characters (end tokens
-        included) of token rows x (B, L), or values of sequences x (B, T, F)."""
+    def _nll(self, x: torch.Tensor, net: nn.Module) -> tuple[torch.Tensor, int]:
+        """Summed NLL in nats under `net` and how many predictions it sums: characters (end
+        tokens included) of token rows x (B, L), or values of sequences x (B, T, F)."""
         if self.info.modality == "sequence":
-            mean, log_sigma, _ = self.net(F.pad(x[:, :-1], (0, 0, 1, 0)))  # zeros start (B, T, F)
+            mean, log_sigma, _ = net(F.pad(x[:, :-1], (0, 0, 1, 0)))  # zeros start (B, T, F)
             z = (x - mean) * torch.exp(-log_sigma)
             nll = 0.5 * z.square() + log_sigma + 0.5 * math.log(2 * math.pi)  # (B, T, F)
             return nll.sum(), nll.numel()
-        nll, mask = self._char_nll(x)
+        nll, mask = self._char_nll(x, net)
         return (nll * mask).sum(), int(mask.sum())
 
-    def _char_nll(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _char_nll(self, x: torch.Tensor, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """NLL of each character of token rows x (B, L) and the mask of those that count: up
         to and including each row's first end token."""
         x = x[:, : int((x != text.END).sum(1).max()) + 1]  # drop the all-padding tail columns
         inputs = F.pad(x[:, :-1], (1, 0), value=text.END)  # (B, L): end token as start of line
-        logits, _ = self.net(inputs)  # (B, L, V+1)
+        logits, _ = net(inputs)  # (B, L, V+1)
         nll = F.cross_entropy(logits.transpose(1, 2), x, reduction="none")  # (B, L)
         ended = (x == text.END).long()
         return nll, (ended.cumsum(1) - ended) == 0
@@ -263,24 +275,26 @@ class LSTM(Family):
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.net.train()
         if self.info.private:  # each line's loss from that line alone: its nats per character
-            nll, mask = self._char_nll(batch.x)
+            nll, mask = self._char_nll(batch.x, self.net)
             loss = ((nll * mask).sum(1) / mask.sum(1)).mean()
         else:
-            total, count = self._nll(batch.x)
+            total, count = self._nll(batch.x, self.net)
             loss = total / count
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if not self.info.private:  # DP-SGD clips each line's gradient instead
             nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)  # rare huge gradients
         self.optimizer.step()
+        if self.average is not None:
+            image_nets.update_average(self.average, self.net, self.optimizer, self.options.ema)
         return {"loss": loss.item()}
 
     def val_loss(self, batch: Batch) -> tuple[float, int]:
         """Per character (or value) over the whole validation set, not per line: the core sums
         the (total, count) pairs of every batch."""
-        self.net.eval()
+        self.model.eval()
         with torch.no_grad():
-            total, count = self._nll(batch.x)
+            total, count = self._nll(batch.x, self.model)
             return total.item(), count
 
     def encode_prefix(self, prefix: str) -> torch.Tensor:
@@ -296,7 +310,7 @@ class LSTM(Family):
         """Text: tokens [n, L] (the prefix's, then the drawn ones up to the end token);
         sequences: standardized [n, T, F]."""
         settings = settings or Settings()
-        self.net.eval()
+        self.model.eval()
         if self.info.modality == "sequence":
             if settings != Settings():
                 raise UsageError("temperature, top_k and prefix are for text; this run's "
@@ -306,7 +320,7 @@ class LSTM(Family):
         given = self.encode_prefix(prefix).to(self.device)
         start = torch.cat([given.new_zeros(1), given])
         idx = start.expand(n, -1)  # (n, 1 + len(prefix))
-        logits, state = self.net(idx, None)  # read the prefix in one call
+        logits, state = self.model(idx, None)  # read the prefix in one call
         steps = max(self.max_len - len(prefix), 0)
         out = torch.zeros(n, steps + 1, dtype=torch.long, device=self.device)  # (n, steps+1)
         done = torch.zeros(n, dtype=torch.bool, device=self.device)
@@ -321,7 +335,7 @@ class LSTM(Family):
             done |= nxt[:, 0] == text.END
             if done.all():
                 break
-            logits, state = self.net(nxt, state)  # one step: lstm_layer with T = 1
+            logits, state = self.model(nxt, state)  # one step: lstm_layer with T = 1
         return torch.cat([given.expand(n, -1), out], 1)  # (n, len(prefix) + steps + 1)
 
     def _sample_sequences(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -329,7 +343,7 @@ class LSTM(Family):
         x = torch.zeros(n, 1, self.features, device=self.device)  # the zero start value
         state, out = None, []
         for _ in range(self.length):
-            mean, log_sigma, state = self.net(x, state)  # (n, 1, F) each
+            mean, log_sigma, state = self.model(x, state)  # (n, 1, F) each
             noise = torch.randn(mean.shape, generator=generator, device=self.device)
             x = mean + log_sigma.exp() * noise
             out.append(x)
