@@ -327,6 +327,16 @@ def test_the_fused_lstm_gives_each_line_its_own_gradient(dropout):
             torch.testing.assert_close(got, g, rtol=1e-9, atol=1e-12, msg=name)
 
 
+def test_a_run_says_which_features_the_budget_could_not_measure(tmp_path):
+    # 30 sequences at epsilon 1: the noise (std ~ tens) hides their values
+    x = np.random.default_rng(0).normal(5.0, 1.0, (30, 6, 2)).astype(np.float32)
+    np.save(tmp_path / "few.npy", x)
+    result = train(tmp_path, "vae", "--data", str(tmp_path / "few.npy"), "--modality",
+                   "sequence", "--epochs", "1", "--dp-epsilon", "1", "-o", "hidden=8")
+    assert result.exit_code == 0, result.output
+    assert "the noise hid every value of feature 0, 1:" in result.output
+
+
 def test_the_sequence_histograms_move_at_most_one_per_record():
     """The sensitivity the plan assumes: one sequence's values of a feature weigh 1 in all."""
     from plugkit.formats import sequence_private

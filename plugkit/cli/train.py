@@ -157,6 +157,12 @@ def _say_unreleased(record: dict) -> None:
         typer.echo("privacy: at this epsilon the noise hid every character of the text: its "
                    "samples are empty lines; more lines or a larger --dp-epsilon would release "
                    "them (docs/privacy.md)")
+    hidden = [str(f) for f, shown in enumerate(meta.get("private", {}).get("released", []))
+              if not shown]
+    if hidden:  # sequences: their features' means and stds
+        typer.echo(f"privacy: at this epsilon the noise hid every value of feature "
+                   f"{', '.join(hidden)}: it standardizes as if its mean were 0 and its std 1; "
+                   "more sequences or a larger --dp-epsilon would measure it (docs/privacy.md)")
     names = tabular_private.unreleased(meta.get("encoding", []))
     if names:
         typer.echo(f"privacy: at this epsilon the noise hid every value of {', '.join(names)}: "
