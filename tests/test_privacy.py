@@ -80,6 +80,27 @@ def test_each_record_gradient_is_clipped_and_the_sum_averaged():
     assert ((per_row * factor[:, None]).norm(dim=1) <= 0.05 + 1e-6).all()
 
 
+def test_the_vae_floors_the_offsets_scale_under_dp_only(tmp_path):
+    # private runs take sigma_floor 1 (Family.private_options), recorded; others keep 0.01
+    assert privacy.with_defaults(VAE, ["hidden=8"]) == ["sigma_floor=1.0", "hidden=8"]
+    assert privacy.with_defaults(VAE, ["sigma_floor=0.2"]) == ["sigma_floor=0.2"]
+    ds = load("iris")
+    family = VAE(Options(hidden=16), DataInfo("table", ds.meta, None), torch.device("cpu"))
+    assert family.net["likelihood"].floor == 0.01
+    family.net["likelihood"].log_sigma.data.fill_(math.log(1e-3))
+    assert torch.all(family.net["likelihood"].sigma() == 0.01)
+    result = train(tmp_path, "vae", "--data", "iris", "--epochs", "1", "--dp-epsilon", "2",
+                   "-o", "hidden=8")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["options"]["sigma_floor"] == 1.0
+    plain = train(tmp_path, "vae", "--data", "iris", "--epochs", "1", "-o", "hidden=8",
+                  out="plain")
+    assert plain.exit_code == 0, plain.output
+    options = json.loads((tmp_path / "plain" / "run.json").read_text())["options"]
+    assert options["sigma_floor"] == 0.01
+
+
 def test_an_empty_poisson_batch_still_releases_the_noise():
     family, dp, _ = private_vae()
     before = [p.detach().clone() for p in family.net.parameters()]

@@ -129,9 +129,10 @@ class RowLikelihood(nn.Module):
     """p(row | decoder output), as TVAE: each offset a Gaussian around tanh(output) with a
     learned scale, each one-hot span a categorical distribution over its logits."""
 
-    def __init__(self, spans: list[Span]) -> None:
+    def __init__(self, spans: list[Span], floor: float = 0.01) -> None:
         super().__init__()
         self.discrete = [s for s in spans if s.discrete]
+        self.floor = floor  # the smallest scale (sigma)
         # a plain tensor, not a buffer: DP-SGD (Opacus) refuses trainable layers with buffers
         self.offsets = _offsets(spans)
         # TVAE starts at 0.1: offsets are in units of 4 std of their mode, a mode spans ~0.5
@@ -152,10 +153,10 @@ class RowLikelihood(nn.Module):
         return {layer.log_sigma: backprops}
 
     def sigma(self, log_sigma: torch.Tensor | None = None) -> torch.Tensor:
-        # floored at 0.01: a spike (all values equal within a mode) would otherwise shrink its
-        # scale without bound and dominate the loss
+        # floored (0.01 by default): a spike (all values equal within a mode) would otherwise
+        # shrink its scale without bound and dominate the loss
         log_sigma = self.log_sigma if log_sigma is None else log_sigma
-        return log_sigma.exp().clamp(min=0.01)  # (offsets,) or (B, offsets)
+        return log_sigma.exp().clamp(min=self.floor)  # (offsets,) or (B, offsets)
 
     def nll(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood per row [B], in nats."""
