@@ -11,7 +11,7 @@ from helpers import table_batch, table_info
 
 from plugkit import data, options
 from plugkit.errors import UsageError
-from plugkit.families.diffusion import Diffusion
+from plugkit.families.diffusion import Diffusion, images
 from plugkit.families.diffusion.steps import (
     CLIP,
     categorical_step,
@@ -226,6 +226,23 @@ def test_images_draw_only_their_initial_noise_and_take_steps_denoiser_passes():
     passes.clear()
     _draw(fam, 3, labels=labels, guidance=2.0)
     assert passes == [6] * 10  # every one of T = 10 steps, labelled and unlabelled together
+
+
+def test_on_a_cpu_images_are_drawn_in_passes_of_a_few_rows_with_the_same_result(monkeypatch):
+    """A block larger than CPU_ROWS goes through the denoiser a few rows a pass (guided: half
+    as many, each pass holding both copies), and the images are those of one pass over all, up
+    to rounding."""
+    fam = _image_family()
+    fam.train_step(Batch(_pixels(12, 3, 10, 13), torch.arange(12) % 3))
+    labels = torch.arange(7) % 3
+    whole = {w: _draw(fam, 7, labels=labels, guidance=w, steps=3) for w in (0.0, 2.0)}
+    monkeypatch.setattr(images, "CPU_ROWS", 4)
+    passes = []
+    fam.averaged.register_forward_hook(lambda module, args, out: passes.append(len(out)))
+    for w in (0.0, 2.0):
+        torch.testing.assert_close(_draw(fam, 7, labels=labels, guidance=w, steps=3), whole[w],
+                                   atol=1e-4, rtol=1e-3)  # rounding: sums in another order
+    assert passes == [4, 3] * 3 + [4, 4, 4, 2] * 3
 
 
 def test_guidance_changes_the_images_and_stays_deterministic():

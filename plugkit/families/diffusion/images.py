@@ -22,6 +22,14 @@ from plugkit.families.diffusion.steps import (
 from plugkit.families.unet import UNet
 from plugkit.family import Batch, DataInfo
 
+# rows of one denoiser pass when sampling on a CPU: a pass over a whole block of images streams
+# feature maps far larger than the caches (1,000 28x28 images at 32 channels: 100 MB each), so
+# on a CPU the sampler takes the block a few rows at a time. Measured 2026-11-30, one pass over
+# 1,000 mnist-sized images, one thread of a 2-core EPYC (the other core busy): 10.1 s at once,
+# 8.2 s in passes of 250 rows, 5.7 s of 100, 4.1 s of 50 (channels=32); 2.6 / 1.6 / 1.1 / 1.0 s
+# (channels=16). A GPU takes the block in one pass.
+CPU_ROWS = 50
+
 
 class ImageDenoiser(nn.Module):
     """Images (B, C, H, W), steps t (B,) and labels y (B,) -> eps (B, C, H, W): the UNet given
@@ -91,6 +99,18 @@ class Images:
 
     def _eps(self, net: nn.Module, x: torch.Tensor, t: int, labels: torch.Tensor | None,
              guidance: float) -> torch.Tensor:
+        """The predicted eps, on a CPU in passes of at most CPU_ROWS rows (guided: half as many
+        images a pass, each twice): the same numbers up to rounding, in under half the time."""
+        rows = len(x) if self.device.type != "cpu" else max(1, CPU_ROWS // (2 if guidance else 1))
+        if len(x) <= rows:
+            return self._eps_pass(net, x, t, labels, guidance)
+        return torch.cat([
+            self._eps_pass(net, x[i:i + rows], t,
+                           None if labels is None else labels[i:i + rows], guidance)
+            for i in range(0, len(x), rows)])
+
+    def _eps_pass(self, net: nn.Module, x: torch.Tensor, t: int,
+                  labels: torch.Tensor | None, guidance: float) -> torch.Tensor:
         """The predicted eps, guided: one pass over the labelled and unlabelled copies."""
         steps = torch.full((len(x),), t, device=self.device)
         if not guidance:
