@@ -35,9 +35,18 @@ def _tensors(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
             for name, module in modules.items() for key, t in module.state_dict().items()}
 
 
-def save_weights(run_dir: Path, modules: dict[str, torch.nn.Module], file: str = WEIGHTS) -> None:
-    """Weights alone, without training state (the best weights, tests, exports)."""
-    atomic.write(run_dir / file, lambda tmp: save_file(_tensors(modules), str(tmp)))
+def snapshot(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """A copy of the weights as they are now, for save_weights later."""
+    return {k: t.clone() for k, t in _tensors(modules).items()}
+
+
+def save_weights(run_dir: Path, modules: dict[str, torch.nn.Module] | dict[str, torch.Tensor],
+                 file: str = WEIGHTS) -> None:
+    """Weights alone, without training state (the best weights, tests, exports): of modules,
+    or a snapshot."""
+    tensors = modules if all(isinstance(v, torch.Tensor) for v in modules.values()) else \
+        _tensors(modules)
+    atomic.write(run_dir / file, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def save(run_dir: Path, modules: dict[str, torch.nn.Module],

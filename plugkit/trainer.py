@@ -3,7 +3,8 @@
 `LoopState` is where a run stands; every checkpoint stores it (with the weights, optimizers and
 RNG streams), so a resumed run continues exactly. `Trainer` runs epochs from it: the data
 order of epoch e is a permutation seeded by (seed, e), the family does one step per batch, and
-after each epoch the core validates, logs one metrics row, keeps the best weights and saves.
+after each epoch the core validates, logs one metrics row and keeps the best weights; it saves
+a checkpoint at the end of an epoch every SAVE_EVERY seconds, and when the run ends or stops.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from plugkit.family import Batch, Family
 from plugkit.formats import codec
 
 StepHook = Callable[[int, int, int, dict], None]  # (epoch, position, steps_per_epoch, losses)
+SAVE_EVERY = 2.0  # seconds between checkpoints at the end of epochs (Trainer._end_epoch)
 
 
 class Interrupted(PlugkitError):
@@ -91,6 +93,8 @@ class Trainer:
     report: Callable[[dict], None] = lambda row: None
     on_step: StepHook = lambda *_: None
     private: Any = None  # plugkit.privacy.DPSGD under --dp-epsilon: Poisson batches, counted
+    _best_weights: dict | None = None  # of a new lowest validation loss, not yet written
+    _saved_at: float | None = None  # the time of this session's last checkpoint
 
     def run(self, train_ds, val_ds) -> dict:
         x, y = codec.encode(train_ds)
@@ -103,10 +107,13 @@ class Trainer:
                 self._end_epoch(val_x, val_y)
                 if self.config.patience is not None and \
                         self.state.since_best >= self.config.patience:
+                    self._save()
                     return {"status": "done", "stopped_early": self.state.epoch}
                 if self.state.epoch < self.config.epochs and \
                         self.world.any(self._out_of_time(started)):
+                    self._save()
                     return self._stopped()
+        self._save()
         return {"status": "done"}
 
     def _epoch(self, x, y, started: float, stop_requested: Callable[[], bool]) -> bool:
@@ -186,10 +193,17 @@ class Trainer:
                                     self.device),
                "samples_per_s": seen / max(seconds, 1e-9), "threads": self.governor.threads}
         state.epoch, state.position = state.epoch + 1, 0
+        self._check_finite()
         self._track_best(row["val_loss"])
         if self.world.main:  # logged first: a resume drops rows past the checkpoint it finds
             rundir.append_metrics(self.run_dir, row)
-        self._save()
+        # a checkpoint after the first epoch, then every SAVE_EVERY seconds, not every epoch:
+        # one costs ~10 ms (three files, fsync'd), as much as a whole epoch of a small model. A
+        # crash loses the epochs since, which a resume replays exactly; the last epoch, Ctrl-C
+        # and --max-time save too
+        if self.world.any(self._saved_at is None or
+                          time.monotonic() - self._saved_at >= SAVE_EVERY):
+            self._save()
         self.report(row)
 
     def _carry(self) -> None:
@@ -214,25 +228,33 @@ class Trainer:
             return  # under DP no weights are chosen on the records: the last ones count
         if val_loss < self.state.best:
             self.state.best, self.state.since_best = val_loss, 0
-            if self.world.main:
-                checkpoint.save_weights(self.run_dir, self.family.modules(), checkpoint.BEST)
+            if self.world.main:  # written with the next checkpoint, just before it
+                self._best_weights = checkpoint.snapshot(self.family.modules())
         else:
             self.state.since_best += 1
 
-    def _save(self) -> None:
-        """Checkpoints the run, unless its weights have gone bad: a NaN or inf is never saved
-        over the last good checkpoint."""
-        family = self.family
-        if not all(torch.isfinite(p).all() for m in family.modules().values()
+    def _check_finite(self) -> None:
+        """Stops the run when its weights have gone bad (after every epoch, and before every
+        save: a NaN or inf is never saved over the last good checkpoint)."""
+        if not all(torch.isfinite(p).all() for m in self.family.modules().values()
                    for p in m.parameters()):
             raise PlugkitError(f"training diverged: parameters became NaN or inf by step "
                                f"{self.state.step}; the last good checkpoint is in "
                                f"{self.run_dir}")
+
+    def _save(self) -> None:
+        """Checkpoints the run (_check_finite first)."""
+        family = self.family
+        self._check_finite()
         if self.private is not None:
             self.state.privacy = self.private.history()
         if self.world.main:  # every rank holds the same weights, optimizers and RNG streams
+            if self._best_weights is not None:  # first: the checkpoint's `best` names them
+                checkpoint.save_weights(self.run_dir, self._best_weights, checkpoint.BEST)
+                self._best_weights = None
             checkpoint.save(self.run_dir, family.modules(), family.optimizers(),
                             **self.state.as_dict())
+        self._saved_at = time.monotonic()
 
     def _out_of_time(self, started: float) -> bool:
         limit = self.config.max_time
