@@ -80,3 +80,21 @@ def test_train_help_shows_the_defaults_it_states():
     for shown in ("Samples per step [default: 64]", "random stream [default: 0]",
                   "[default: min(1e-5, 1/(10 n))]"):
         assert shown in text
+
+
+def test_an_option_added_later_reads_as_its_absent_value_for_older_runs():
+    """options.recorded: a run.json without an option takes the option's `absent` value (the
+    behaviour before it existed), not its default."""
+    from dataclasses import dataclass
+
+    from plugkit import options
+
+    @dataclass
+    class Opts:
+        width: int = options.option(8, "width")
+        average: float = options.option(0.999, "added later", absent=0.0)
+
+    assert options.recorded(Opts, {"width": 4}) == {"width": 4, "average": 0.0}
+    assert options.recorded(Opts, {"width": 4, "average": 0.9}) == {"width": 4, "average": 0.9}
+    built = options.build(Opts, options.recorded(Opts, {"width": 4}), "demo")
+    assert built.average == 0.0
