@@ -19,11 +19,9 @@ not held inside them (docs/privacy.md).
 
 from __future__ import annotations
 
-from statistics import NormalDist
-
 import numpy as np
 
-from plugkit.formats.tabular_private import EDGES
+from plugkit.formats.tabular_private import EDGES, empty_level
 
 HISTOGRAMS_PER_FEATURE = 2
 _COARSE = EDGES[::10]  # 10 bins a decade, from -1e9 to 1e9, no cell straddling 0 but one
@@ -75,7 +73,7 @@ def _noisy(cell: np.ndarray, cells: int, length: int, sigma: float,
     if not sigma:
         return weight
     noisy = weight + rng.normal(0.0, sigma, cells)
-    return np.where(noisy < sigma * NormalDist().inv_cdf(1 - 1 / (200 * cells)), 0.0, noisy)
+    return np.where(noisy < empty_level(sigma, cells), 0.0, noisy)
 
 
 def _mean_std(weight: np.ndarray, middles: np.ndarray) -> tuple[float, float]:

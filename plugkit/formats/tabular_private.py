@@ -57,8 +57,7 @@ def _numeric(name: Any, column: Any, sigma: float, rng: np.random.Generator) -> 
     # post-processing (free): a cell the noise alone reaches with probability 1 / (200 cells)
     # is read as empty, so that the noise of the ~240 empty cells does not pile up into tails
     # the data does not have (1 column in 200 keeps one such cell)
-    empty = sigma * NormalDist().inv_cdf(1 - 1 / (200 * len(counts)))
-    noisy = np.where(noisy < empty, 0.0, noisy)
+    noisy = np.where(noisy < empty_level(sigma, len(counts)), 0.0, noisy)
     missing, zeros, grid = noisy[0], noisy[1], noisy[2:]  # grid: len(EDGES) + 1 cells
     points = _quantiles(zeros, grid)
     modes = _modes(points)
@@ -67,6 +66,12 @@ def _numeric(name: Any, column: Any, sigma: float, rng: np.random.Generator) -> 
             "decimals": 0 if column.dtype.kind in "iu" else None, "missing": True,
             "private": {"sigma": sigma, "released": bool(zeros + grid.sum() > 0),
                         "missing_share": float(missing / max(missing + zeros + grid.sum(), 1.0))}}
+
+
+def empty_level(sigma: float, cells: int) -> float:
+    """The noisy count below which a cell reads as empty: the level the noise alone (std
+    sigma) reaches in one cell of `cells` with probability 1 / (200 cells)."""
+    return sigma * NormalDist().inv_cdf(1 - 1 / (200 * cells))
 
 
 def _quantiles(zeros: float, grid: np.ndarray) -> list[float]:
