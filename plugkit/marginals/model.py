@@ -141,19 +141,22 @@ def _elimination_cliques(sizes: Sequence[int], cliques: Sequence[Clique]) -> lis
             adj[a].update(b for b in c if b != a)
     out = []
     while adj:
-
-        def cost(v: int) -> tuple[int, int, int]:
-            nb = adj[v]
-            fill = sum(1 for a in nb for b in nb if a < b and b not in adj[a])
-            return (fill > 0, math.prod(sizes[a] for a in nb) * sizes[v], v)
-
-        v = min(adj, key=cost)
+        v = min(adj, key=lambda u: _elimination_cost(sizes, adj, u))
         nb = adj.pop(v)
         for a in nb:
             adj[a].discard(v)
             adj[a].update(b for b in nb if b != a)
         out.append(nb | {v})
     return out
+
+
+def _elimination_cost(
+    sizes: Sequence[int], adj: dict[int, set[int]], v: int
+) -> tuple[bool, int, int]:
+    """(creates fill-in, cells of v's neighbourhood, v): the greedy order's key."""
+    nb = adj[v]
+    fill = any(b not in adj[a] for a in nb for b in nb if a < b)
+    return (fill, math.prod(sizes[a] for a in nb) * sizes[v], v)
 
 
 def _spanning_tree(cliques: list[Clique]) -> list[tuple[int, int]]:
@@ -522,12 +525,7 @@ def _variable_elimination(
     pool = list(factors)
     hidden = {a for c, _ in pool for a in c} - set(q)
     while hidden:
-
-        def cost(v: int) -> tuple[int, int]:
-            scope = {a for c, _ in pool if v in c for a in c}
-            return (_cells(sizes, tuple(scope)), v)
-
-        v = min(hidden, key=cost)
+        v = min(hidden, key=lambda h: (_scope_cells(sizes, pool, h), h))
         hidden.discard(v)
         used = [(c, t) for c, t in pool if v in c]
         pool = [(c, t) for c, t in pool if v not in c]
@@ -536,6 +534,11 @@ def _variable_elimination(
         pool.append((rest, _sum_onto(prod, scope, rest)))
     scope, prod = _product(sizes, pool)
     return _sum_onto(prod, scope, q)
+
+
+def _scope_cells(sizes: Sequence[int], pool: list[tuple[Clique, torch.Tensor]], v: int) -> int:
+    """Cells of the factor that eliminating v would build."""
+    return _cells(sizes, tuple({a for c, _ in pool if v in c for a in c}))
 
 
 def _product(
