@@ -10,6 +10,9 @@
 # the total), both losses (1/2 sum ||(mu - y)/sigma||^2, mbi's convention) and seconds/iteration.
 # Configs: pairs15 (1-ways + 15 random pairs, sigma 10); big (1-ways + random pairs and triples
 # while mbi's hypothetical model size stays <= 80 MB, up to 40 cliques, sigma 10).
+# Measured (AMD EPYC, one thread each): pairs15, 5000 iters: max |mu diff| / total 2.3e-6, loss
+# 580.97 (ours) vs 580.90 (mbi), 1.68 vs 0.54 ms/iter; big (76 MB, 8 tree cliques), 200 iters:
+# 4.5e-14, loss 1.76013e6 both, 149 vs 476 ms/iter.
 import argparse
 import itertools
 import json

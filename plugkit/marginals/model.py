@@ -95,10 +95,27 @@ def _sum_onto(table: torch.Tensor, sup: Clique, sub: Clique) -> torch.Tensor:
     return table.sum(dim=axes) if axes else table
 
 
-def _lse_onto(table: torch.Tensor, sup: Clique, sub: Clique) -> torch.Tensor:
-    """Logsumexp a log table over `sup` down to `sub`, keeping the axes (viewed in sup)."""
+def _lse_onto(
+    table: torch.Tensor, sup: Clique, sub: Clique, scratch: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Logsumexp a log table over `sup` down to `sub`, keeping the axes (viewed in sup).
+
+    Shifts by the table's global max and sums exp in `scratch` (a flat buffer at least as big,
+    reused: fresh 10^7-cell tables cost more in page faults than in arithmetic); falls back to
+    torch.logsumexp's per-slice shift when a slice would underflow.
+    """
     axes = _other_axes(sup, sub)
-    return torch.logsumexp(table, dim=axes, keepdim=True) if axes else table
+    if not axes:
+        return table
+    top = float(table.max())
+    if math.isfinite(top):
+        tmp = torch.empty_like(table) if scratch is None else scratch[: table.numel()]
+        tmp = torch.sub(table, top, out=tmp.view(table.shape)).exp_()
+        sums = tmp.sum(dim=axes, keepdim=True)
+        # every slice's largest term is >= sums / 1e8 > 1e-288: far from subnormal
+        if float(sums.min()) > 1e-280:
+            return sums.log_().add_(top)
+    return torch.logsumexp(table, dim=axes, keepdim=True)
 
 
 def _maximal(cliques: Sequence[Clique]) -> list[Clique]:
@@ -220,35 +237,75 @@ def _tree_potentials(
     factors: list[Clique],
     home: list[int],
     theta: list[torch.Tensor],
+    out: list[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
-    """Each tree clique's log potential: the sum of the factors it is home to."""
-    out = [torch.zeros([sizes[a] for a in c], dtype=_F64) for c in tree.cliques]
+    """Each tree clique's log potential: the sum of the factors it is home to (written into
+    `out`, buffers of the cliques' shapes, when given)."""
+    if out is None:
+        out = [torch.empty([sizes[a] for a in c], dtype=_F64) for c in tree.cliques]
+    filled = [False] * len(out)
     for f, h, t in zip(factors, home, theta, strict=True):
-        out[h] += _view(t, f, tree.cliques[h], sizes)
+        v = _view(t, f, tree.cliques[h], sizes)
+        out[h].add_(v) if filled[h] else out[h].copy_(v)  # copy_ broadcasts
+        filled[h] = True
+    for buf, done in zip(out, filled, strict=True):
+        if not done:
+            buf.zero_()
     return out
 
 
 def _calibrate(
-    sizes: Sequence[int], tree: JunctionTree, logpot: list[torch.Tensor]
+    sizes: Sequence[int],
+    tree: JunctionTree,
+    logpot: list[torch.Tensor],
+    scratch: torch.Tensor | None = None,
 ) -> tuple[list[torch.Tensor], float]:
-    """Log-space belief propagation; returns (log marginals of the tree cliques, log Z)."""
+    """Log-space belief propagation; returns (log marginals of the tree cliques, log Z).
+
+    Works in place on `logpot` (which it consumes): on adult-sized trees one clique has ~10^7
+    cells, and fresh tables every pass cost more in page faults than in arithmetic.
+    """
     cl, parent, kids = tree.cliques, tree.parent, tree.children()
-    partial = list(logpot)
+    belief = list(logpot)  # partial beliefs after the upward pass, calibrated after the downward
     up: list[torch.Tensor | None] = [None] * len(cl)  # log message to the parent, sep axes only
     for i in reversed(range(len(cl))):  # children come after parents in the order
         for k in kids[i]:
-            partial[i] = partial[i] + _view(up[k], tree.separator(k), cl[i], sizes)
+            belief[i].add_(_view(up[k], tree.separator(k), cl[i], sizes))
         if parent[i] >= 0:
             sep = tree.separator(i)
-            up[i] = _lse_onto(partial[i], cl[i], sep).reshape([sizes[a] for a in sep])
-    belief = [partial[0]] + [None] * (len(cl) - 1)
+            up[i] = _lse_onto(belief[i], cl[i], sep, scratch).reshape([sizes[a] for a in sep])
     for i in range(1, len(cl)):
         p, sep = parent[i], tree.separator(i)
         # the parent's calibrated separator marginal holds the child's own message; take it out
-        down = _lse_onto(belief[p], cl[p], sep).reshape([sizes[a] for a in sep]) - up[i]
-        belief[i] = partial[i] + _view(down, sep, cl[i], sizes)
+        down = _lse_onto(belief[p], cl[p], sep, scratch).reshape([sizes[a] for a in sep]) - up[i]
+        belief[i].add_(_view(down, sep, cl[i], sizes))
     log_z = float(torch.logsumexp(belief[0].reshape(-1), 0))
-    return [b - log_z for b in belief], log_z
+    for b in belief:
+        b.sub_(log_z)
+    return belief, log_z
+
+
+def _project_many(
+    table: torch.Tensor, clique: Clique, targets: Sequence[Clique], sizes: Sequence[int]
+) -> list[torch.Tensor]:
+    """Sums of `table` onto each target, through cached intermediate tables.
+
+    Each target is summed from the smallest table already made that contains it, dropping the
+    largest unwanted attribute one at a time: several factors in one big clique then share
+    the first, expensive passes (one pass over 8M cells instead of one per factor on adult).
+    """
+    made = {clique: table}
+    out = []
+    for f in targets:
+        src = min((c for c in made if set(f) <= set(c)), key=lambda c: _cells(sizes, c))
+        while src != f:
+            drop = max((a for a in src if a not in f), key=lambda a: (sizes[a], a))
+            smaller = tuple(a for a in src if a != drop)
+            if smaller not in made:
+                made[smaller] = made[src].sum(dim=src.index(drop))
+            src = smaller
+        out.append(made[f])
+    return out
 
 
 # ---------------------------------------------------------------- estimation
@@ -262,6 +319,12 @@ class _Fit:
         self.factors = _maximal([m.clique for m in measurements])
         self.tree = junction_tree(self.sizes, self.factors)
         self.home = [_home(self.tree, f, self.sizes) for f in self.factors]
+        self.by_home: dict[int, list[int]] = {}
+        for k, h in enumerate(self.home):
+            self.by_home.setdefault(h, []).append(k)
+        # reused every iteration: the tree's tables, and scratch as big as the largest
+        self.buffers = [torch.empty([sizes[a] for a in c], dtype=_F64) for c in self.tree.cliques]
+        self.scratch = torch.empty(max(b.numel() for b in self.buffers), dtype=_F64)
         # each measurement's gradient lands on one factor containing it (the smallest)
         self.route = [_smallest_superset(self.factors, m.clique, self.sizes) for m in measurements]
         self.meas = list(measurements)
@@ -280,14 +343,17 @@ class _Fit:
 
     def factor_marginals(self, theta: list[torch.Tensor], total: float) -> list[torch.Tensor]:
         """mu_F in counts: BP on the tree, then each factor summed out of its home clique."""
-        logpot = _tree_potentials(self.sizes, self.tree, self.factors, self.home, theta)
-        logmarg, _ = _calibrate(self.sizes, self.tree, logpot)
-        probs: dict[int, torch.Tensor] = {}
-        out = []
-        for f, h in zip(self.factors, self.home, strict=True):
-            if h not in probs:
-                probs[h] = torch.exp(logmarg[h]) * total
-            out.append(_sum_onto(probs[h], self.tree.cliques[h], f))
+        logpot = _tree_potentials(
+            self.sizes, self.tree, self.factors, self.home, theta, self.buffers
+        )
+        logmarg, _ = _calibrate(self.sizes, self.tree, logpot, self.scratch)
+        out: list[torch.Tensor | None] = [None] * len(self.factors)
+        for h, members in self.by_home.items():
+            prob = logmarg[h].exp_()  # in place: the log table is not needed any more
+            fs = [self.factors[k] for k in members]
+            margs = _project_many(prob, self.tree.cliques[h], fs, self.sizes)
+            for k, m in zip(members, margs, strict=True):
+                out[k] = m * total
         return out
 
     def loss_grad(self, mu: list[torch.Tensor]) -> tuple[float, list[torch.Tensor]]:
