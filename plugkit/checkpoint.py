@@ -110,6 +110,8 @@ def load_weights(run_dir: Path, modules: dict[str, torch.nn.Module],
     for name, module in modules.items():
         prefix = f"{name}."
         own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if hasattr(module, "shape_from"):  # tensors whose number and shapes training decided
+            module.shape_from(own)
         _check_fits(run_dir / file, name, module.state_dict(), own)
         module.load_state_dict(own)
 

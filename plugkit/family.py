@@ -110,6 +110,14 @@ class Family:
     # option values a private run takes where the user gives none (a GAN's pac: 1, since
     # DP-SGD clips per row and a pack of rows would be one row to it)
     private_options: ClassVar[dict[str, Any]] = {}
+    # under --dp-epsilon it spends the budget itself, through `self.ledger` (a
+    # plugkit.privacy.Ledger the core sets before training: its own mechanisms on the records,
+    # e.g. noisy marginals), not by DP-SGD; `private` lists its modalities all the same
+    private_mechanism: ClassVar[bool] = False
+    # train_step gets every training row in one batch: an epoch is one step (--batch-size
+    # does not apply), in one process; for a model fitted to the whole data (marginals)
+    whole_batch: ClassVar[bool] = False
+    default_epochs: ClassVar[int] = 10  # epochs when the user gives none
     api_version: ClassVar[int] = API_VERSION  # the plugin API it was written for
     Options: ClassVar[type] = NoOptions  # a dataclass: typed fields, defaults, help in metadata
     # the sampler's settings, a dataclass like Options (`plugkit sample -s key=value`; the
@@ -119,6 +127,9 @@ class Family:
     # Set in __init__ to len(info.classes) when the model learns p(x | label): the core then
     # passes `labels` [n] (int64, 0..num_classes-1) to every sample() call.
     num_classes: int = 0
+    # a private_mechanism family's budget under --dp-epsilon (plugkit.privacy.Ledger), set by
+    # the core after __init__; None otherwise
+    ledger: Any = None
 
     def __init__(self, options: Any, info: DataInfo, device: torch.device) -> None:
         """Build the networks and optimizers for data described by `info`, on `device`."""
@@ -143,6 +154,11 @@ class Family:
     def train_step(self, batch: Batch) -> dict[str, float]:
         """One optimization step on `batch`; returns the losses to log, by name."""
         raise NotImplementedError
+
+    def finished(self) -> bool:
+        """True when training has nothing left to do (its budget spent, its fit done): the
+        run ends after this epoch, before its planned epochs."""
+        return False
 
     def val_loss(self, batch: Batch) -> float | tuple[float, int]:
         """A loss on held-out data, comparable from epoch to epoch: the mean per sample, or a

@@ -27,6 +27,7 @@ data.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -84,6 +85,7 @@ class Plan:
     sample_rate: float
     steps: int  # planned
     epochs: int
+    rho: float = 0.0  # zCDP rho left to a family that spends it itself (Ledger)
 
     @property
     def rdp_delta(self) -> float:
@@ -115,18 +117,9 @@ def plan(budget: Budget, histograms: int, categorical: int, records: int, batch_
     _quiet()
     sample_rate = min(batch_size / records, 1.0)
     steps = epochs * math.ceil(records / batch_size)
-    draft = Plan(budget, histograms, categorical, 0.0, math.inf, 0.0, sample_rate, steps,
-                 epochs)
+    draft = _histograms(budget, histograms, categorical)
+    draft = dataclasses.replace(draft, sample_rate=sample_rate, steps=steps, epochs=epochs)
     delta = draft.rdp_delta
-    log = math.log(1 / delta)
-    rho = (math.sqrt(log + budget.epsilon) - math.sqrt(log)) ** 2  # (E, delta)-DP as zCDP
-    sigma = math.sqrt(histograms / (2 * PREPROCESSING_SHARE * rho)) if histograms else 0.0
-    threshold = math.inf
-    if categorical:
-        tail = THRESHOLD_SHARE * budget.delta / categorical  # per categorical column
-        threshold = 1 + sigma * NormalDist().inv_cdf(1 - tail)
-    draft = Plan(budget, histograms, categorical, sigma, threshold, 0.0, sample_rate, steps,
-                 epochs)
 
     def spent(noise: float) -> float:
         accountant = RDPAccountant()
@@ -142,8 +135,51 @@ def plan(budget: Budget, histograms: int, categorical: int, records: int, batch_
     for _ in range(40):  # bisection to 1e-12 of the ratio
         middle = math.sqrt(low * high)
         low, high = (low, middle) if spent(middle) <= budget.epsilon else (middle, high)
-    return Plan(budget, histograms, categorical, sigma, threshold, high, sample_rate, steps,
-                epochs)
+    return dataclasses.replace(draft, noise=high)
+
+
+def plan_own(budget: Budget, histograms: int, categorical: int) -> Plan:
+    """The plan of a family that spends its budget itself (Family.private_mechanism): the
+    histograms as for DP-SGD, and the rho the accountant allows besides them left to the
+    family (however many epochs it takes to spend it)."""
+    from opacus.accountants import RDPAccountant
+
+    _quiet()
+    draft = _histograms(budget, histograms, categorical)
+
+    def spent(rho: float) -> float:  # all at sample rate 1: RDP adds up as rho does
+        accountant = RDPAccountant()
+        accountant.history = draft.preprocessing_entry() + [(1 / math.sqrt(2 * rho), 1.0, 1)]
+        return accountant.get_epsilon(draft.rdp_delta)
+
+    # the zCDP conversion's rho is a lower bound of what the accountant allows: from it, up
+    low = (1 - PREPROCESSING_SHARE * bool(histograms)) * _rho(budget.epsilon, draft.rdp_delta)
+    high = low * 2
+    while spent(high) <= budget.epsilon:
+        low, high = high, high * 2
+    for _ in range(40):
+        middle = math.sqrt(low * high)
+        low, high = (middle, high) if spent(middle) <= budget.epsilon else (low, middle)
+    return dataclasses.replace(draft, rho=low)
+
+
+def _rho(epsilon: float, delta: float) -> float:
+    """A zCDP rho that is (epsilon, delta)-DP (Bun & Steinke, TCC 2016, Prop. 1.3, solved
+    for rho); the RDP accountant's conversion is tighter, so what it reports stays below."""
+    log = math.log(1 / delta)
+    return (math.sqrt(log + epsilon) - math.sqrt(log)) ** 2
+
+
+def _histograms(budget: Budget, histograms: int, categorical: int) -> Plan:
+    """A plan with the histograms' noise and threshold set, from PREPROCESSING_SHARE of rho."""
+    draft = Plan(budget, histograms, categorical, 0.0, math.inf, 0.0, 1.0, 0, 0)
+    rho = _rho(budget.epsilon, draft.rdp_delta)
+    sigma = math.sqrt(histograms / (2 * PREPROCESSING_SHARE * rho)) if histograms else 0.0
+    threshold = math.inf
+    if categorical:
+        tail = THRESHOLD_SHARE * budget.delta / categorical  # per categorical column
+        threshold = 1 + sigma * NormalDist().inv_cdf(1 - tail)
+    return dataclasses.replace(draft, histogram_noise=sigma, threshold=threshold)
 
 
 def _quiet() -> None:
@@ -257,6 +293,61 @@ class DPSGD:
         return {"epsilon": epsilon, "delta": plan.budget.delta, "steps": steps,
                 "target": asdict(plan.budget), "plan": plan.as_dict(),
                 "accountant": "RDP (Opacus), the histograms and DP-SGD composed"}
+
+
+class Ledger:
+    """The budget of a family that spends it itself (Family.private_mechanism): `plan.rho`
+    of zCDP for its own mechanisms, each recorded in the same RDP accountant as the histograms.
+
+    A Gaussian mechanism of L2 sensitivity s and noise std sigma is rho = s^2 / (2 sigma^2)
+    zCDP, which is (alpha, alpha rho)-RDP at every order: the accountant's entry for a step of
+    noise multiplier sigma / s at sample rate 1. The exponential mechanism with epsilon e is
+    e^2 / 8 zCDP (Cesar & Rogers, ALT 2021), entered as the Gaussian of that rho."""
+
+    def __init__(self, plan: Plan, history: list | None = None) -> None:
+        from opacus.accountants import RDPAccountant
+
+        self.plan = plan
+        self.accountant = RDPAccountant()
+        self.accountant.history = [tuple(h) for h in history] if history is not None else \
+            plan.preprocessing_entry()
+
+    @property
+    def left(self) -> float:
+        """The rho the family may still spend."""
+        own = self.accountant.history[bool(self.plan.histograms):]
+        return self.plan.rho - sum(1 / (2 * noise ** 2) for noise, _, _ in own)
+
+    def gaussian(self, sigma: float, sensitivity: float = 1.0) -> None:
+        """Records a Gaussian mechanism: noise of std `sigma` on a query of L2 `sensitivity`."""
+        self._spend(sensitivity ** 2 / (2 * sigma ** 2))
+
+    def exponential(self, epsilon: float) -> None:
+        """Records an exponential mechanism of `epsilon` (its score's sensitivity included)."""
+        self._spend(epsilon ** 2 / 8)
+
+    def _spend(self, rho: float) -> None:
+        if rho > self.left * (1 + 1e-9) + 1e-15:
+            raise RuntimeError(f"the family overspent its privacy budget: rho {rho:.3g} "
+                               f"asked, {self.left:.3g} left")
+        self.accountant.history.append((1 / math.sqrt(2 * rho), 1.0, 1))
+
+    def stepped(self) -> None:
+        """The trainer's call after every step: a ledger counts what the family records."""
+
+    def history(self) -> list:
+        return [list(h) for h in self.accountant.history]
+
+    def spent(self) -> dict:
+        """The (epsilon, delta) spent so far, the histograms included, for run.json."""
+        plan = self.plan
+        epsilon = self.accountant.get_epsilon(plan.rdp_delta) if self.accountant.history \
+            else 0.0
+        return {"epsilon": epsilon, "delta": plan.budget.delta,
+                "rho": plan.rho - self.left, "target": asdict(plan.budget),
+                "plan": plan.as_dict(),
+                "accountant": "RDP (Opacus), the histograms and the family's own mechanisms "
+                              "composed"}
 
 
 def _noise_once() -> type:

@@ -59,6 +59,8 @@ def settle(config: Any, record: dict | None) -> Any:
                              "with `out` RUN to continue a run")
         return dataclasses.replace(config, **{k: v for k, v in DEFAULTS.items()
                                               if getattr(config, k) is None})
+    if config.epochs is None:  # a resumed run goes on to the epochs it was started for
+        config = dataclasses.replace(config, epochs=record["epochs"])
     if config.family is not None and config.family != record["family"]:
         raise UsageError(f"{config.out or 'the run'} is a {record['family']} run, "
                          f"not {config.family}")
@@ -104,7 +106,8 @@ def _privacy(config: Any, record: dict) -> dict[str, Any]:
             raise UsageError(f"`resume`: the run was trained with `{name}` {value}, not "
                              f"{given}; a resumed run keeps its privacy budget")
     planned = spent["plan"]["epochs"]
-    if config.epochs > planned:
+    # a family that spends its own budget (rho) stops when it is spent: epochs do not count
+    if not spent["plan"].get("rho") and config.epochs > planned:
         raise UsageError(f"`resume`: the privacy budget was planned for {planned} "
                          f"epochs; training to {config.epochs} would spend more than "
                          f"`dp_epsilon` {target['epsilon']}")

@@ -73,8 +73,8 @@ class FamilyTests:
             assert info.help, f"{info.name} has no help text (plugkit info shows it)"
 
     def test_builds_networks_and_optimizers(self):
-        family = self.build()
-        assert family.modules() and family.optimizers()
+        family = self.build()  # a family without gradient steps (aim) has no optimizers
+        assert family.modules() and (family.optimizers() or self.family.whole_batch)
         assert all(isinstance(m, torch.nn.Module) for m in family.modules().values())
 
     def test_training_lowers_the_loss_on_a_fixed_batch(self):
@@ -187,8 +187,8 @@ class FamilyTests:
         gives every trainable parameter of its private_parts a gradient per row, and a row's
         gradient depends on that row alone (changing another row leaves it as it was), as the
         clipping assumes. Rows after the batch's (a GAN's fakes) must not depend on it at all."""
-        if self.info.modality not in self.family.private:
-            pytest.skip(f"{self.family.name} does not train {self.info.modality} privately")
+        if self.info.modality not in self.family.private or self.family.private_mechanism:
+            pytest.skip(f"{self.family.name} does not train {self.info.modality} by DP-SGD")
         pytest.importorskip("opacus", reason="plugkit[privacy] not installed")
         from plugkit import privacy
 
@@ -218,6 +218,24 @@ class FamilyTests:
         for name, g in grads[0].items():
             assert torch.allclose(g, grads[1][name], atol=1e-6), \
                 f"{name}: a row's gradient changed with another row"
+
+
+    def test_private_mechanism_spends_within_its_budget(self):
+        """A family that spends its budget itself records every mechanism in its ledger and
+        never asks for more than is left (the ledger refuses), until it is finished."""
+        if not self.family.private_mechanism or self.info.modality not in self.family.private:
+            pytest.skip(f"{self.family.name} has no private mechanism of its own")
+        pytest.importorskip("opacus", reason="plugkit[privacy] not installed")
+        from plugkit import privacy
+
+        family = self.build(info=dataclasses.replace(self.info, private=True))
+        family.ledger = privacy.Ledger(privacy.plan_own(privacy.Budget(1.0, 1e-5), 0, 0))
+        for _ in range(200):
+            family.train_step(self.batch())
+            if family.finished():
+                break
+        assert family.finished(), "the budget is never spent"
+        assert len(family.ledger.history()) > 1 and family.ledger.left >= -1e-12
 
 
 def _clipped(private: Any) -> dict:

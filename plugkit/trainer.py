@@ -92,7 +92,9 @@ class Trainer:
     state: LoopState
     report: Callable[[dict], None] = lambda row: None
     on_step: StepHook = lambda *_: None
-    private: Any = None  # plugkit.privacy.DPSGD under --dp-epsilon: Poisson batches, counted
+    # under --dp-epsilon: plugkit.privacy.DPSGD (Poisson batches, counted), or the Ledger of a
+    # family that spends the budget itself
+    private: Any = None
     _best_weights: dict | None = None  # of a new lowest validation loss, not yet written
     _saved_at: float | None = None  # the time of this session's last checkpoint
 
@@ -101,7 +103,7 @@ class Trainer:
         val_x, val_y = codec.encode(val_ds)
         started = time.monotonic()
         with _ctrl_c_requests() as stop_requested:
-            while self.state.epoch < self.config.epochs:
+            while self.state.epoch < self.config.epochs and not self.family.finished():
                 if not self._epoch(x, y, started, stop_requested):
                     return self._stopped()  # --max-time, part-way through the epoch
                 self._end_epoch(val_x, val_y)
@@ -109,6 +111,8 @@ class Trainer:
                         self.state.since_best >= self.config.patience:
                     self._save()
                     return {"status": "done", "stopped_early": self.state.epoch}
+                if self.family.finished():
+                    break
                 if self.state.epoch < self.config.epochs and \
                         self.world.any(self._out_of_time(started)):
                     self._save()
@@ -120,7 +124,7 @@ class Trainer:
         """Steps through the rest of the current epoch; False when `max_time` cut it short
         (its loss sums are carried in the checkpoint)."""
         config, state = self.config, self.state
-        steps = math.ceil(len(x) / config.batch_size)
+        steps = 1 if self.family.whole_batch else math.ceil(len(x) / config.batch_size)
         self._totals: dict[str, float] = {}
         self._seen, self._epoch_start = 0, time.monotonic()
         for batch in self._batches(x, y, steps):
@@ -167,6 +171,9 @@ class Trainer:
         epoch); under DP-SGD, Poisson batches seeded by (seed, step) instead, as its
         accountant assumes (plugkit.privacy). A multi-process run gives each rank its share."""
         config, state = self.config, self.state
+        if self.family.whole_batch:  # one process (training.py checks)
+            yield Batch(x.to(self.device), None if y is None else y.to(self.device))
+            return
         if self.private is None:
             order = torch.randperm(len(x), generator=torch.Generator().manual_seed(
                 config.seed * 1_000_003 + state.epoch))

@@ -39,7 +39,7 @@ class TrainConfig:
     # default
     data: Any = None
     out: Path | None = None  # the run directory; None: runs/<family>-<data>
-    epochs: int = 10
+    epochs: int | None = None  # None: the family's default_epochs (10 for most)
     # None: 64, 0 and 0.1 for a new run (resume.DEFAULTS); a resumed run's own values
     batch_size: int | None = None
     seed: int | None = None
@@ -152,6 +152,8 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     previous = rundir.read(run_dir) if config.resume else None
     config = resume.settle(config, previous)
     cls = plugins.get(config.family)
+    if config.epochs is None:
+        config = dataclasses.replace(config, epochs=cls.default_epochs)
     budget = _budget(config, cls)
     if config.data is None:
         if cls.default_dataset is None:
@@ -172,6 +174,8 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     if budget is not None and ds.modality == "text":  # a record is a line, and one row
         ds.x = text_private.lines(ds.x, config.max_length or text.MAX_LENGTH)
     world, device = distributed.init(pick_device(config.device))
+    if cls.whole_batch and world.size > 1:
+        raise UsageError(f"{cls.name} fits the whole table in one process: not with `nproc`")
     train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
     plan = None
     if budget is not None:
@@ -215,14 +219,17 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
             rundir.update(run_dir, status="training", epochs=config.epochs, stopped=None,
                         stopped_early=None)
     private = None
-    if plan is not None:
+    if plan is not None and cls.private_mechanism:
+        private = family.ledger = privacy.Ledger(plan, loop.get("privacy"))
+    elif plan is not None:
         private = privacy.DPSGD(family, plan, config.batch_size, loop.get("privacy"),
                                 world.size)
+    if private is not None:
         if previous is None and world.main:
             rundir.update(run_dir, privacy=private.spent())
     # DP-SGD's optimizers add up the ranks' clipped sums themselves
-    world.average_gradients(family.optimizers() if private is None else
-                            private.others(family.optimizers()))
+    world.average_gradients(family.optimizers() if not isinstance(private, privacy.DPSGD)
+                            else private.others(family.optimizers()))
     if not world.main:  # only the main rank reports
         report, on_step = (lambda row: None), None
     trainer = Trainer(family, config, run_dir, device, world, threads.Governor(choice),
@@ -296,6 +303,8 @@ def _plan(ds: data.Dataset, budget: privacy.Budget, records: int, config: TrainC
         categorical = 0
     else:
         histograms, categorical = int(_class_counts(ds) is not None), 0
+    if plugins.get(config.family).private_mechanism:
+        return privacy.plan_own(budget, histograms, categorical)
     return privacy.plan(budget, histograms, categorical, records, config.batch_size,
                         config.epochs)
 

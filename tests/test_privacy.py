@@ -425,3 +425,21 @@ def test_the_secure_rng_is_not_replayed_from_the_seed(tmp_path):
     assert weights[0] != weights[1]  # same --seed, other noise
     spent = json.loads((tmp_path / "a" / "run.json").read_text())["privacy"]
     assert spent["target"]["secure_rng"] is True
+
+
+def test_a_ledger_records_its_mechanisms_and_refuses_to_overspend():
+    budget = privacy.Budget(2.0, 1e-6)
+    plan = privacy.plan_own(budget, 3, 1)  # three histograms first, as a table's encoding
+    ledger = privacy.Ledger(plan)
+    assert ledger.left == pytest.approx(plan.rho) and ledger.spent()["epsilon"] < 1.0
+    sigma = 1 / math.sqrt(plan.rho)  # rho / 2 spent by a Gaussian mechanism
+    ledger.gaussian(sigma)
+    epsilon = math.sqrt(8 * plan.rho / 2)  # and the other half by an exponential mechanism
+    ledger.exponential(epsilon)
+    assert ledger.left == pytest.approx(0.0, abs=1e-12)
+    # the whole budget: the accountant's epsilon is the one asked for (the plan fills it)
+    assert ledger.spent()["epsilon"] == pytest.approx(2.0, rel=1e-6)
+    with pytest.raises(RuntimeError, match="overspent"):
+        ledger.gaussian(100.0)
+    # a resumed run's ledger goes on from its history
+    assert privacy.Ledger(plan, ledger.history()).left == pytest.approx(0.0, abs=1e-12)

@@ -22,7 +22,9 @@ def train(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/FAMILY-DATA).")
                    ] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the training data.")] = 10,
+    epochs: Annotated[int | None, typer.Option(
+        help="Passes over the training data \\[default: the family's, 10 for most; a resumed "
+             "run's own].")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Samples per step \\[default: 64].")
                           ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random stream \\[default: 0].")
@@ -86,6 +88,7 @@ def train(
         dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_clip=dp_clip, dp_secure_rng=dp_secure_rng)
     if nproc != 1:
         _spawn(nproc, config, as_json)
+    epochs = epochs or _planned_epochs(config)
 
     time_left = _time_left(epochs, max_time)
 
@@ -108,6 +111,18 @@ def train(
             run_dir = training.train(config, report, on_step)
     if not as_json and os.environ.get("RANK", "0") == "0":  # one line, not one per process
         typer.echo(_last_line(run_dir))
+
+
+def _planned_epochs(config) -> int:
+    """The epochs a run without --epochs trains to, for the progress lines: a resumed run's
+    own, or the family's default (what plugkit.training settles on)."""
+    from plugkit import plugins, rundir
+
+    if config.resume and config.out is not None and (config.out / rundir.RUN_JSON).exists():
+        return rundir.read(config.out)["epochs"]
+    if config.family is None:
+        return 10  # training refuses it with a clear line
+    return plugins.get(config.family).default_epochs
 
 
 def _time_left(epochs: int, max_time: float | None):
@@ -177,9 +192,12 @@ def _last_line(run_dir: Path) -> str:
     record = rundir.read(run_dir)
     spent = record.get("privacy")
     if spent is not None:  # said first: what the user will quote when sharing the samples
+        how = f"in {spent['steps']:,} steps of DP-SGD (noise multiplier " \
+              f"{spent['plan']['noise']:.3g})" if "steps" in spent else \
+              f"by {record['family']}'s own mechanism (zCDP rho {spent['rho']:.3g} of " \
+              f"{spent['plan']['rho']:.3g})"
         typer.echo(f"privacy: ({spent['epsilon']:.3g}, {spent['delta']:.2g})-DP spent "
-                   f"(of epsilon {spent['target']['epsilon']:g}), in {spent['steps']:,} steps "
-                   f"of DP-SGD (noise multiplier {spent['plan']['noise']:.3g})")
+                   f"(of epsilon {spent['target']['epsilon']:g}), {how}")
         _say_unreleased(record)
     if record.get("status") == "stopped":
         return f"stopped: {record['stopped']}; saved {run_dir}; continue with --resume"
@@ -199,10 +217,10 @@ def _spawn(nproc: int, config, as_json: bool) -> None:
     if "WORLD_SIZE" in os.environ:
         raise UsageError("--nproc inside torchrun: torchrun already started the processes")
     args = [config.family] if config.family else []
-    args += ["--epochs", str(config.epochs), "--device", config.device]
-    for flag, value in (("--data", config.data), ("--out", config.out),
-                        ("--batch-size", config.batch_size), ("--seed", config.seed),
-                        ("--val-fraction", config.val_fraction),
+    args += ["--device", config.device]
+    for flag, value in (("--epochs", config.epochs), ("--data", config.data),
+                        ("--out", config.out), ("--batch-size", config.batch_size),
+                        ("--seed", config.seed), ("--val-fraction", config.val_fraction),
                         ("--threads", config.threads),
                         ("--modality", config.modality), ("--image-size", config.image_size),
                         ("--window", config.window), ("--max-length", config.max_length),
