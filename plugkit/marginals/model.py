@@ -51,6 +51,8 @@ import torch
 
 Clique = tuple[int, ...]
 _F64 = torch.float64
+STEP_GROWTH = 1.05  # of the step after a kept one (Armijo backtracking halves a rejected one)
+STEP_START = 2.0  # the first step, in units of 1 / (Lipschitz constant * total)
 
 
 @dataclass(frozen=True)
@@ -418,7 +420,7 @@ def _mirror_descent(
     fit: _Fit, theta: list[torch.Tensor], total: float, iters: int
 ) -> tuple[list[torch.Tensor], float]:
     """Algorithm 1 with Armijo backtracking; returns (potentials, loss at them)."""
-    alpha = 2.0 / (fit.lipschitz() * total)
+    alpha = STEP_START / (fit.lipschitz() * total)
     mu = fit.factor_marginals(theta, total)
     loss, grad = fit.loss_grad(mu)
     for _ in range(iters):
@@ -428,7 +430,7 @@ def _mirror_descent(
         diff = [a - b for a, b in zip(mu, mu2, strict=True)]
         if loss - loss2 >= 0.5 * alpha * _dot(grad, diff):
             theta, mu, loss, grad = trial, mu2, loss2, grad2
-            alpha *= 1.01
+            alpha *= STEP_GROWTH
         else:
             alpha *= 0.5
     return theta, loss
