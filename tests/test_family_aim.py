@@ -102,3 +102,11 @@ def test_without_a_budget_it_fits_the_marginals_exactly(tmp_path):
     rows, real = pd.read_csv(tmp_path / "s.csv"), paired()
     same = (rows["a"] == rows["b"]).mean()
     assert abs(same - (real["a"] == real["b"]).mean()) < 0.03
+    # --where draws from the model's conditional: every row holds the value, and the columns
+    # that follow it follow it there too
+    sampled = runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "1000", "--where",
+                                  "a=q", "--out", str(tmp_path / "q.csv")])
+    assert sampled.exit_code == 0, sampled.output
+    rows = pd.read_csv(tmp_path / "q.csv")
+    assert (rows["a"] == "q").all() and (rows["b"] == "q").mean() > 0.85
+    assert 40 < rows["x"].mean() < 60

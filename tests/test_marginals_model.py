@@ -43,6 +43,22 @@ def truth() -> GraphicalModel:
 MEASURED = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 4), (2,)]
 
 
+def test_given_is_the_joint_restricted_to_the_evidence(truth):
+    joint = brute_joint(truth)
+    restricted = joint.select(2, 3)  # attribute 2 at level 3
+    wanted = restricted / restricted.sum()
+    given = truth.given(2, 3)
+    for q in [(0, 1), (3, 4), (0, 4)]:
+        got = given.marginal(tuple(a for a in (*q, 2)))  # the conditional, level 3 only
+        assert torch.equal(got.sum(dim=[i for i in range(len(q))]).nonzero().flatten(),
+                           torch.tensor([3]))
+        left = [a if a < 2 else a - 1 for a in q]  # q's axes once attribute 2 is dropped
+        want = brute_marginal(wanted, tuple(left)) * truth.total
+        torch.testing.assert_close(got.select(len(q), 3), want, rtol=1e-9, atol=1e-9)
+    rows = given.sample(500, torch.Generator().manual_seed(0))
+    assert (rows[:, 2] == 3).all()
+
+
 @pytest.fixture(scope="module")
 def fitted(truth) -> tuple[GraphicalModel, list[Measurement]]:
     exact = brute_joint(truth)

@@ -90,7 +90,8 @@ def train(
         _spawn(nproc, config, as_json)
     epochs = epochs or _planned_epochs(config)
 
-    time_left = _time_left(epochs, max_time)
+    time_left = _time_left(epochs, max_time) if not _ends_itself(config) else \
+        (lambda epoch: "")  # its epochs are a cap: no honest estimate
 
     def report(row: dict) -> None:
         if as_json:
@@ -123,6 +124,22 @@ def _planned_epochs(config) -> int:
     if config.family is None:
         return 10  # training refuses it with a clear line
     return plugins.get(config.family).default_epochs
+
+
+def _ends_itself(config) -> bool:
+    """Does the run's family end training itself (Family.finished: aim, when its budget is
+    spent), so that the planned epochs say nothing of how long it will take?"""
+    from plugkit import plugins, rundir
+    from plugkit.errors import PlugkitError
+    from plugkit.family import Family
+
+    name = config.family
+    if name is None and config.out is not None and (config.out / rundir.RUN_JSON).exists():
+        name = rundir.read(config.out)["family"]
+    try:
+        return name is not None and plugins.get(name).finished is not Family.finished
+    except PlugkitError:  # an unknown or broken family: training says so, in one line
+        return False
 
 
 def _time_left(epochs: int, max_time: float | None):

@@ -7,6 +7,7 @@ ICML 2019; plugkit.marginals.model); samples are drawn from that model. Under --
 spends the budget itself (Family.private_mechanism): the records are read only by the
 mechanism's measurements and selections, each recorded in the run's accountant. Without it,
 the marginals are measured exactly (a fast, non-private baseline of the same model).
+`plugkit sample --where COLUMN=VALUE` samples the model's conditional given that category.
 
 One epoch is one round of AIM on the whole table; the run ends when the mechanism is done
 (its budget spent, or, without one, when every marginal of the workload fits).
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
+from plugkit.families.tabular_heads import Settings
 from plugkit.family import Batch, DataInfo, Family
+from plugkit.formats import tabular
 from plugkit.marginals.aim import AIM
 from plugkit.marginals.attributes import Attributes
 from plugkit.marginals.model import GraphicalModel, Measurement
@@ -84,11 +87,13 @@ class Aim(Family):
     name = "aim"
     description = "private synthetic tables from noisy marginals (AIM on a graphical model)"
     modalities = ("table",)
+    conditional = True  # --where: the model's own conditional, by evidence (no rejection)
     private = ("table",)
     private_mechanism = True
     whole_batch = True
     default_epochs = 1000  # rounds at most: the mechanism ends the run when it is done
     Options = Options
+    Settings = Settings
     default_dataset = "adult"
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
@@ -122,10 +127,22 @@ class Aim(Family):
 
     def sample(self, n, *, generator, labels=None, settings=None) -> torch.Tensor:
         model = self.fitted.aim.model
-        if model is None:
+        where = settings.where if settings is not None else ""
+        if model is None:  # before the first round: every level equally likely
             codes = torch.stack([torch.randint(s, (n,), generator=generator,
                                                device=generator.device)
                                  for s in self.attributes.sizes], 1)
+        elif where:
+            codes = model.given(*self._evidence(where)).sample(n, generator)
         else:
             codes = model.sample(n, generator)
+        if where and model is None:
+            codes[:, self._evidence(where)[0]] = self._evidence(where)[1]
         return self.attributes.rows(codes, generator).to(self.device)
+
+    def _evidence(self, where: str) -> tuple[int, int]:
+        """`column=value` as (attribute, level): a categorical column's level is its
+        category's index."""
+        encoding = self.info.meta["encoding"]
+        name, index = tabular.parse_where(encoding, where)
+        return [c["name"] for c in encoding].index(name), index
