@@ -35,6 +35,7 @@ QUANTILES = (0.002, 0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95, 0.998)
 _MAGNITUDES = 10.0 ** (np.arange(-300, 901) / 100)  # 1e-3 .. 1e9
 EDGES = np.concatenate([-_MAGNITUDES[::-1], _MAGNITUDES])  # zeros have their own cell
 UNLISTED = "missing"
+GROUP = 10  # grid cells judged together as empty or not: a tenth of a decade
 
 
 def fit(df: Any, kinds: dict[str, str], sigma: float, threshold: float,
@@ -55,10 +56,11 @@ def _numeric(name: Any, column: Any, sigma: float, rng: np.random.Generator) -> 
                          minlength=len(EDGES) + 3).astype(np.float64)
     noisy = counts + rng.normal(0.0, sigma, counts.shape)
     # post-processing (free): a cell the noise alone reaches with probability 1 / (200 cells)
-    # is read as empty, so that the noise of the ~240 empty cells does not pile up into tails
+    # is read as empty, so that the noise of the ~2,400 empty cells does not pile up into tails
     # the data does not have (1 column in 200 keeps one such cell)
-    noisy = np.where(noisy < empty_level(sigma, len(counts)), 0.0, noisy)
-    missing, zeros, grid = noisy[0], noisy[1], noisy[2:]  # grid: len(EDGES) + 1 cells
+    level = empty_level(sigma, len(counts))
+    missing, zeros = (v if v >= level else 0.0 for v in noisy[:2])
+    grid = _occupied(noisy[2:], sigma)  # len(EDGES) + 1 cells
     points = _quantiles(zeros, grid)
     modes = _modes(points)
     return {"name": str(name), "kind": "numeric", "dtype": str(column.dtype), "modes": modes,
@@ -66,6 +68,26 @@ def _numeric(name: Any, column: Any, sigma: float, rng: np.random.Generator) -> 
             "decimals": 0 if column.dtype.kind in "iu" else None, "missing": True,
             "private": {"sigma": sigma, "released": bool(zeros + grid.sum() > 0),
                         "missing_share": float(missing / max(missing + zeros + grid.sum(), 1.0))}}
+
+
+def _occupied(grid: np.ndarray, sigma: float) -> np.ndarray:
+    """The grid's noisy counts where the data lies, 0 elsewhere. Cells go in groups of GROUP
+    (a tenth of a decade): a group whose noisy sum clears the empty level of a group keeps
+    that sum, shared among its cells as their counts are (negatives as 0), so that clipping
+    adds no mass; any other cell is kept only when it clears the level of a cell alone (a
+    spike: capital gain's 99,999). Judged only cell by cell, a thin tail vanished: on adult
+    at epsilon 1 each of fnlwgt's cells below 80,000 held fewer rows than the level, its range
+    started at 82,000 and its KS was 0.13."""
+    groups = -(-len(grid) // GROUP)
+    padded = np.zeros(groups * GROUP)
+    padded[:len(grid)] = grid
+    cells = padded.reshape(groups, GROUP)
+    sums = cells.sum(1, keepdims=True)
+    clipped = np.maximum(cells, 0.0)
+    shared = clipped * (sums / np.maximum(clipped.sum(1, keepdims=True), 1e-12))
+    alone = np.where(cells >= empty_level(sigma, len(grid)), cells, 0.0)
+    kept = sums >= empty_level(sigma * np.sqrt(GROUP), groups)
+    return np.where(kept, shared, alone).ravel()[:len(grid)]
 
 
 def empty_level(sigma: float, cells: int) -> float:
