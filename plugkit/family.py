@@ -192,6 +192,9 @@ def contract_errors(cls: object) -> list[str]:
     for attr in ("name", "description", "modalities"):
         if not getattr(cls, attr, None):
             errors.append(f"declares no {attr}")
+    if cls.whole_batch and cls.private and not cls.private_mechanism:
+        errors.append("declares whole_batch and private without private_mechanism: DP-SGD's "
+                      "accounting needs Poisson batches, not the whole data at every step")
     unknown = set(getattr(cls, "modalities", ())) - set(MODALITIES)
     if unknown:
         errors.append(f"unknown modalities {sorted(unknown)} (known: {', '.join(MODALITIES)})")

@@ -110,3 +110,13 @@ def test_without_a_budget_it_fits_the_marginals_exactly(tmp_path):
     rows = pd.read_csv(tmp_path / "q.csv")
     assert (rows["a"] == "q").all() and (rows["b"] == "q").mean() > 0.85
     assert 40 < rows["x"].mean() < 60
+
+
+def test_a_whole_batch_family_trains_privately_only_by_its_own_mechanism():
+    from plugkit.family import contract_errors
+
+    class Sloppy(Aim):  # the whole data at every step under DP-SGD: its accountant would lie
+        private_mechanism = False
+
+    assert any("Poisson" in e for e in contract_errors(Sloppy))
+    assert contract_errors(Aim) == []
