@@ -74,6 +74,7 @@ def test_a_private_run_spends_its_budget_and_learns_the_pairs(tmp_path):
     assert json.loads((tmp_path / "s.csv.json").read_text())["privacy"] == spent
     rows = pd.read_csv(tmp_path / "s.csv")
     assert (rows["a"] == rows["b"]).mean() > 0.75  # independent columns: about 1/3
+    assert rows["x"].notna().all()  # no missing values in the data, none sampled
     means = rows.groupby("a")["x"].mean()
     assert means["p"] < 30 < means["q"] < 70 < means["r"], means
 
@@ -120,3 +121,38 @@ def test_a_whole_batch_family_trains_privately_only_by_its_own_mechanism():
 
     assert any("Poisson" in e for e in contract_errors(Sloppy))
     assert contract_errors(Aim) == []
+
+
+def test_one_offset_bin_still_spreads_a_gaussian_mode():
+    info = table_info()
+    attributes = Attributes(info.meta["encoding"], bins=1)
+    generator = torch.Generator().manual_seed(0)
+    codes = attributes.codes(table_batch(info).x)
+    rows = attributes.rows(codes.repeat(20, 1), generator)
+    income = next(c for c in attributes.columns if c.kind == "numeric")
+    offsets = rows[:, income.offset]
+    assert offsets.unique().numel() > 100  # drawn from each mode's Gaussian, not its mean
+    assert torch.equal(attributes.codes(rows), codes.repeat(20, 1))
+
+
+def test_a_column_without_missing_values_samples_none_under_dp():
+    import math as m
+
+    from plugkit import data
+    from plugkit.family import DataInfo
+    from plugkit.formats import tabular_private
+    from plugkit.marginals.model import GraphicalModel
+
+    ds = data.load(paired())
+    encoding = tabular_private.fit(ds.x, ds.meta["columns"], 5.0, m.inf,
+                                   np.random.default_rng(0))
+    assert next(c for c in encoding if c["name"] == "x")["private"]["missing_share"] == 0.0
+    family = Aim(TestAimTable.family.Options(), DataInfo("table", {**ds.meta,
+                                                                    "encoding": encoding},
+                                                          private=True), torch.device("cpu"))
+    sizes = family.attributes.sizes  # a model that puts mass on every level, missing ones too
+    family.fitted.aim.model = GraphicalModel(sizes, {(i,): torch.zeros(s, dtype=torch.float64)
+                                                     for i, s in enumerate(sizes)}, 100.0)
+    rows = family.sample(3000, generator=torch.Generator().manual_seed(0))
+    x = next(c for c in family.attributes.columns if c.kind == "numeric")
+    assert (rows[:, x.missing[0] + 1] == 0).all()  # the missing flag never set

@@ -91,6 +91,9 @@ class Aim(Family):
     private = ("table",)
     private_mechanism = True
     whole_batch = True
+    # its held-out likelihood can fall as pairs are fitted to a small table's noise, but
+    # the last model holds the relations: it is the one sampled, and no early stop
+    val_loss_ranks_models = False
     default_epochs = 1000  # rounds at most: the mechanism ends the run when it is done
     Options = Options
     Settings = Settings
@@ -101,6 +104,7 @@ class Aim(Family):
         self.attributes = Attributes(info.meta["encoding"], options.offset_bins)
         self.fitted = Fitted(AIM(self.attributes.sizes, options.workload, options.max_mb,
                                  options.iters, options.final_iters))
+        self._cache: tuple | None = None  # (model, where, the conditioned model)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"aim": self.fitted}
@@ -132,13 +136,28 @@ class Aim(Family):
             codes = torch.stack([torch.randint(s, (n,), generator=generator,
                                                device=generator.device)
                                  for s in self.attributes.sizes], 1)
-        elif where:
-            codes = model.given(*self._evidence(where)).sample(n, generator)
         else:
-            codes = model.sample(n, generator)
+            codes = self._conditioned(where).sample(n, generator)
         if where and model is None:
             codes[:, self._evidence(where)[0]] = self._evidence(where)[1]
         return self.attributes.rows(codes, generator).to(self.device)
+
+    def _conditioned(self, where: str) -> GraphicalModel:
+        """The model to sample: given `where`'s category, and, under DP, given "present" for
+        a numeric column whose noisy count of missing values read as none (the noise on the
+        measured missing level would otherwise leave a few NaNs in a column that has none);
+        kept while the model stays the same, since sample() is called in blocks."""
+        model = self.fitted.aim.model
+        if self._cache is not None and self._cache[0] is model and self._cache[1] == where:
+            return self._cache[2]
+        conditioned = model
+        for i, column in enumerate(self.info.meta["encoding"]):
+            if column.get("private", {}).get("missing_share", 1.0) == 0.0:
+                conditioned = conditioned.given(i, list(range(self.attributes.sizes[i] - 1)))
+        if where:
+            conditioned = conditioned.given(*self._evidence(where))
+        self._cache = (model, where, conditioned)
+        return conditioned
 
     def _evidence(self, where: str) -> tuple[int, int]:
         """`column=value` as (attribute, level): a categorical column's level is its

@@ -61,13 +61,48 @@ def _numeric(name: Any, column: Any, sigma: float, rng: np.random.Generator) -> 
     level = empty_level(sigma, len(counts))
     missing, zeros = (v if v >= level else 0.0 for v in noisy[:2])
     grid = _occupied(noisy[2:], sigma)  # len(EDGES) + 1 cells
-    points = _quantiles(zeros, grid)
-    modes = _modes(points)
+    spikes = _spikes(grid, zeros) if column.dtype.kind in "iu" else {}
+    rest = grid.copy()
+    rest[list(spikes)] = 0.0
+    points = _quantiles(zeros, rest)
+    modes = _with_spikes(_modes(points), spikes, grid, zeros)
+    values = [m["mean"] for m in modes]
     return {"name": str(name), "kind": "numeric", "dtype": str(column.dtype), "modes": modes,
-            "min": points[0], "max": points[-1],
+            "min": min(values + points[:1]), "max": max(values + points[-1:]),
             "decimals": 0 if column.dtype.kind in "iu" else None, "missing": True,
             "private": {"sigma": sigma, "released": bool(zeros + grid.sum() > 0),
                         "missing_share": float(missing / max(missing + zeros + grid.sum(), 1.0))}}
+
+
+def _spikes(grid: np.ndarray, zeros: float) -> dict[int, float]:
+    """{cell: its integer} of an integer column's grid cells that hold one integer and at
+    least tabular.POINT_SHARE of the noisy counts: a value that common is a mode of its own
+    (std 0) in tabular.fit, and a cell that narrow says which value it is (below ~43, and
+    wherever a cell holds one integer: hours per week's 40)."""
+    total = zeros + grid.sum()
+    lows = np.concatenate([[EDGES[0] * 10], EDGES])
+    highs = np.concatenate([EDGES, [EDGES[-1] * 10]])
+    first, after = np.ceil(lows), np.ceil(highs)  # the integers in [low, high)
+    one = (after - first == 1) & (grid >= max(tabular.POINT_SHARE * total, 1.0))
+    return {int(i): float(first[i]) for i in np.flatnonzero(one)}
+
+
+def _with_spikes(modes: list[dict], spikes: dict[int, float], grid: np.ndarray,
+                 zeros: float) -> list[dict]:
+    """A point mode per spike, weighted by its count, and the quantile modes of the rest of
+    the column (`modes`) by the rest's share, dropped when it is too thin to matter; sorted by
+    mean."""
+    total = zeros + grid.sum()
+    if not spikes or total <= 0:
+        return modes
+    points = [{"weight": float(grid[i] / total), "mean": v, "std": 0.0}
+              for i, v in spikes.items()]
+    rest = 1.0 - sum(p["weight"] for p in points)
+    kept = [dict(m, weight=m["weight"] * rest) for m in modes] \
+        if rest >= tabular.POINT_SHARE else []
+    out = sorted(kept + points, key=lambda m: (m["mean"], m["std"]))
+    scale = sum(m["weight"] for m in out)
+    return [dict(m, weight=m["weight"] / scale) for m in out]
 
 
 def _occupied(grid: np.ndarray, sigma: float) -> np.ndarray:

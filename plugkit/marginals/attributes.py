@@ -4,12 +4,13 @@ A table's batch rows (plugkit.formats.tabular) hold, per numeric column, an offs
 of its modes, the mode's one-hot and a missing flag, and per categorical column a one-hot. A
 model of marginals needs each column as one attribute with finitely many levels:
 - categorical: its category (missing is one);
-- numeric: its mode times OFFSET_BINS bins of the offset, plus a level for missing when the
-  column has missing values. A mode is a Gaussian of its own (std 0 for a point mode) and
-  offsets are in units of 4 std, so offsets within a mode are about N(0, 1/4^2): the bins are
-  that Gaussian's quantiles, and decoding draws the offset from the Gaussian truncated to its
-  bin. With the modes of a quantile grid (tabular_private) that gives every column about
-  8 x 4 levels, fine enough for the shapes and cheap enough for three-way marginals.
+- numeric: its mode, a Gaussian mode split into `bins` bins of the offset (a point mode, std
+  0, is one level: its value), plus a level for missing when the column has missing values.
+  Offsets are in units of 4 std, so within a Gaussian mode they are about N(0, 1/4^2): the
+  bins are that Gaussian's quantiles, and decoding draws the offset from the Gaussian
+  truncated to its bin. With the modes of a quantile grid (tabular_private) a column has
+  about 8 x 4 levels, plus its common integers: fine enough for the shapes, cheap enough for
+  three-way marginals.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ class Column:
     mode: tuple[int, int] | None = None  # numeric: the mode one-hot's [start, end), if any
     missing: tuple[int, int] | None = None  # numeric: the missing flag's [start, end), if any
     categories: tuple[int, int] | None = None  # categorical: the one-hot's [start, end)
-    modes: int = 1
+    widths: tuple[int, ...] = ()  # numeric: levels per mode (1 for a point mode)
+    points: tuple[bool, ...] = ()  # numeric: which modes are point modes (std 0)
 
-    def levels(self, bins: int) -> int:
+    @property
+    def levels(self) -> int:
         if self.kind == "categorical":
             return self.categories[1] - self.categories[0]
-        return self.modes * bins + (self.missing is not None)
+        return sum(self.widths) + (self.missing is not None)
 
 
 class Attributes:
@@ -54,9 +57,12 @@ class Attributes:
             if column["kind"] == "categorical":
                 self.columns.append(Column("categorical", categories=spans["categorical"]))
             else:
+                points = tuple(m["std"] == 0 for m in column["modes"])
                 self.columns.append(Column("numeric", spans["offset"][0], spans.get("mode"),
-                                           spans.get("missing"), modes=len(column["modes"])))
-        self.sizes = tuple(c.levels(bins) for c in self.columns)
+                                           spans.get("missing"),
+                                           widths=tuple(1 if p else bins for p in points),
+                                           points=points))
+        self.sizes = tuple(c.levels for c in self.columns)
         normal = torch.distributions.Normal(0.0, OFFSET_STD)
         inner = torch.arange(1, bins, dtype=torch.float64) / bins
         self.edges = normal.icdf(inner)  # [bins - 1] offsets between the bins
@@ -69,12 +75,16 @@ class Attributes:
                 out.append(x[:, c.categories[0]:c.categories[1]].argmax(1))
                 continue
             offset = x[:, c.offset].double().contiguous()
-            level = torch.bucketize(offset, self.edges.to(x.device), right=True)
-            if c.mode is not None:
-                level = level + self.bins * x[:, c.mode[0]:c.mode[1]].argmax(1)
+            bin_ = torch.bucketize(offset, self.edges.to(x.device), right=True)
+            mode = x[:, c.mode[0]:c.mode[1]].argmax(1) if c.mode is not None else \
+                torch.zeros(len(x), dtype=torch.long, device=x.device)
+            widths = torch.tensor(c.widths, device=x.device)
+            starts = widths.cumsum(0) - widths
+            point = torch.tensor(c.points, device=x.device)
+            level = starts[mode] + torch.where(point[mode], 0, bin_)
             if c.missing is not None:
                 gone = x[:, c.missing[0]:c.missing[1]].argmax(1) == 1
-                level = torch.where(gone, c.modes * self.bins, level)
+                level = torch.where(gone, sum(c.widths), level)
             out.append(level)
         return torch.stack(out, 1)
 
@@ -89,13 +99,19 @@ class Attributes:
             if c.kind == "categorical":
                 x[rows, c.categories[0] + level] = 1.0
                 continue
-            gone = level == c.modes * self.bins if c.missing is not None else \
+            gone = level == sum(c.widths) if c.missing is not None else \
                 torch.zeros_like(level, dtype=torch.bool)
             kept = torch.where(gone, 0, level)
+            widths = torch.tensor(c.widths, device=codes.device)
+            mode = torch.repeat_interleave(torch.arange(len(widths), device=codes.device),
+                                           widths)[kept]
+            bin_ = kept - (widths.cumsum(0) - widths)[mode]
             u = torch.rand(n, generator=generator, device=codes.device, dtype=torch.float64)
-            x[:, c.offset] = self._offset(kept % self.bins, u).float()
+            offset = self._offset(bin_, u)  # a point mode's offset is 0 (its value exactly)
+            point = torch.tensor(c.points, device=codes.device)
+            x[:, c.offset] = torch.where(point[mode], 0.0, offset).float()
             if c.mode is not None:
-                x[rows, c.mode[0] + kept // self.bins] = 1.0
+                x[rows, c.mode[0] + mode] = 1.0
             if c.missing is not None:
                 x[rows, c.missing[0] + gone.long()] = 1.0
         return x

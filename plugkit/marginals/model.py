@@ -531,10 +531,10 @@ class GraphicalModel:
             out += t[tuple(rows[:, a] for a in c)]
         return out
 
-    def given(self, attribute: int, level: int) -> GraphicalModel:
-        """The model of the rows whose `attribute` is `level`: that level's evidence entered
-        into a factor holding the attribute (the others' potential set to IMPOSSIBLE), so
-        its marginals and samples are the conditional ones."""
+    def given(self, attribute: int, level: int | list[int]) -> GraphicalModel:
+        """The model of the rows whose `attribute` is `level` (or one of the levels listed):
+        the evidence entered into a factor holding the attribute (the other levels' potential
+        set to IMPOSSIBLE), so its marginals and samples are the conditional ones."""
         pots = dict(self.potentials)
         home = next((c for c in pots if attribute in c), (attribute,))
         table = pots.get(home, torch.zeros(self.sizes[attribute], dtype=_F64)).clone()
