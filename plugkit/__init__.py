@@ -14,6 +14,7 @@ Importing plugkit is cheap: torch and the families load when first used.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +35,12 @@ def train(family: str | None, data: Any = None, **settings: Any) -> Run:
     CLI's flags with underscores: epochs, batch_size, out, options (["key=value"] or a dict:
     {"hidden": 64}), resume,
     max_time, threads, ...; progress=False silences the line printed after each epoch."""
-    from plugkit import runs, training
+    from plugkit import privacy, rundir, runs, training
     from plugkit.data import memory
 
     path = training.train_from_python(family, data, **settings)
+    for note in privacy.unreleased_notes(rundir.read(path)):  # what the CLI prints
+        warnings.warn(note, stacklevel=2)
     return runs.Run(path, data if memory.is_memory(data) else None)
 
 

@@ -350,6 +350,32 @@ class Ledger:
                               "composed"}
 
 
+def unreleased_notes(record: dict) -> list[str]:
+    """What the noise of a private run (its run.json) hid entirely, one line each: the user's
+    to hear (the cause, too few records for the epsilon, is theirs to change), from the CLI
+    and from plugkit.train alike."""
+    from plugkit.formats import tabular_private
+
+    meta, notes = record["data"]["meta"], []
+    if meta.get("vocab") == []:
+        notes.append("privacy: at this epsilon the noise hid every character of the text: its "
+                     "samples are empty lines; more lines or a larger --dp-epsilon would "
+                     "release them (docs/privacy.md)")
+    hidden = [str(f) for f, shown in enumerate(meta.get("private", {}).get("released", []))
+              if not shown]
+    if hidden:  # sequences: their features' means and stds
+        notes.append(f"privacy: at this epsilon the noise hid every value of feature "
+                     f"{', '.join(hidden)}: it standardizes as if its mean were 0 and its std "
+                     "1; more sequences or a larger --dp-epsilon would measure it "
+                     "(docs/privacy.md)")
+    names = tabular_private.unreleased(meta.get("encoding", []))
+    if names:
+        notes.append(f"privacy: at this epsilon the noise hid every value of "
+                     f"{', '.join(names)}: their samples are all missing or 0; more records or "
+                     "a larger --dp-epsilon would release them (docs/privacy.md)")
+    return notes
+
+
 def _noise_once() -> type:
     """Opacus' DistributedDPOptimizer, with the noise drawn on every rank and added by rank 0
     alone: the ranks' random streams stay in step (a checkpoint keeps rank 0's, and Batch.randn

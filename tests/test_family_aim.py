@@ -156,3 +156,12 @@ def test_a_column_without_missing_values_samples_none_under_dp():
     rows = family.sample(3000, generator=torch.Generator().manual_seed(0))
     x = next(c for c in family.attributes.columns if c.kind == "numeric")
     assert (rows[:, x.missing[0] + 1] == 0).all()  # the missing flag never set
+
+
+def test_python_hears_which_columns_the_noise_hid(tmp_path):
+    pytest.importorskip("opacus")
+    import plugkit
+
+    df = paired(n=40)
+    with pytest.warns(UserWarning, match="the noise hid every value of"):
+        plugkit.train("aim", data=df, dp_epsilon=0.5, progress=False, out=tmp_path / "run")

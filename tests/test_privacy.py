@@ -462,3 +462,16 @@ def test_a_thin_tail_keeps_its_range_and_the_noise_adds_no_mass():
     # the kept groups' sums are unbiased (clipping their negative cells adds nothing); only
     # the thinnest groups are lost
     assert 0.97 * n < kept.sum() < 1.005 * n and (kept >= 0).all()
+
+
+def test_an_integer_columns_common_values_become_point_modes():
+    rng = np.random.default_rng(0)
+    hours = np.where(rng.random(20_000) < 0.47, 40, rng.integers(1, 99, 20_000))
+    df = pd.DataFrame({"hours": hours.astype(np.int64), "rate": hours + 0.5})
+    encoding = tabular_private.fit(df, {"hours": "numeric", "rate": "numeric"}, 20.0, math.inf,
+                                   np.random.default_rng(1))
+    points = {m["mean"]: m["weight"] for m in encoding[0]["modes"] if m["std"] == 0}
+    assert abs(points[40.0] - 0.475) < 0.02  # 47% + its share of the uniform rest
+    assert all(float(v).is_integer() for v in points)
+    # a float column's cell does not say which value it holds: no point modes from cells
+    assert not any(m["std"] == 0 for m in encoding[1]["modes"])

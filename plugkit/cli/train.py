@@ -63,8 +63,9 @@ def train(
                                        "through torch.distributed.run; --batch-size is the "
                                        "global batch).")] = 1,
     dp_epsilon: Annotated[float | None, typer.Option(
-        help="Train with differential privacy (DP-SGD, Opacus: pip install "
-             "'plugkit[privacy]'), spending at most this epsilon (docs/privacy.md).",
+        help="Train with differential privacy (DP-SGD, or the family's own mechanism: aim's "
+             "noisy marginals; Opacus: pip install 'plugkit[privacy]'), spending at most this "
+             "epsilon (docs/privacy.md).",
         rich_help_panel="Privacy")] = None,
     dp_delta: Annotated[float | None, typer.Option(
         help="The delta of (epsilon, delta)-DP \\[default: min(1e-5, 1/(10 n))].",
@@ -182,24 +183,10 @@ def _batch_size(config) -> int:
 
 
 def _say_unreleased(record: dict) -> None:
-    from plugkit.formats import tabular_private
+    from plugkit import privacy
 
-    meta = record["data"]["meta"]
-    if meta.get("vocab") == []:
-        typer.echo("privacy: at this epsilon the noise hid every character of the text: its "
-                   "samples are empty lines; more lines or a larger --dp-epsilon would release "
-                   "them (docs/privacy.md)")
-    hidden = [str(f) for f, shown in enumerate(meta.get("private", {}).get("released", []))
-              if not shown]
-    if hidden:  # sequences: their features' means and stds
-        typer.echo(f"privacy: at this epsilon the noise hid every value of feature "
-                   f"{', '.join(hidden)}: it standardizes as if its mean were 0 and its std 1; "
-                   "more sequences or a larger --dp-epsilon would measure it (docs/privacy.md)")
-    names = tabular_private.unreleased(meta.get("encoding", []))
-    if names:
-        typer.echo(f"privacy: at this epsilon the noise hid every value of {', '.join(names)}: "
-                   "their samples are all missing or 0; more records or a larger --dp-epsilon "
-                   "would release them (docs/privacy.md)")
+    for line in privacy.unreleased_notes(record):
+        typer.echo(line)
 
 
 def _last_line(run_dir: Path) -> str:

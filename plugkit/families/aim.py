@@ -6,7 +6,7 @@ model is most wrong, and fits a graphical model to all of them (Private-PGM, McK
 ICML 2019; plugkit.marginals.model); samples are drawn from that model. Under --dp-epsilon it
 spends the budget itself (Family.private_mechanism): the records are read only by the
 mechanism's measurements and selections, each recorded in the run's accountant. Without it,
-the marginals are measured exactly (a fast, non-private baseline of the same model).
+the marginals are measured exactly (a strong non-private model of the same kind).
 `plugkit sample --where COLUMN=VALUE` samples the model's conditional given that category.
 
 One epoch is one round of AIM on the whole table; the run ends when the mechanism is done
