@@ -165,3 +165,17 @@ def test_python_hears_which_columns_the_noise_hid(tmp_path):
     df = paired(n=40)
     with pytest.warns(UserWarning, match="the noise hid every value of"):
         plugkit.train("aim", data=df, dp_epsilon=0.5, progress=False, out=tmp_path / "run")
+
+
+def test_weights_of_other_levels_are_refused_in_one_line(tmp_path):
+    from plugkit import checkpoint
+    from plugkit.errors import PlugkitError
+
+    trained = TestAimTable().build()
+    trained.train_step(table_batch(trained.info))
+    checkpoint.save_weights(tmp_path, trained.modules())
+    other = TestAimTable().build()
+    other.attributes.sizes = tuple(s + 1 for s in other.attributes.sizes)
+    other.fitted.aim.sizes = other.attributes.sizes
+    with pytest.raises(PlugkitError, match="other levels"):
+        checkpoint.load_weights(tmp_path, other.modules())

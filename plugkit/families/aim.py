@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from plugkit.errors import PlugkitError
 from plugkit.families.tabular_heads import Settings
 from plugkit.family import Batch, DataInfo, Family
 from plugkit.formats import tabular
@@ -32,8 +33,8 @@ from plugkit.options import option
 class Options:
     workload: int = option(2, "the marginals to get right: every one of this many columns",
                            min=1, max=3)
-    offset_bins: int = option(4, "levels per mode of a numeric column (its shape's detail)",
-                              min=1, max=16)
+    offset_bins: int = option(4, "levels per Gaussian mode of a numeric column (its shape's "
+                              "detail; a point mode is one level)", min=1, max=16)
     # 20, not AIM's 80: a fit's time grows with the model, and on adult at epsilon 8 a model
     # of 80 MB took minutes a round on this CPU
     max_mb: float = option(20.0, "the largest model, in MB of cells (AIM's size limit)",
@@ -79,6 +80,11 @@ class Fitted(torch.nn.Module):
                                         float(state[f"measured.{i}.noise"]))
                             for i in range(count)]
         model = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+        sizes = {a: n for m in aim.measurements for a, n in zip(m.clique, m.values.shape,
+                                                                 strict=True)}
+        if any(aim.sizes[a] != n for a, n in sizes.items()):
+            raise PlugkitError("these weights were fitted to other levels of the columns (an "
+                               "earlier aim, or other options): train the run again")
         aim.model = GraphicalModel.from_state(aim.sizes, model) if model else None
         return torch.nn.modules.module._IncompatibleKeys([], [])
 
