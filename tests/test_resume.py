@@ -208,3 +208,14 @@ def test_a_long_epoch_in_a_log_is_not_silent(tmp_path, monkeypatch):
     assert result.exit_code == 0
     steps = [line for line in result.stdout.splitlines() if " step " in line]
     assert steps and steps[0].startswith("epoch 1/1  step 1/")
+
+
+def test_a_resume_without_epochs_goes_on_to_the_runs_own(tmp_path):
+    run = tmp_path / "run"
+    first = cli("train", "vae", "--data", "iris", "--out", run, "--epochs", 3, "--max-time", 0,
+                *SMALL)
+    assert first.exit_code == 0 and "stopped" in first.output  # in epoch 1
+    result = cli("train", "--out", run, "--resume")
+    assert result.exit_code == 0, result.output
+    assert [r["epoch"] for r in rows(run)] == [1, 2, 3]  # not the default 10
+    assert "epoch 3/3" in result.output
