@@ -14,8 +14,10 @@ ALLOWED = {
     "plugkit.family": set(),
     "plugkit.options": {"plugkit.errors"},
     "plugkit.data": {"plugkit.family", "plugkit.formats", "plugkit.errors"},
+    # the aim family's core: a graphical model and AIM's rounds, on the formats' rows
+    "plugkit.marginals": {"plugkit.formats", "plugkit.errors"},
     "plugkit.families": {"plugkit.family", "plugkit.formats", "plugkit.options", "plugkit.ops",
-                         "plugkit.errors"},
+                         "plugkit.errors", "plugkit.marginals"},
     "plugkit.metrics": {"plugkit.data", "plugkit.formats", "plugkit.errors", "plugkit.atomic",
                         "plugkit.rundir", "plugkit.trainer"},
 }
