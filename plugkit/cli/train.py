@@ -89,10 +89,9 @@ def train(
         dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_clip=dp_clip, dp_secure_rng=dp_secure_rng)
     if nproc != 1:
         _spawn(nproc, config, as_json)
-    epochs = epochs or _planned_epochs(config)
-
-    time_left = _time_left(epochs, max_time) if not _ends_itself(config) else \
-        (lambda epoch: "")  # its epochs are a cap: no honest estimate
+    epochs, ends_itself = _progress_plan(config, epochs)
+    # a family that ends itself has epochs as a cap only: no honest estimate
+    time_left = _time_left(epochs, max_time) if not ends_itself else (lambda epoch: "")
 
     def report(row: dict) -> None:
         if as_json:
@@ -115,32 +114,26 @@ def train(
         typer.echo(_last_line(run_dir))
 
 
-def _planned_epochs(config) -> int:
-    """The epochs a run without --epochs trains to, for the progress lines: a resumed run's
-    own, or the family's default (what plugkit.training settles on)."""
-    from plugkit import plugins, rundir
-
-    if config.resume and config.out is not None and (config.out / rundir.RUN_JSON).exists():
-        return rundir.read(config.out)["epochs"]
-    if config.family is None:
-        return 10  # training refuses it with a clear line
-    return plugins.get(config.family).default_epochs
-
-
-def _ends_itself(config) -> bool:
-    """Does the run's family end training itself (Family.finished: aim, when its budget is
-    spent), so that the planned epochs say nothing of how long it will take?"""
+def _progress_plan(config, epochs: int | None) -> tuple[int, bool]:
+    """For the progress lines: the epochs the run trains to (--epochs, a resumed run's own, or
+    its family's default, as plugkit.training settles them), and whether its family ends
+    training itself (Family.finished: aim, when its budget is spent), so that those epochs say
+    nothing of how long it will take."""
     from plugkit import plugins, rundir
     from plugkit.errors import PlugkitError
     from plugkit.family import Family
 
-    name = config.family
-    if name is None and config.out is not None and (config.out / rundir.RUN_JSON).exists():
-        name = rundir.read(config.out)["family"]
+    record = None
+    if config.resume and config.out is not None and (config.out / rundir.RUN_JSON).exists():
+        record = rundir.read(config.out)
+    name = config.family or (record or {}).get("family")
     try:
-        return name is not None and plugins.get(name).finished is not Family.finished
+        cls = plugins.get(name) if name is not None else None
     except PlugkitError:  # an unknown or broken family: training says so, in one line
-        return False
+        cls = None
+    if epochs is None:
+        epochs = record["epochs"] if record else cls.default_epochs if cls else 10
+    return epochs, cls is not None and cls.finished is not Family.finished
 
 
 def _time_left(epochs: int, max_time: float | None):
