@@ -61,6 +61,12 @@ class Budget:
         if not self.clip > 0:
             raise UsageError(f"`dp_clip` must be positive, got {self.clip}")
 
+    def noise_seed(self, seed):
+        """The seed of a noise draw: `seed` (from --seed, replayable), or under secure_rng one
+        from the operating system's entropy, so that no noise of the run can be replayed from
+        its settings."""
+        return int.from_bytes(os.urandom(8), "little") >> 1 if self.secure_rng else seed
+
     def settled(self, records: int) -> Budget:
         """With delta chosen for `records` when not given: well below 1 / n."""
         if self.delta is not None:
@@ -234,8 +240,7 @@ class DPSGD:
         # settings. torchcsprng, Opacus' cryptographic generator, is not in the registry.
         generator = None
         if budget.secure_rng:
-            generator = torch.Generator(family.device).manual_seed(
-                int.from_bytes(os.urandom(8), "little") >> 1)
+            generator = torch.Generator(family.device).manual_seed(budget.noise_seed(None))
         # several ranks: each divides its clipped sum (rank 0's with the noise) by its share
         # of the expected batch, and the all_reduce averages the shares
         kind, expected = (DPOptimizer, batch_size) if ranks == 1 else \
@@ -308,6 +313,10 @@ class Ledger:
         from opacus.accountants import RDPAccountant
 
         self.plan = plan
+        # the family's noise and choices: the core-seeded global RNG, or under secure_rng a
+        # generator seeded by the OS (its draws then not replayed by a resume)
+        self.generator = torch.Generator().manual_seed(plan.budget.noise_seed(None)) \
+            if plan.budget.secure_rng else None
         self.accountant = RDPAccountant()
         self.accountant.history = [tuple(h) for h in history] if history is not None else \
             plan.preprocessing_entry()

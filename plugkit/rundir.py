@@ -41,7 +41,7 @@ def create(run_dir: Path, record: dict, write: bool = True) -> None:
         family = read(run_dir)["family"]
         hint = ("continue it with `resume`" if family == record["family"]
                 else f"it cannot be continued by {record['family']}")
-        raise UsageError(f"{run_dir} already holds a {family} run; {hint} or choose another "
+        raise UsageError(f"{run_dir} already holds a run of {family}; {hint} or choose another "
                          "`out`")
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"`out` {run_dir} is a file, not a folder")

@@ -272,6 +272,9 @@ def _budget(config: TrainConfig, cls: type[Family]) -> privacy.Budget | None:
     if config.patience is not None:
         raise UsageError("`patience` stops on the validation loss, which reads the records: "
                          "not under `dp_epsilon`")
+    if cls.private_mechanism and config.dp_clip != 1.0:
+        raise UsageError(f"{cls.name} spends its budget on its own mechanisms, not on "
+                         "clipped gradients: `dp_clip` does not apply")
     privacy.require_opacus()
     return budget
 
@@ -320,7 +323,7 @@ def _private_encoding(ds: data.Dataset, plan: privacy.Plan, seed: int,
     from plugkit.formats import tabular_private
 
     return tabular_private.fit(ds.x, ds.meta["columns"], plan.histogram_noise, plan.threshold,
-                               np.random.default_rng(seed))
+                               np.random.default_rng(plan.budget.noise_seed(seed)))
 
 
 def _private_text_meta(ds: data.Dataset, plan: privacy.Plan, config: TrainConfig,
@@ -332,7 +335,7 @@ def _private_text_meta(ds: data.Dataset, plan: privacy.Plan, config: TrainConfig
     import numpy as np
 
     listed = text_private.vocab(ds.x, plan.histogram_noise, plan.threshold,
-                                np.random.default_rng(config.seed))
+                                np.random.default_rng(plan.budget.noise_seed(config.seed)))
     return {"vocab": listed, "max_length": config.max_length or text.MAX_LENGTH}
 
 
@@ -344,7 +347,8 @@ def _private_moments(ds: data.Dataset, plan: privacy.Plan, seed: int,
         return {k: previous["data"]["meta"][k] for k in ("mean", "std", "private")}
     import numpy as np
 
-    return sequence_private.moments(ds.x, plan.histogram_noise, np.random.default_rng([seed, 2]))
+    return sequence_private.moments(ds.x, plan.histogram_noise, np.random.default_rng(
+        plan.budget.noise_seed([seed, 2])))
 
 
 def _private_counts(ds: data.Dataset, plan: privacy.Plan, seed: int) -> list[int] | None:
@@ -355,7 +359,7 @@ def _private_counts(ds: data.Dataset, plan: privacy.Plan, seed: int) -> list[int
         return None
     import numpy as np
 
-    noisy = np.asarray(counts) + np.random.default_rng(seed).normal(
+    noisy = np.asarray(counts) + np.random.default_rng(plan.budget.noise_seed(seed)).normal(
         0.0, plan.histogram_noise, len(counts))
     return np.maximum(np.round(noisy), 1).astype(int).tolist()
 

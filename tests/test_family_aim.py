@@ -66,6 +66,7 @@ def test_a_private_run_spends_its_budget_and_learns_the_pairs(tmp_path):
     result = train(tmp_path, "--dp-epsilon", "4")
     assert result.exit_code == 0, result.output
     assert "by aim's own mechanism" in result.output
+    assert "epoch 1 of at most 1000 " in result.output  # its rounds end when rho is spent
     spent = json.loads((tmp_path / "run" / "run.json").read_text())["privacy"]
     assert 0.99 * 4 < spent["epsilon"] <= 4 and spent["rho"] <= spent["plan"]["rho"]
     sampled = runner.invoke(app, ["sample", str(tmp_path / "run"), "--n", "4000", "--out",
@@ -111,6 +112,28 @@ def test_without_a_budget_it_fits_the_marginals_exactly(tmp_path):
     rows = pd.read_csv(tmp_path / "q.csv")
     assert (rows["a"] == "q").all() and (rows["b"] == "q").mean() > 0.85
     assert 40 < rows["x"].mean() < 60
+
+
+@pytest.mark.usefixtures("data")
+def test_the_secure_rng_reaches_the_encoding_and_every_measurement(tmp_path):
+    pytest.importorskip("opacus")
+    for out, secure in (("a", True), ("b", True), ("c", False), ("d", False)):
+        flags = ["--dp-secure-rng"] if secure else []
+        result = train(tmp_path, "--dp-epsilon", "2", "--epochs", "3", *flags, out=out)
+        assert result.exit_code == 0, result.output
+    runs = {r: json.loads((tmp_path / r / "run.json").read_text()) for r in "abcd"}
+    encodings = {r: runs[r]["data"]["meta"]["encoding"] for r in "abcd"}
+    weights = {r: (tmp_path / r / "model.safetensors").read_bytes() for r in "abcd"}
+    assert encodings["c"] == encodings["d"] and weights["c"] == weights["d"]  # --seed's
+    assert encodings["a"] != encodings["b"] and weights["a"] != weights["b"]  # the OS's
+
+
+@pytest.mark.usefixtures("data")
+def test_a_clip_is_refused_where_no_gradient_is_clipped(tmp_path):
+    result = train(tmp_path, "--dp-epsilon", "2", "--dp-clip", "0.5")
+    assert result.exit_code == 2 and "--dp-clip does not apply" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_whole_batch_family_trains_privately_only_by_its_own_mechanism():

@@ -100,7 +100,7 @@ def test_sample_rejects_bad_requests(tmp_path):
 def test_an_existing_run_is_never_overwritten(tmp_path):
     assert train(tmp_path / "run", "--epochs", "1")[0].exit_code == 0
     again, _ = train(tmp_path / "run", "--epochs", "1")
-    assert again.exit_code == 2 and "already holds a vae run; continue it with --resume" in \
+    assert again.exit_code == 2 and "already holds a run of vae; continue it with --resume" in \
         again.stderr
     other = runner.invoke(app, ["train", "gan", "--out", str(tmp_path / "run"), "--epochs", "1"])
     assert other.exit_code == 2 and "holds a vae run; it cannot be continued by gan" in \

@@ -92,6 +92,7 @@ def train(
     epochs, ends_itself = _progress_plan(config, epochs)
     # a family that ends itself has epochs as a cap only: no honest estimate
     time_left = _time_left(epochs, max_time) if not ends_itself else (lambda epoch: "")
+    of = f" of at most {epochs}" if ends_itself else f"/{epochs}"  # "epoch 3/10"
 
     def report(row: dict) -> None:
         if as_json:
@@ -99,16 +100,16 @@ def train(
         else:
             losses = "  ".join(f"{k} {v:.4g}" for k, v in row.items()
                                if k not in ("epoch", "step", "samples_per_s", "threads"))
-            typer.echo(f"epoch {row['epoch']}/{epochs}  {losses}  "
+            typer.echo(f"epoch {row['epoch']}{of}  {losses}  "
                        f"{row['samples_per_s']:.0f} samples/s, {_threads(row['threads'])}"
                        f"{time_left(row['epoch'])}")
 
     if as_json:
         run_dir = training.train(config, report)
     elif not sys.stdout.isatty():  # a pipe or a log file gets plain lines
-        run_dir = training.train(config, report, _progress_lines(epochs))
+        run_dir = training.train(config, report, _progress_lines(of))
     else:
-        with _progress_bar(epochs, _batch_size(config)) as on_step:
+        with _progress_bar(of, _batch_size(config)) as on_step:
             run_dir = training.train(config, report, on_step)
     if not as_json and os.environ.get("RANK", "0") == "0":  # one line, not one per process
         typer.echo(_last_line(run_dir))
@@ -237,7 +238,7 @@ def _spawn(nproc: int, config, as_json: bool) -> None:
 PROGRESS_EVERY_S = 30.0  # a pipe or a log: a line at most this often inside an epoch
 
 
-def _progress_lines(epochs: int):
+def _progress_lines(of: str):
     """For a pipe or a log: a plain line at most every PROGRESS_EVERY_S seconds inside a long
     epoch, so a first epoch of minutes is not minutes of silence."""
     import time
@@ -248,13 +249,13 @@ def _progress_lines(epochs: int):
         if time.monotonic() - last[0] >= PROGRESS_EVERY_S and position < steps:
             last[0] = time.monotonic()
             shown = "  ".join(f"{k} {v:.4g}" for k, v in losses.items())
-            typer.echo(f"epoch {epoch + 1}/{epochs}  step {position}/{steps}  {shown}")
+            typer.echo(f"epoch {epoch + 1}{of}  step {position}/{steps}  {shown}")
 
     return on_step
 
 
 @contextlib.contextmanager
-def _progress_bar(epochs: int, batch_size: int) -> Iterator:
+def _progress_bar(of: str, batch_size: int) -> Iterator:
     """A rich progress bar over the current epoch: step, losses, samples/s and ETA."""
     import time
 
@@ -266,7 +267,7 @@ def _progress_bar(epochs: int, batch_size: int) -> Iterator:
         TimeRemainingColumn,
     )
 
-    columns = (TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(),
+    columns = (TextColumn("epoch {task.fields[epoch]}" + of), BarColumn(),
                MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
     with Progress(*columns, transient=True) as bar:

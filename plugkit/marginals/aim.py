@@ -104,8 +104,8 @@ class AIM:
             (answers[r] - estimates[r]).abs().sum().item()
             - math.sqrt(2 / math.pi) * self.sigma * answers[r].numel()) for r in allowed],
             dtype=torch.float64)
-        chosen = allowed[_exponential(scores, self.epsilon, max(self.weights[r]
-                                                                for r in allowed))]
+        sensitivity = max(self.weights[r] for r in allowed)
+        chosen = allowed[_exponential(scores, self.epsilon, sensitivity, ledger.generator)]
         ledger.exponential(self.epsilon)
         self._measure(chosen, answers[chosen], ledger)
         before = estimates[chosen]
@@ -136,7 +136,9 @@ class AIM:
         return {"error": error}
 
     def _measure(self, clique: tuple[int, ...], answer: torch.Tensor, ledger) -> None:
-        noise = torch.randn(answer.shape, dtype=torch.float64) * self.sigma  # core-seeded
+        # the core-seeded global RNG, or the ledger's OS-seeded one under --dp-secure-rng
+        noise = torch.randn(answer.shape, dtype=torch.float64,
+                            generator=ledger.generator) * self.sigma
         ledger.gaussian(self.sigma)
         self.measurements.append(Measurement(clique, answer + noise.to(answer.device),
                                              self.sigma))
@@ -156,10 +158,12 @@ class AIM:
                 or model_size_mb(self.sizes, current + [r]) <= limit]
 
 
-def _exponential(scores: torch.Tensor, epsilon: float, sensitivity: float) -> int:
+def _exponential(scores: torch.Tensor, epsilon: float, sensitivity: float,
+                 generator: torch.Generator | None) -> int:
     """The exponential mechanism (McSherry & Talwar, FOCS 2007): index i with probability
     proportional to exp(epsilon scores_i / (2 sensitivity)), by the Gumbel-max trick on the
-    global RNG (which the core seeds and checkpoints)."""
-    gumbel = -torch.log(-torch.log(torch.rand(len(scores), dtype=torch.float64)
+    global RNG (which the core seeds and checkpoints) or `generator`."""
+    gumbel = -torch.log(-torch.log(torch.rand(len(scores), dtype=torch.float64,
+                                              generator=generator)
                                    .clamp_min(1e-300)))
     return int((epsilon * scores / (2 * sensitivity) + gumbel).argmax())
