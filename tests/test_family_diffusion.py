@@ -2,12 +2,15 @@
 the exact categorical posterior, that it learns a dependence between columns, `where` by
 inpainting, that it learns the shape of windows, and on images DDIM, guidance and labels."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 from helpers import table_batch, table_info
+from safetensors.torch import load_file
 
 from plugkit import data, options
 from plugkit.errors import UsageError
@@ -320,3 +323,29 @@ def test_image_settings_and_options_that_do_not_apply_are_refused():
         _draw(TestDiffusionTable().build(), guidance=1.0)
     with pytest.raises(UsageError, match="multiple of 8"):
         options.parse(Diffusion.Options, ["channels=12"], "diffusion")
+
+
+def test_a_table_run_from_before_the_average_samples_and_resumes(tmp_path):
+    """Tables kept no average of the weights before 2026-11-30 (`ema` was for images): their
+    files hold none, though run.json records ema 0.999. Such a run samples as it did, from
+    its weights, and resumes, its average starting from them."""
+    from typer.testing import CliRunner
+
+    from plugkit.cli import app
+
+    runner, run = CliRunner(), tmp_path / "run"
+    assert runner.invoke(app, ["train", "diffusion", "--data", "iris", "--epochs", "2", "-o",
+                               "ema=0", "-o", "hidden=16", "--out", str(run)]).exit_code == 0
+    before = tmp_path / "before.csv"
+    assert runner.invoke(app, ["sample", str(run), "--n", "20", "--out",
+                               str(before)]).exit_code == 0
+    record = json.loads((run / "run.json").read_text())
+    record["options"]["ema"] = 0.999  # as an older version recorded it
+    (run / "run.json").write_text(json.dumps(record))
+    after = tmp_path / "after.csv"
+    result = runner.invoke(app, ["sample", str(run), "--n", "20", "--out", str(after)])
+    assert result.exit_code == 0, result.output
+    assert after.read_text() == before.read_text()
+    resumed = runner.invoke(app, ["train", "--out", str(run), "--resume", "--epochs", "3"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "denoiser_ema.out.weight" in load_file(str(run / "model.safetensors"))

@@ -59,7 +59,6 @@ class Images:
         self.o, self.device = o, device
         self.shape = (info.meta["channels"], info.meta["height"], info.meta["width"])
         self.classes = image_nets.num_classes(info.classes, o.conditional)
-        self.ema = o.ema
 
     def net(self) -> nn.Module:
         return ImageDenoiser(self.shape[0], self.o.channels, self.classes, self.o.dropout)

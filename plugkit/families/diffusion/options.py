@@ -24,9 +24,8 @@ class Options:
                               "teaching the unconditional model that guidance needs", min=0.0,
                               max=1.0)
     conditional: bool = image_nets.conditional_option()
-    ema: float = option(0.999, "images: decay of the moving average of the denoiser's weights "
-                        "that samples (0: the trained weights themselves)", min=0.0,
-                        max=0.9999)
+    ema: float = option(0.999, "decay of the moving average of the denoiser's weights that "
+                        "samples (0: the trained weights themselves)", min=0.0, max=0.9999)
 
     def __post_init__(self) -> None:
         if self.channels % GROUPS:

@@ -52,7 +52,7 @@ class ConvDenoiser(nn.Module):
 class Sequences:
     """Standardized windows (B, T, F): Gaussian diffusion on every value, a 1-D conv denoiser."""
 
-    classes, ema = 0, 0.0
+    classes = 0
 
     def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
         self.o, self.device = o, device

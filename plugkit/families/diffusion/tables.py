@@ -47,7 +47,6 @@ class Tables:
     inpainting."""
 
     classes = 0  # conditioned on a category (where), not on a label
-    ema = 0.0  # samples with the trained weights
 
     def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
         self.o, self.device = o, device
