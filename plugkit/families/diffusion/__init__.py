@@ -109,6 +109,9 @@ class Diffusion(Family):
         averaged = {"denoiser_ema": self.averaged} if self.averaged is not None else {}
         return {"denoiser": self.net} | averaged  # in this order: see below
 
+    def private_parts(self) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
+        return {"denoiser": self.net}, self.optimizers()  # the average is post-processing
+
     def _average_of_an_older_run(self, tensors: dict[str, torch.Tensor]) -> None:
         """Tables and sequences kept no average before 2026-11-30 (`ema` was for images),
         so their weight files have none: theirs starts as the weights themselves, loaded just
