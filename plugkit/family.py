@@ -160,6 +160,11 @@ class Family:
         run ends after this epoch, before its planned epochs."""
         return False
 
+    def validated(self, improved: bool) -> None:
+        """Called after each epoch's validation, when it ranks models (val_loss_ranks_models,
+        no DP): whether the epoch set a new lowest validation loss. A family may lower its
+        learning rate when it did not (what it changes in an optimizer, the checkpoint keeps)."""
+
     def val_loss(self, batch: Batch) -> float | tuple[float, int]:
         """A loss on held-out data, comparable from epoch to epoch: the mean per sample, or a
         (sum, count) pair when the natural unit is not the sample (characters of text), so the

@@ -233,12 +233,14 @@ class Trainer:
         whose validation loss ranks models (not the GAN's: it measures D)."""
         if not self.family.val_loss_ranks_models or self.private is not None:
             return  # under DP no weights are chosen on the records: the last ones count
-        if val_loss < self.state.best:
+        improved = val_loss < self.state.best
+        if improved:
             self.state.best, self.state.since_best = val_loss, 0
             if self.world.main:  # written with the next checkpoint, just before it
                 self._best_weights = checkpoint.snapshot(self.family.modules())
         else:
             self.state.since_best += 1
+        self.family.validated(improved)
 
     def _check_finite(self) -> None:
         """Stops the run when its weights have gone bad (after every epoch, and before every

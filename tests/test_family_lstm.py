@@ -158,6 +158,16 @@ def test_validation_and_sampling_read_the_moving_average():
     assert fam.val_loss(batch())[0] != total
 
 
+def test_an_epoch_without_a_better_validation_loss_lowers_the_learning_rate():
+    fam, kept = family(lr=1e-2, lr_drop=0.5), family(lr=1e-2)
+    for f in (fam, kept):
+        f.validated(True)
+        f.validated(False)
+        f.validated(False)
+    assert fam.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 / 4)
+    assert kept.optimizer.param_groups[0]["lr"] == 1e-2  # the default: never
+
+
 class TestLSTMConformance(FamilyTests):
     family = lstm.LSTM
     info = DataInfo("text", META)

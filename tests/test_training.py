@@ -187,10 +187,13 @@ def test_best_weights_and_early_stopping(tmp_path, monkeypatch):
     monkeypatch.setattr(VAE, "val_loss", lambda self, batch: next(losses))
     monkeypatch.setattr("plugkit.trainer.validate",
                         lambda family, *args: family.val_loss(None))
+    told = []  # what the family hears after each validation
+    monkeypatch.setattr(VAE, "validated", lambda self, improved: told.append(improved))
     # a table: the VAE's ELBO ranks its table models (not its image ones, below)
     result, rows = train(tmp_path / "run", "--data", "iris", "--epochs", "6", "--patience", "2")
     assert result.exit_code == 0, result.output
     assert [r["val_loss"] for r in rows] == [5.0, 3.0, 4.0, 4.5]  # stopped after epoch 4
+    assert told == [True, True, False, False]
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["stopped_early"] == 4 and record["status"] == "done"
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
