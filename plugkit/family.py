@@ -118,6 +118,9 @@ class Family:
     # does not apply), in one process; for a model fitted to the whole data (marginals)
     whole_batch: ClassVar[bool] = False
     default_epochs: ClassVar[int] = 10  # epochs when the user gives none
+    # rows a step when the user gives no --batch-size, by modality (64 for any other): what
+    # trains best per second (diffusion, tables: 256)
+    batch_sizes: ClassVar[dict[str, int]] = {}
     api_version: ClassVar[int] = API_VERSION  # the plugin API it was written for
     Options: ClassVar[type] = NoOptions  # a dataclass: typed fields, defaults, help in metadata
     # the sampler's settings, a dataclass like Options (`plugkit sample -s key=value`; the

@@ -19,7 +19,9 @@ from typing import Any
 from plugkit import rundir
 from plugkit.errors import PlugkitError, UsageError
 
-DEFAULTS = {"batch_size": 64, "seed": 0, "val_fraction": 0.1}  # when a fresh run omits them
+# when a fresh run omits them; its batch size, once its data's modality is known
+# (training.BATCH_SIZE, Family.batch_sizes)
+DEFAULTS = {"seed": 0, "val_fraction": 0.1}
 _CHUNK = 1 << 20
 
 

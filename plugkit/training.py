@@ -31,6 +31,8 @@ from plugkit.formats import sequence_private, text, text_private
 from plugkit.trainer import Interrupted, LoopState, StepHook, Trainer
 from plugkit.version import __version__
 
+BATCH_SIZE = 64  # rows a step, where neither the user nor the family (batch_sizes) says
+
 
 @dataclass
 class TrainConfig:
@@ -40,7 +42,8 @@ class TrainConfig:
     data: Any = None
     out: Path | None = None  # the run directory; None: runs/<family>-<data>
     epochs: int | None = None  # None: the family's default_epochs (10 for most)
-    # None: 64, 0 and 0.1 for a new run (resume.DEFAULTS); a resumed run's own values
+    # None: the family's for the data's modality (Family.batch_sizes) or BATCH_SIZE, seed 0
+    # and val_fraction 0.1 for a new run (resume.DEFAULTS); a resumed run's own values
     batch_size: int | None = None
     seed: int | None = None
     device: str = "auto"  # auto | cpu | cuda
@@ -171,6 +174,9 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
         _check_private(cls, known.modality, windows=known.modality == "sequence")  # windows
     ds = data.load(spec, config.modality, config.image_size, config.window, config.max_length)
     _check_modality(cls, name, ds.modality)
+    if config.batch_size is None:  # a fresh run (a resumed one has its own)
+        config = dataclasses.replace(config, batch_size=cls.batch_sizes.get(ds.modality,
+                                                                             BATCH_SIZE))
     if budget is not None and ds.modality == "text":  # a record is a line, and one row
         ds.x = text_private.lines(ds.x, config.max_length or text.MAX_LENGTH)
     world, device = distributed.init(pick_device(config.device))

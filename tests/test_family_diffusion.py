@@ -349,3 +349,25 @@ def test_a_table_run_from_before_the_average_samples_and_resumes(tmp_path):
     resumed = runner.invoke(app, ["train", "--out", str(run), "--resume", "--epochs", "3"])
     assert resumed.exit_code == 0, resumed.output
     assert "denoiser_ema.out.weight" in load_file(str(run / "model.safetensors"))
+
+
+def test_a_table_run_takes_the_familys_batch_size_unless_given(tmp_path):
+    from typer.testing import CliRunner
+
+    from plugkit.cli import app
+
+    runner = CliRunner()
+
+    def batch_size(name, *args):
+        result = runner.invoke(app, ["train", "diffusion", "--epochs", "1", "-o", "hidden=16",
+                                     "--out", str(tmp_path / name), *args])
+        assert result.exit_code == 0, result.output
+        return json.loads((tmp_path / name / "run.json").read_text())["batch_size"]
+
+    assert batch_size("table", "--data", "iris") == Diffusion.batch_sizes["table"] == 256
+    assert batch_size("given", "--data", "iris", "--batch-size", "32") == 32
+    assert batch_size("sequence", "--data", "sunspots") == 64  # none declared: the core's
+    resumed = runner.invoke(app, ["train", "--out", str(tmp_path / "given"), "--resume",
+                                  "--epochs", "2"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((tmp_path / "given" / "run.json").read_text())["batch_size"] == 32

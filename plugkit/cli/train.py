@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -25,8 +25,8 @@ def train(
     epochs: Annotated[int | None, typer.Option(
         help="Passes over the training data \\[default: the family's, 10 for most; a resumed "
              "run's own].")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Samples per step \\[default: 64].")
-                          ] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Samples per step \\[default: 64, or the family's for the data's kind].")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random stream \\[default: 0].")
                     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -166,14 +166,23 @@ def _threads(count: int) -> str:
     return f"{count} thread{'s' * (count != 1)}"
 
 
-def _batch_size(config) -> int:
-    """For the progress bar's samples/s: the run's own batch size when it is resumed."""
-    from plugkit import resume, rundir
+def _batch_size(config) -> Callable[[], int]:
+    """For the progress bar's samples/s: the batch size given, or else the run's own, read from
+    its run.json once the first step has run (a resumed run's, or the one a fresh run settled
+    with its data's modality: Family.batch_sizes)."""
+    from plugkit import rundir, training
 
-    if config.batch_size is None and config.resume and config.out is not None:
-        with contextlib.suppress(Exception):
-            return int(rundir.read(config.out)["batch_size"])
-    return config.batch_size or resume.DEFAULTS["batch_size"]
+    known: list[int] = [config.batch_size] if config.batch_size else []
+
+    def size() -> int:
+        if not known:
+            try:
+                known.append(int(rundir.read(training._run_dir(config))["batch_size"]))
+            except Exception:  # never fails the run: the bar shows steps' rows as 64 each
+                known.append(training.BATCH_SIZE)
+        return known[0]
+
+    return size
 
 
 def _say_unreleased(record: dict) -> None:
@@ -255,7 +264,7 @@ def _progress_lines(of: str):
 
 
 @contextlib.contextmanager
-def _progress_bar(of: str, batch_size: int) -> Iterator:
+def _progress_bar(of: str, batch_size: Callable[[], int]) -> Iterator:
     """A rich progress bar over the current epoch: step, losses, samples/s and ETA."""
     import time
 
@@ -278,7 +287,7 @@ def _progress_bar(of: str, batch_size: int) -> Iterator:
             if epoch != epoch_start["epoch"]:
                 epoch_start.update(epoch=epoch, time=time.monotonic(), position=position - 1)
             elapsed = max(time.monotonic() - epoch_start["time"], 1e-9)
-            rate = (position - epoch_start["position"]) * batch_size / elapsed
+            rate = (position - epoch_start["position"]) * batch_size() / elapsed
             bar.update(task, completed=position, total=steps, epoch=epoch + 1,
                        losses="  ".join(f"{k} {v:.4g}" for k, v in losses.items()),
                        rate=f"{rate:.0f} samples/s")
