@@ -77,7 +77,8 @@ def test_train_help_shows_the_defaults_it_states():
     """Rich reads "[default: 64]" in a help text as markup and drops it unless escaped."""
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     text = " ".join(result.output.replace("│", " ").split())
-    for shown in ("Samples per step [default: 64]", "random stream [default: 0]",
+    for shown in ("Samples per step [default: 64, or the family's for the data's kind]",
+                  "random stream [default: 0]",
                   "[default: min(1e-5, 1/(10 n))]"):
         assert shown in text
 
