@@ -103,7 +103,7 @@ def test_an_existing_run_is_never_overwritten(tmp_path):
     assert again.exit_code == 2 and "already holds a run of vae; continue it with --resume" in \
         again.stderr
     other = runner.invoke(app, ["train", "gan", "--out", str(tmp_path / "run"), "--epochs", "1"])
-    assert other.exit_code == 2 and "holds a vae run; it cannot be continued by gan" in \
+    assert other.exit_code == 2 and "holds a run of vae; it cannot be continued by gan" in \
         other.stderr
     resumed = runner.invoke(app, ["train", "gan", "--out", str(tmp_path / "run"), "--resume"])
     assert resumed.exit_code == 2 and "is a vae run, not gan" in resumed.stderr
