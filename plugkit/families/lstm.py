@@ -45,7 +45,7 @@ class Options:
     dropout: float = option(0.3, "dropout between layers and before the output head (names: "
                             "0.3 beat 0 and 0.5)", min=0.0, max=0.9)
     lr: float = option(2e-3, "AdamW learning rate", min=0.0, max=1.0)
-    # names, side by side: 0.5 lowered the held-out NLL 1.945 -> 1.938 but new names 72% ->
+    # names, side by side: 0.5 lowered the held-out NLL 1.945 -> 1.939 but new names 72% ->
     # 68% (docs/results.md), as the moving average does, so it is not the default either
     lr_drop: float = option(1.0, "multiply the learning rate by this after each epoch that did "
                             "not lower the validation loss (1: never; names: 0.5 gave a lower "
