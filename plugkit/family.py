@@ -119,7 +119,8 @@ class Family:
     whole_batch: ClassVar[bool] = False
     default_epochs: ClassVar[int] = 10  # epochs when the user gives none
     # rows a step when the user gives no --batch-size, by modality (64 for any other): what
-    # trains best per second (diffusion, tables: 256)
+    # trains best per second (diffusion, tables: 256); cut on small data so that an epoch
+    # keeps several steps (plugkit.training._batch_size)
     batch_sizes: ClassVar[dict[str, int]] = {}
     api_version: ClassVar[int] = API_VERSION  # the plugin API it was written for
     Options: ClassVar[type] = NoOptions  # a dataclass: typed fields, defaults, help in metadata

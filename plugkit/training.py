@@ -32,6 +32,9 @@ from plugkit.trainer import Interrupted, LoopState, StepHook, Trainer
 from plugkit.version import __version__
 
 BATCH_SIZE = 64  # rows a step, where neither the user nor the family (batch_sizes) says
+# a family's larger batch_sizes entry is cut so that an epoch keeps this many steps (never
+# below BATCH_SIZE): on a table of 2,000 rows 256 would leave 8 steps an epoch
+MIN_STEPS = 32
 
 
 @dataclass
@@ -175,8 +178,7 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     ds = data.load(spec, config.modality, config.image_size, config.window, config.max_length)
     _check_modality(cls, name, ds.modality)
     if config.batch_size is None:  # a fresh run (a resumed one has its own)
-        config = dataclasses.replace(config, batch_size=cls.batch_sizes.get(ds.modality,
-                                                                             BATCH_SIZE))
+        config = dataclasses.replace(config, batch_size=_batch_size(cls, ds))
     if budget is not None and ds.modality == "text":  # a record is a line, and one row
         ds.x = text_private.lines(ds.x, config.max_length or text.MAX_LENGTH)
     world, device = distributed.init(pick_device(config.device))
@@ -258,6 +260,15 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
         rundir.update(run_dir, **status)
     distributed.finish(world)
     return run_dir
+
+
+def _batch_size(cls: type[Family], ds: data.Dataset) -> int:
+    """A fresh run's rows a step when the user gives none: the family's for the modality, or
+    BATCH_SIZE; a larger one no larger than leaves MIN_STEPS steps an epoch."""
+    wanted = cls.batch_sizes.get(ds.modality, BATCH_SIZE)
+    if wanted <= BATCH_SIZE:
+        return wanted
+    return max(BATCH_SIZE, min(wanted, len(ds) // MIN_STEPS))
 
 
 def _budget(config: TrainConfig, cls: type[Family]) -> privacy.Budget | None:

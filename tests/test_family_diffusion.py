@@ -364,7 +364,14 @@ def test_a_table_run_takes_the_familys_batch_size_unless_given(tmp_path):
         assert result.exit_code == 0, result.output
         return json.loads((tmp_path / name / "run.json").read_text())["batch_size"]
 
-    assert batch_size("table", "--data", "iris") == Diffusion.batch_sizes["table"] == 256
+    rng = np.random.default_rng(0)
+    for rows in (256 * 32, 100 * 32):
+        pd.DataFrame({"x": rng.normal(size=rows).round(3), "c": rng.choice(["a", "b"], rows)}
+                     ).to_csv(tmp_path / f"t{rows}.csv", index=False)
+    assert batch_size("big", "--data", str(tmp_path / "t8192.csv")) == 256 == \
+        Diffusion.batch_sizes["table"]
+    assert batch_size("small", "--data", str(tmp_path / "t3200.csv")) == 100  # 32 steps
+    assert batch_size("iris", "--data", "iris") == 64  # never below the core's
     assert batch_size("given", "--data", "iris", "--batch-size", "32") == 32
     assert batch_size("sequence", "--data", "sunspots") == 64  # none declared: the core's
     resumed = runner.invoke(app, ["train", "--out", str(tmp_path / "given"), "--resume",
