@@ -373,7 +373,9 @@ def test_a_table_run_takes_the_familys_batch_size_unless_given(tmp_path):
     assert batch_size("small", "--data", str(tmp_path / "t3200.csv")) == 100  # 32 steps
     assert batch_size("iris", "--data", "iris") == 64  # never below the core's
     assert batch_size("given", "--data", "iris", "--batch-size", "32") == 32
-    assert batch_size("sequence", "--data", "sunspots") == 64  # none declared: the core's
+    np.save(tmp_path / "waves.npy", rng.normal(size=(300, 16, 1)).astype(np.float32))
+    assert batch_size("sequence", "--data", str(tmp_path / "waves.npy"), "--modality",
+                      "sequence") == 64  # none declared: the core's
     resumed = runner.invoke(app, ["train", "--out", str(tmp_path / "given"), "--resume",
                                   "--epochs", "2"])
     assert resumed.exit_code == 0, resumed.output
