@@ -109,7 +109,7 @@ def train(
     elif not sys.stdout.isatty():  # a pipe or a log file gets plain lines
         run_dir = training.train(config, report, _progress_lines(of))
     else:
-        with _progress_bar(of, _batch_size(config)) as on_step:
+        with _progress_bar(of, _rows_per_step(config)) as on_step:
             run_dir = training.train(config, report, on_step)
     if not as_json and os.environ.get("RANK", "0") == "0":  # one line, not one per process
         typer.echo(_last_line(run_dir))
@@ -166,7 +166,7 @@ def _threads(count: int) -> str:
     return f"{count} thread{'s' * (count != 1)}"
 
 
-def _batch_size(config) -> Callable[[], int]:
+def _rows_per_step(config) -> Callable[[], int]:
     """For the progress bar's samples/s: the batch size given, or else the run's own, read from
     its run.json once the first step has run (a resumed run's, or the one a fresh run settled
     with its data's modality: Family.batch_sizes)."""
