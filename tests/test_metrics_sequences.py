@@ -86,6 +86,29 @@ def test_detection_of_sequences():
     assert sequence_detection(real, noise)["auc"] > 0.95
 
 
+def windows_of_a_trend(rng, steps=1300, length=52):
+    """Every window of one series like co2's (a trend, a season, weekly jitter, recorded to
+    0.1), [N, length, 1], each window's start."""
+    t = np.arange(steps)
+    series = 0.03 * t + 3 * np.sin(2 * np.pi * t / 52) + rng.normal(0, 0.3, steps)
+    view = np.lib.stride_tricks.sliding_window_view(np.round(series, 1), length)
+    return view[:, :, None].astype(np.float64), np.arange(len(view))
+
+
+def test_detection_of_windows_of_one_series_does_not_score_by_shared_values():
+    rng = np.random.default_rng(7)
+    windows, starts = windows_of_a_trend(rng)
+    order = rng.permutation(len(windows))
+    a, b = np.sort(order[:500]), np.sort(order[500:1000])
+    shifted = windows[b] + 0.02  # a fifth of the recorded precision: no one could tell
+    # shuffled folds recognize a real window by the values its overlapping neighbours share
+    assert sequence_detection(windows[a], shifted)["accuracy"] > 0.8
+    assert sequence_detection(windows[a], shifted, starts=starts[a])["accuracy"] < 0.6
+    assert sequence_detection(windows[a], windows[b], starts=starts[a])["accuracy"] < 0.6
+    smooth = windows[b] - np.diff(windows[b], axis=1, prepend=windows[b][:, :1]) / 2
+    assert sequence_detection(windows[a], smooth, starts=starts[a])["accuracy"] > 0.8
+
+
 def test_tstr_forecast_of_real_data_as_the_synthetic_set_is_a_ratio_of_one():
     rng = np.random.default_rng(6)
     train, test = ar1(rng, 100, 40, phi=0.9), ar1(rng, 100, 40, phi=0.9)

@@ -13,6 +13,8 @@ from plugkit.cli import app
 from plugkit.data import dataset
 from plugkit.family import DataInfo
 from plugkit.formats import codec, tabular
+from plugkit.metrics import sets
+from plugkit.runs import Run
 
 runner = CliRunner()
 
@@ -149,8 +151,26 @@ def test_a_long_series_is_cut_into_windows_for_training_and_eval(tmp_path):
     assert record["data"]["window"] == 48 and record["data"]["modality"] == "sequence"
     cli("sample", str(tmp_path / "run"), "--n", "3", "--out", str(tmp_path / "w.npy"))
     assert np.load(tmp_path / "w.npy").shape == (3, 48, 2)
+    # eval knows where each real window starts (its detection folds are spans of time)
+    compared = sets.from_run(Run(tmp_path / "run"), None, 0)
+    rows = np.arange(compared.real_size)
+    np.testing.assert_array_equal(compared.real_x(rows), ds.x[compared.starts_of(rows)])
+    assert sorted(compared.starts_of(rows)) == list(range(len(ds)))
     bad = runner.invoke(app, ["train", "lstm", "--data", "names", "--window", "8"])
     assert bad.exit_code == 2 and "one long series" in bad.stderr
+
+
+def test_windows_know_where_they_start_through_subsets(tmp_path):
+    from plugkit.data import split, windows
+
+    pd.DataFrame({"v": np.arange(100.0)}).to_csv(tmp_path / "s.csv", index=False)
+    strided = windows.windows(dataset.Dataset("s", "table", pd.read_csv(tmp_path / "s.csv"),
+                                              meta={"columns": {"v": "numeric"}}), 10, 3)
+    assert list(windows.starts(strided)) == list(range(0, 91, 3))
+    train, held = split(strided, 0.25)
+    for part in (train, held, train.subset(np.array([1, 4]))):
+        np.testing.assert_array_equal(part.x[:, 0, 0], windows.starts(part))  # v[t] = t
+    assert windows.starts(dataset.Dataset("n", "sequence", strided.x)) is None  # own records
 
 
 def dataset_windows(path, length):

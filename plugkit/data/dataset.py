@@ -29,6 +29,7 @@ class Dataset:
     dtypes); text list[str], one sequence each; sequence float32 [N, T, F].
     labels: int64 [N] with values 0..K-1, or None; classes: K names, or None.
     meta: what a family needs to build itself (channels/height/width, column kinds, vocab...).
+    rows: for a subset, the rows of the whole dataset it holds (int64 [N], in order), else None.
     """
 
     name: str
@@ -37,6 +38,7 @@ class Dataset:
     labels: np.ndarray | None = None
     classes: list[str] | None = None
     meta: dict = field(default_factory=dict)
+    rows: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -50,7 +52,8 @@ class Dataset:
         else:
             x = self.x[index]
         labels = None if self.labels is None else self.labels[index]
-        return replace(self, x=x, labels=labels, meta=dict(self.meta))
+        rows = np.asarray(index, np.int64) if self.rows is None else self.rows[index]
+        return replace(self, x=x, labels=labels, meta=dict(self.meta), rows=rows)
 
 
 def check_modality(modality: str | None) -> None:

@@ -28,6 +28,20 @@ def windows(ds: Dataset, length: int, stride: int = 1) -> Dataset:
     return validate(Dataset(ds.name, "sequence", x, meta={"window": [length, stride]}))
 
 
+def starts(ds: Dataset) -> np.ndarray | None:
+    """Where each window of `ds` starts in its series (int64 [N]), when its sequences are
+    windows of one long series (a built-in's, meta["series_length"], or `window`'s); None
+    when each sequence is a record of its own."""
+    if "window" in ds.meta:
+        stride = ds.meta["window"][1]
+    elif "series_length" in ds.meta:
+        stride = 1
+    else:
+        return None
+    rows = np.arange(len(ds), dtype=np.int64) if ds.rows is None else ds.rows
+    return rows * stride
+
+
 def _series(ds: Dataset) -> np.ndarray:
     if ds.modality == "table":
         kinds = ds.meta.get("columns", {})

@@ -498,15 +498,25 @@ def _heldout_nll(c: sets.Sets) -> float | None:
 def _sequences(c: sets.Sets, report: Report, seed: int, target: str | None) -> None:
     detect = not _too_few(c, report, "detection accuracy")
 
-    def once(a: np.ndarray, b: np.ndarray) -> dict:
+    Records = tuple[np.ndarray, np.ndarray | None]  # windows, and where each starts (or None)
+
+    def once(reference: Records, other: Records) -> dict:
+        (a, starts), (b, _) = reference, other
         out = {"ks": sequences.marginal_distance(a, b)["ks_mean"],
                "acf": sequences.autocorrelation_distance(a, b)["acf_distance"]}
         if detect:
-            out["detection"] = sequences.sequence_detection(a, b, seed=seed)["accuracy"]
+            out["detection"] = sequences.sequence_detection(a, b, seed=seed,
+                                                            starts=starts)["accuracy"]
         return out
 
+    def real(rows: np.ndarray) -> Records:
+        return c.real_x(rows), c.starts_of(rows)  # the starts: see sequence_detection
+
+    def synthetic(rows: np.ndarray) -> Records:
+        return c.synthetic_x(rows), None
+
     comparisons = c.comparisons(seed)
-    r = _repeat(comparisons, c.real_x, c.synthetic_x, once)
+    r = _repeat(comparisons, real, synthetic, once)
     _add_stats(report, "marginal KS", r["ks"], "lower",
                "KS statistic of all values, per feature, averaged")
     _add_stats(report, "autocorrelation distance", r["acf"], "lower",
@@ -514,7 +524,8 @@ def _sequences(c: sets.Sets, report: Report, seed: int, target: str | None) -> N
     if detect:
         _add_stats(report, "detection accuracy", r["detection"], "≈ 0.5",
                    "5-fold CV accuracy of gradient boosting telling real from synthetic "
-                   "sequences")
+                   "sequences" + ("; the folds are spans of the series' time, as its windows "
+                                  "overlap" if c.starts is not None else ""))
     forecasts = [sequences.tstr_forecast(c.synthetic_x(k.synthetic), c.real_x(k.real),
                                          c.real_x(k.reference)) for k in comparisons]
     _add_stats(report, "TSTR one-step MSE",

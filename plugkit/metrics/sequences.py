@@ -7,6 +7,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_squared_error
+from sklearn.neighbors import NearestNeighbors
 
 from plugkit.errors import UsageError
 from plugkit.metrics.detection import detection
@@ -47,16 +48,33 @@ def autocorrelation_distance(real: object, synthetic: object, *,
     return {"acf_distance": float(diff.mean()), "max_lag": lag}
 
 
-def sequence_detection(real: object, synthetic: object, *, seed: int = 0) -> dict:
+def sequence_detection(real: object, synthetic: object, *, seed: int = 0,
+                       starts: np.ndarray | None = None) -> dict:
     """Detection (plugkit.metrics.detection, HistGradientBoostingClassifier) on each whole
     sequence flattened, next to per-feature summaries that trees find hard to build from raw
     steps: mean, std, min, max, lag-1 autocorrelation, mean absolute step. Both sets need the
-    same T. Returns {"accuracy", "auc"}; 0.5 = indistinguishable."""
+    same T. Returns {"accuracy", "auc"}; 0.5 = indistinguishable.
+
+    starts: when the real sequences are windows of one series, where each starts in it. The
+    folds are then spans of time (see detection's `times`), and a synthetic window counts as
+    starting where its nearest real window does, so it is tested with the real windows of its
+    own period, as a real window of that period would be."""
     real, synthetic = _pair(real, synthetic, ("real", "synthetic"), min_steps=2)
     if real.shape[1] != synthetic.shape[1]:
         raise UsageError(f"detection needs sequences of one length; got {real.shape[1]} "
                          f"and {synthetic.shape[1]} steps")
-    return detection(_detection_features(real), _detection_features(synthetic), seed=seed)
+    times = None if starts is None else (starts, starts[_nearest(real, synthetic)])
+    return detection(_detection_features(real), _detection_features(synthetic), seed=seed,
+                     times=times, span=real.shape[1])
+
+
+def _nearest(real: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """For each sequence of `other`, the index of the nearest real one (Euclidean, each
+    feature in units of its real std)."""
+    std = real.std(axis=(0, 1))
+    scale = np.where(std > 0, std, 1.0)
+    flat = [(x / scale).reshape(len(x), -1) for x in (real, other)]
+    return NearestNeighbors(n_neighbors=1).fit(flat[0]).kneighbors(flat[1])[1][:, 0]
 
 
 def tstr_forecast(synthetic: object, train_real: object, test_real: object, *, lags: int = 5,

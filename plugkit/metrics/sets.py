@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from plugkit import data
-from plugkit.data import Dataset
+from plugkit.data import Dataset, windows
 from plugkit.errors import UsageError
 from plugkit.formats import codec
 
@@ -63,6 +63,9 @@ class Sets:
     compared: int = 0  # records per side of each comparison
     notes: list[str] = field(default_factory=list)  # what a reader must know about the sizes
     family: Any = None  # a run's trained family, as the samples were drawn from it
+    # where each real record (training first, then held-out) starts in its series, when the
+    # records are windows of one series split into both (data.windows.starts), else None
+    starts: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -106,6 +109,10 @@ class Sets:
     def synthetic_x(self, rows: np.ndarray) -> Any:
         return _take(self.synthetic.x, rows)
 
+    def starts_of(self, rows: np.ndarray) -> np.ndarray | None:
+        """Where the real records at `rows` start in their series (None: not windows)."""
+        return None if self.starts is None else self.starts[rows]
+
 
 def from_run(run: Any, n: int | None, seed: int, weights: str = "best",
              settings: dict | None = None) -> Sets:
@@ -123,9 +130,17 @@ def from_run(run: Any, n: int | None, seed: int, weights: str = "best",
     synthetic = Dataset(f"samples of {run.path}", train.modality, drawn, labels,
                         train.classes if labels is not None else None, meta=train.meta)
     sets = Sets(train.modality, synthetic, train, holdout, train.meta, str(run.path), run.path,
-                pooled, compared, family=family)
+                pooled, compared, family=family, starts=_starts(train, holdout))
     sets.notes = _notes(sets, n)
     return sets
+
+
+def _starts(train: Dataset, holdout: Dataset) -> np.ndarray | None:
+    """Sets.starts of a training part and a held-out part cut from one dataset (data.split)."""
+    if train.modality != "sequence" or train.rows is None or holdout.rows is None:
+        return None
+    parts = [windows.starts(part) for part in (train, holdout)]
+    return None if parts[0] is None or parts[1] is None else np.concatenate(parts)
 
 
 def _declared_holdout(real: Dataset) -> Dataset | None:
@@ -154,11 +169,13 @@ def from_file(path: str, against: str | None, holdout: str | None, modality: str
         raise UsageError(f"{path}: a PNG grid cannot be evaluated; sample with `out` x.npz")
     real = data.load(against, modality)
     synthetic = data.load(path, real.modality)
+    starts = None
     declared = _declared_holdout(real) if holdout is None else None
     if declared is not None:
         train, held = real, declared
     elif holdout is None:
         train, held = data.split(real, 0.5, seed)
+        starts = _starts(train, held)
     else:
         train, held = real, data.load(holdout, real.modality)
         _check_like(real, held, f"`holdout` {holdout}")
@@ -166,7 +183,8 @@ def from_file(path: str, against: str | None, holdout: str | None, modality: str
     pooled, size, compared = _design(len(train), len(held), n, len(synthetic))
     if size < len(synthetic):
         synthetic = synthetic.subset(_pick(len(synthetic), size, np.random.default_rng(seed)))
-    sets = Sets(real.modality, synthetic, train, held, real.meta, path, None, pooled, compared)
+    sets = Sets(real.modality, synthetic, train, held, real.meta, path, None, pooled, compared,
+                starts=starts)
     sets.notes = _notes(sets, n, available=len(synthetic) if n and n > size else None)
     return sets
 
