@@ -199,8 +199,9 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
                 part.x, part.meta = text_private.keep(part.x, meta["vocab"]), dict(meta)
         if ds.modality == "sequence":  # standardized by noisy moments, without bounds
             moments = _private_moments(ds, plan, config.seed, previous)
-            for part in (ds, train_ds, val_ds):
-                part.meta = {k: v for k, v in part.meta.items() if k != "bounds"} | moments
+            for part in (ds, train_ds, val_ds):  # nor the windows' spread: read from every one
+                part.meta = {k: v for k, v in part.meta.items()
+                             if k not in ("bounds", "window_spread")} | moments
     torch.manual_seed(config.seed)
     family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes, plan is not None), device)
     if config.patience is not None and not family.val_loss_ranks_models:

@@ -43,7 +43,9 @@ def test_npy_sequence_and_table(tmp_path):
     seq = load(str(tmp_path / "s.npy"), modality="sequence")
     assert seq.x.shape == (4, 9, 2)
     assert seq.meta == {"length": 9, "features": 2, "mean": [0.0, 2.0],
-                        "std": [1.0, pytest.approx(np.arange(9.0).std())]}
+                        "std": [1.0, pytest.approx(np.arange(9.0).std())],
+                        # every window spans all of feature 1; a constant one is taken as 1
+                        "window_spread": [1.0, pytest.approx(1.0)]}
     np.save(tmp_path / "t.npy", np.arange(12.0).reshape(6, 2))
     table = load(str(tmp_path / "t.npy"))
     assert table.modality == "table" and list(table.x.columns) == ["x0", "x1"]

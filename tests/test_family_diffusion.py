@@ -46,7 +46,7 @@ def _waves(n=256, length=16):
 class TestDiffusionSequence(FamilyTests):
     family = Diffusion
     info = DataInfo("sequence", {"length": 16, "features": 2, "mean": [0.0, 0.0],
-                                 "std": [1.0, 1.0]})
+                                 "std": [1.0, 1.0], "window_spread": [0.7, 0.7]})
     options = ["hidden=32", "layers=2", "timesteps=20", "lr=3e-3"]
 
     def batch(self):
@@ -129,6 +129,36 @@ def test_respacing_runs_from_t_to_zero_in_even_jumps():
     assert schedule_of(0, 4) == [(4, 3), (3, 2), (2, 1), (1, 0)] == schedule_of(9, 4)
     assert schedule_of(4, 100) == [(100, 75), (75, 50), (50, 25), (25, 0)]
     assert schedule_of(1, 100) == [(100, 0)]
+
+
+def test_quadratic_respacing_takes_its_finest_steps_at_low_noise():
+    pairs = schedule_of(100, 1000, power=2)
+    times = [t for t, _ in pairs] + [0]
+    assert times[0] == 1000 and times == sorted(times, reverse=True)
+    assert pairs[-5:] == [(5, 4), (4, 3), (3, 2), (2, 1), (1, 0)]  # even: (10, 0) at the end
+    assert 90 <= len(pairs) <= 100
+    assert schedule_of(1000, 1000, power=2) == schedule_of(0, 1000)
+
+
+def test_t_is_the_modalitys_unless_given_and_sequences_sample_in_100_steps():
+    def family(info, *chosen):
+        return Diffusion(options.parse(Diffusion.Options, ["hidden=16", *chosen], "diffusion"),
+                         info, torch.device("cpu"))
+
+    assert family(table_info()).options.timesteps == 100
+    assert family(TestDiffusionImage.info, "channels=8").options.timesteps == 100
+    fam = family(TestDiffusionSequence.info)
+    assert fam.options.timesteps == 1000 and family(TestDiffusionSequence.info,
+                                                    "timesteps=50").options.timesteps == 50
+    passes = []
+    fam.averaged.register_forward_hook(lambda *_: passes.append(1))
+    fam.sample(3, generator=torch.Generator().manual_seed(0))
+    assert len(passes) == len(schedule_of(100, 1000, power=2))
+    passes.clear()
+    fam.sample(3, generator=torch.Generator(), settings=Diffusion.Settings(steps=1000))
+    assert len(passes) == 1000
+    with pytest.raises(UsageError, match="at least 2, got 1"):
+        options.parse(Diffusion.Options, ["timesteps=1"], "diffusion")
 
 
 def test_sampling_stays_finite_whatever_the_denoiser_predicts():
@@ -349,6 +379,39 @@ def test_a_table_run_from_before_the_average_samples_and_resumes(tmp_path):
     resumed = runner.invoke(app, ["train", "--out", str(run), "--resume", "--epochs", "3"])
     assert resumed.exit_code == 0, resumed.output
     assert "denoiser_ema.out.weight" in load_file(str(run / "model.safetensors"))
+
+
+def test_a_sequence_run_from_before_level_samples_as_it_did(tmp_path):
+    """Sequence runs diffuse each window as its level and shape since 2026-11-30 (`level`);
+    a run.json without the option is an older run, which diffused the windows as they are."""
+    from typer.testing import CliRunner
+
+    from plugkit.cli import app
+
+    np.save(tmp_path / "waves.npy", _waves(64))
+    runner = CliRunner()
+    for level in ("true", "false"):
+        run = tmp_path / level
+        result = runner.invoke(app, ["train", "diffusion", "--data", str(tmp_path / "waves.npy"),
+                                     "--modality", "sequence", "--epochs", "1", "-o",
+                                     "hidden=16", "-o", f"level={level}", "--out", str(run)])
+        assert result.exit_code == 0, result.output
+        channels = load_file(str(run / "model.safetensors"))["denoiser.project.weight"].shape[1]
+        assert channels == (4 if level == "true" else 2)  # two features, each with its level
+        assert json.loads((run / "run.json").read_text())["options"]["timesteps"] == 1000
+    run = tmp_path / "false"
+
+    def drawn():
+        result = runner.invoke(app, ["sample", str(run), "--n", "5", "--out",
+                                     str(tmp_path / "s.npy")])
+        assert result.exit_code == 0, result.output
+        return np.load(tmp_path / "s.npy")
+
+    before = drawn()
+    record = json.loads((run / "run.json").read_text())
+    del record["options"]["level"]  # as an older version recorded it
+    (run / "run.json").write_text(json.dumps(record))
+    np.testing.assert_array_equal(drawn(), before)
 
 
 def test_a_table_run_takes_the_familys_batch_size_unless_given(tmp_path):

@@ -297,6 +297,7 @@ def test_sequences_train_privately_on_noisy_moments(tmp_path):
         meta, plan = record["data"]["meta"], record["privacy"]["plan"]
         assert plan["histograms"] == 4 and 3.9 < record["privacy"]["epsilon"] <= 4.0
         assert "bounds" not in meta and meta["private"]["released"] == [True, True]
+        assert "window_spread" not in meta  # read from every window
         true_mean, true_std = x.mean(axis=(0, 1)), x.std(axis=(0, 1))
         # measured through the noise, and near enough to standardize: the thresholds that
         # keep the noise out also cut a skewed feature's thin tail

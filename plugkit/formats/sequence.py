@@ -17,14 +17,18 @@ import numpy as np
 
 
 def moments(x: np.ndarray) -> dict:
-    """meta["mean"], meta["std"] (and meta["bounds"] when a feature has one) of windows
-    x [N, T, F]: per feature, a constant feature's std taken as 1 so that it standardizes to 0
-    instead of dividing by 0."""
+    """meta["mean"], meta["std"], meta["window_spread"] (and meta["bounds"] when a feature has
+    one) of windows x [N, T, F]: per feature, a constant feature's std taken as 1 so that it
+    standardizes to 0 instead of dividing by 0 (its spread too)."""
     bounds = [_bounds(x[..., f].astype(np.float64)) for f in range(x.shape[2])]
     y = _forward(x, bounds)
-    std = y.std(axis=(0, 1), dtype=np.float64)
-    meta = {"mean": y.mean(axis=(0, 1), dtype=np.float64).tolist(),
-            "std": np.where(std > 0, std, 1.0).tolist()}
+    mean, std = y.mean(axis=(0, 1), dtype=np.float64), y.std(axis=(0, 1), dtype=np.float64)
+    std = np.where(std > 0, std, 1.0)
+    # the root mean square, over the windows, of each window's own std, standardized: how
+    # far a window strays from its mean (co2: 0.13, its trend spans the rest)
+    spread = np.sqrt((((y - mean) / std).var(axis=1, dtype=np.float64)).mean(0))
+    meta = {"mean": mean.tolist(), "std": std.tolist(),
+            "window_spread": np.where(spread > 0, spread, 1.0).tolist()}
     return meta | {"bounds": bounds} if any(bounds) else meta
 
 

@@ -30,7 +30,10 @@ numeric column on a scale a Gaussian suits.
 
 Sequences (standardized windows [B, T, F]): Gaussian diffusion on every value, the denoiser a
 1-D convolutional net over time with the same timestep embedding (`ConvDenoiser`); samples
-from the moving average too (co2 after 150 s: marginal KS 0.144 -> 0.036, floor 0.031).
+from the moving average too (co2 after 150 s: marginal KS 0.144 -> 0.036, floor 0.031). A
+window is diffused as its level and its shape about it (`level`), with T = 1000 walked in 100
+sampling steps closer at low noise, so a trend's windows keep their fine shape (co2: detection
+accuracy 0.88 -> 0.59, floor 0.51; sequences.py).
 
 Images ([B, C, H, W], gray or RGB, any size; scaled from [0, 1] to [-1, 1] as DDPM scales
 pixels): Gaussian diffusion on every pixel, the denoiser a small UNet (plugkit/families/unet.py).
@@ -94,7 +97,10 @@ class Diffusion(Family):
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
-        self.data = _MODALITIES[info.modality](options, info, device)  # what differs with it
+        modality = _MODALITIES[info.modality]
+        if not options.timesteps:  # settled here, so run.json records the T trained
+            options.timesteps = modality.timesteps
+        self.data = modality(options, info, device)  # what differs with it
         self.num_classes = self.data.classes
         self.abar = cosine_schedule(options.timesteps).to(device)  # (T + 1,) float64
         self.net = self.data.net().to(device)

@@ -55,6 +55,8 @@ class Images:
     """Images (B, C, H, W), diffused in [-1, 1]: the UNet, DDIM sampling, classifier-free
     guidance when the model learned the labels."""
 
+    timesteps = 100  # T when the option is 0
+
     def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
         self.o, self.device = o, device
         self.shape = (info.meta["channels"], info.meta["height"], info.meta["width"])

@@ -11,8 +11,9 @@ from plugkit.options import option
 
 @dataclass
 class Options:
-    timesteps: int = option(100, "diffusion steps T, in training and in sampling", min=2,
-                            max=4000)
+    timesteps: int = option(0, "diffusion steps T, in training and in sampling; 0: the "
+                            "modality's (tables, images: 100; sequences: 1000, which sampling "
+                            "walks in 100 steps)", min=0, max=4000)
     hidden: int = option(256, "tables, sequences: width of the denoiser", min=8)
     layers: int = option(3, "tables, sequences: hidden layers of the denoiser", min=1, max=16)
     dropout: float = option(0.0, "dropout in the denoiser", min=0.0, max=0.9)
@@ -24,10 +25,16 @@ class Options:
                               "teaching the unconditional model that guidance needs", min=0.0,
                               max=1.0)
     conditional: bool = image_nets.conditional_option()
+    level: bool = option(True, "sequences: diffuse a window as its mean and its shape about "
+                         "the mean, the shape scaled to the data's typical spread (a trend's "
+                         "windows: the steps of a shape stay above the finest noise)",
+                         absent=False)
     ema: float = option(0.999, "decay of the moving average of the denoiser's weights that "
                         "samples (0: the trained weights themselves)", min=0.0, max=0.9999)
 
     def __post_init__(self) -> None:
+        if self.timesteps == 1:
+            raise ValueError("timesteps must be 0 (the modality's) or at least 2, got 1")
         if self.channels % GROUPS:
             raise ValueError(f"channels must be a multiple of {GROUPS} (GroupNorm's groups), "
                              f"got {self.channels}")
@@ -37,8 +44,9 @@ class Options:
 class Settings:
     where: str = option("", "tables: every row holds VALUE in the categorical COLUMN "
                         "(COLUMN=VALUE), drawn so by the model, not filtered")
-    steps: int = option(0, "denoising steps when sampling, evenly spaced over the T trained "
-                        "(fewer: faster); 0: all T", min=0)
+    steps: int = option(0, "denoising steps when sampling, spaced over the T trained (fewer: "
+                        "faster): evenly for tables and images, closer at low noise for "
+                        "sequences; 0: all T for tables and images, 100 for sequences", min=0)
     guidance: float = option(0.0, "images drawn for labels: classifier-free guidance weight w, "
                              "eps = (1 + w) eps(x, label) - w eps(x); 0: none (one net "
                              "evaluation per step, not two)", min=0.0)

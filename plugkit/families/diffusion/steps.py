@@ -17,14 +17,17 @@ from plugkit.family import Batch
 CLIP = 3.0  # |offset| of a predicted x_0 at most: 12 std of its mode (real data: about 1)
 
 
-def schedule_of(steps: int, timesteps: int) -> list[tuple[int, int]]:
+def schedule_of(steps: int, timesteps: int, power: int = 1) -> list[tuple[int, int]]:
     """The (t, s) pairs sampling steps through, t down to s < t: every step when `steps` is 0
-    or at least T, else `steps` jumps evenly spaced over T ("respacing", Nichol & Dhariwal,
-    ICML 2021: each jump t -> s is one step of a diffusion whose alpha is abar_t / abar_s)."""
+    or at least T, else `steps` jumps over T ("respacing", Nichol & Dhariwal, ICML 2021: each
+    jump t -> s is one step of a diffusion whose alpha is abar_t / abar_s), at the times
+    T (i / steps)^power: evenly spaced for power 1, for 2 closer at low noise (DDIM's
+    "quadratic" spacing), where the finest detail is drawn."""
     if steps <= 0 or steps >= timesteps:
         points = list(range(timesteps, -1, -1))
     else:
-        points = sorted({round(i * timesteps / steps) for i in range(steps + 1)}, reverse=True)
+        points = sorted({round((i / steps) ** power * timesteps) for i in range(steps + 1)},
+                        reverse=True)
     return list(zip(points[:-1], points[1:], strict=True))
 
 
