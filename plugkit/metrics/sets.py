@@ -136,7 +136,8 @@ def from_run(run: Any, n: int | None, seed: int, weights: str = "best",
 
 
 def _starts(train: Dataset, holdout: Dataset) -> np.ndarray | None:
-    """Sets.starts of a training part and a held-out part cut from one dataset (data.split)."""
+    """Sets.starts of a training part and a held-out part cut from one dataset (data.split);
+    None for any other pair (a declared test part, a holdout file: their own series)."""
     if train.modality != "sequence" or train.rows is None or holdout.rows is None:
         return None
     parts = [windows.starts(part) for part in (train, holdout)]
@@ -169,13 +170,11 @@ def from_file(path: str, against: str | None, holdout: str | None, modality: str
         raise UsageError(f"{path}: a PNG grid cannot be evaluated; sample with `out` x.npz")
     real = data.load(against, modality)
     synthetic = data.load(path, real.modality)
-    starts = None
     declared = _declared_holdout(real) if holdout is None else None
     if declared is not None:
         train, held = real, declared
     elif holdout is None:
         train, held = data.split(real, 0.5, seed)
-        starts = _starts(train, held)
     else:
         train, held = real, data.load(holdout, real.modality)
         _check_like(real, held, f"`holdout` {holdout}")
@@ -184,7 +183,7 @@ def from_file(path: str, against: str | None, holdout: str | None, modality: str
     if size < len(synthetic):
         synthetic = synthetic.subset(_pick(len(synthetic), size, np.random.default_rng(seed)))
     sets = Sets(real.modality, synthetic, train, held, real.meta, path, None, pooled, compared,
-                starts=starts)
+                starts=_starts(train, held))
     sets.notes = _notes(sets, n, available=len(synthetic) if n and n > size else None)
     return sets
 
