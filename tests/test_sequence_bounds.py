@@ -29,7 +29,8 @@ def test_bounds_are_the_ones_the_data_shows():
     assert share["lower"] == 0.0 and share["upper"] == 1.0
     assert signed is None  # a negative value: no bound, not even the observed range
     assert level["lower"] == 0.0 and "upper" not in level
-    assert sequence.moments(np.ones((3, 4, 1), np.float32)) == {"mean": [1.0], "std": [1.0]}
+    assert sequence.moments(np.ones((3, 4, 1), np.float32)) == {"mean": [1.0], "std": [1.0],
+                                                               "window_spread": [1.0]}
 
 
 def test_encoding_and_decoding_is_the_identity_bounds_included():
