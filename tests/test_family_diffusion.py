@@ -20,7 +20,9 @@ from plugkit.families.diffusion.steps import (
     categorical_step,
     cosine_schedule,
     ddim_step,
+    min_snr_odds,
     schedule_of,
+    steps_of,
 )
 from plugkit.family import Batch, DataInfo
 from plugkit.formats import codec
@@ -335,6 +337,32 @@ def test_the_noise_of_a_step_is_drawn_per_row():
 
     whole = loss(slice(0, 8), 0)
     torch.testing.assert_close((loss(slice(0, 4), 0) + loss(slice(4, 8), 4)) / 2, whole)
+
+
+def test_images_train_most_on_the_steps_that_draw_shapes(monkeypatch):
+    """Min-SNR-5 weighting, drawn rather than weighed: step t comes up in proportion to
+    min(SNR_t, 5) / SNR_t, the nearly clean steps rarely. snr_gamma=0 draws every step alike,
+    and so does a run from before the option (its run.json lacks it)."""
+    abar = cosine_schedule(100)
+    odds = min_snr_odds(abar, 5.0)
+    snr = abar[1:] / (1 - abar[1:])
+    assert (odds[snr <= 5] == 1).all() and (odds[snr > 5] < 1).all()
+    assert odds[0] < 0.01  # t = 1: SNR about 1,600
+    u = torch.rand(400_000, 1, generator=torch.Generator().manual_seed(0))
+    for weights in (odds, None):
+        share = torch.bincount(steps_of(u, 100, weights), minlength=101)[1:] / len(u)
+        want = odds / odds.sum() if weights is not None else torch.full((100,), 0.01)
+        np.testing.assert_allclose(share.numpy(), want.numpy(), atol=1.5e-3)
+    drawn_with = []
+    monkeypatch.setattr(images, "steps_of", lambda u, steps, odds=None: (
+        drawn_with.append(odds), steps_of(u, steps, odds))[1])
+    for opts in (["channels=8", "timesteps=10"], ["channels=8", "timesteps=10",
+                                                   "snr_gamma=0"]):
+        fam = _image_family(opts)
+        fam.train_step(Batch(_pixels(4, 3, 10, 13), torch.arange(4) % 3))
+    torch.testing.assert_close(drawn_with[0], min_snr_odds(fam.abar, 5.0))
+    assert drawn_with[1] is None
+    assert options.recorded(Diffusion.Options, {})["snr_gamma"] == 0
 
 
 def test_image_settings_and_options_that_do_not_apply_are_refused():

@@ -14,6 +14,7 @@ from plugkit.families.diffusion.steps import (
     TimeEmbedding,
     ddim_step,
     key_of,
+    min_snr_odds,
     refuse_guidance,
     refuse_where,
     schedule_of,
@@ -69,7 +70,8 @@ class Images:
              labels: torch.Tensor | None, noise: Batch | FixedNoise) -> torch.Tensor:
         """The eps loss of images x0 (B, C, H, W) in [0, 1]; `noise` draws, in this order: the
         step per row, the key of eps, whether each row's label is dropped."""
-        t = steps_of(noise.rand(1), self.o.timesteps)  # (B,) in 1..T
+        odds = min_snr_odds(abar, self.o.snr_gamma) if self.o.snr_gamma else None
+        t = steps_of(noise.rand(1), self.o.timesteps, odds)  # (B,) in 1..T
         key, start = key_of(noise)  # eps (B, C, H, W) from the key, never stored
         x_t = ops.diffusion_noise(2 * x0 - 1, abar[t], key=key, row_start=start)
         pred = net(x_t, t, self._dropped(labels, noise))

@@ -29,6 +29,10 @@ class Options:
                          "the mean, the shape scaled to the data's typical spread (a trend's "
                          "windows: the steps of a shape stay above the finest noise)",
                          absent=False)
+    snr_gamma: float = option(5.0, "images: training draws step t in proportion to "
+                              "min(SNR_t, gamma) / SNR_t (Min-SNR weighting), fewer of the "
+                              "nearly clean steps; 0: every step equally often", min=0.0,
+                              absent=0.0)
     ema: float = option(0.999, "decay of the moving average of the denoiser's weights that "
                         "samples (0: the trained weights themselves)", min=0.0, max=0.9999)
 

@@ -103,9 +103,22 @@ def categorical_step(abar: torch.Tensor, x_t: torch.Tensor, logits: torch.Tensor
     return F.one_hot(pick, k).to(x_t.dtype)
 
 
-def steps_of(u: torch.Tensor, steps: int) -> torch.Tensor:
-    """Steps t in 1..T, one per row, from uniform numbers u (B, 1)."""
-    return 1 + (u[:, 0] * steps).long().clamp(max=steps - 1)
+def steps_of(u: torch.Tensor, steps: int, odds: torch.Tensor | None = None) -> torch.Tensor:
+    """Steps t in 1..T, one per row, from uniform numbers u (B, 1): uniform, or with `odds`
+    (T,) (min_snr_odds) in proportion to them."""
+    if odds is None:
+        return 1 + (u[:, 0] * steps).long().clamp(max=steps - 1)
+    cdf = odds.cumsum(0) / odds.sum()
+    return 1 + torch.searchsorted(cdf, u[:, 0].to(cdf.dtype)).clamp(max=steps - 1)
+
+
+def min_snr_odds(abar: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(T,) how often training draws each step t = 1..T: in proportion to Min-SNR-gamma's
+    weight of the eps loss, min(SNR_t, gamma) / SNR_t (Hang et al., ICCV 2023), drawn rather
+    than weighed, so the fused loss stays one mean. The low-noise steps, whose eps is easy
+    and whose gradients fight the others', come up rarely; the steps that draw shapes, often."""
+    snr = abar[1:] / (1 - abar[1:])
+    return snr.clamp(max=gamma) / snr
 
 
 class FixedNoise:
