@@ -17,6 +17,7 @@ from plugkit.errors import UsageError
 from plugkit.families.diffusion import Diffusion, images
 from plugkit.families.diffusion.steps import (
     CLIP,
+    categorical_posterior,
     categorical_step,
     cosine_schedule,
     ddim_step,
@@ -83,6 +84,84 @@ def test_the_categorical_step_is_the_exact_posterior():
                          for s in range(4000)])[:, 0]  # (4000, K) one-hot
     assert expected.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(draws.mean(0).numpy(), expected.numpy(), atol=0.03)
+
+
+def test_categorical_posterior_is_bayes_under_a_marginal_prior():
+    """The sampler's posterior of a one-hot span whose noise draws from a prior m, against
+    Bayes' rule written out category by category in float64: for the predicted x_0 (p0),
+    sum_k p0_k q(x_t | x_s) q(x_s | x_0 = k) / q(x_t | x_0 = k), with
+    q(b | a) = alpha [a = b] + (1 - alpha) m_b, for a plain step and a respaced jump."""
+    gen = torch.Generator().manual_seed(0)
+    abar = cosine_schedule(100)
+    k, n = 5, 7
+    prior = torch.rand(k, generator=gen, dtype=torch.float64) + 0.05
+    prior /= prior.sum()
+    logits = torch.randn(n, k, generator=gen, dtype=torch.float64)
+    x_t = torch.nn.functional.one_hot(torch.randint(k, (n,), generator=gen), k).double()
+
+    def q(alpha, b, a):  # q(b | a) of one jump with alpha
+        return alpha * (a == b) + (1 - alpha) * prior[b]
+
+    for t, s in ((50, 49), (80, 30), (1, 0)):
+        got = categorical_posterior(abar, x_t.float(), logits, t, s, prior.float()).double()
+        got /= got.sum(1, keepdim=True)
+        p0 = logits.softmax(1)
+        for row in range(n):
+            i = int(x_t[row].argmax())
+            want = torch.zeros(k, dtype=torch.float64)
+            for kk in range(k):
+                joint = torch.stack([q(abar[t] / abar[s], i, j) * q(abar[s], j, kk)
+                                     for j in range(k)])
+                want += p0[row, kk] * joint / joint.sum()
+            torch.testing.assert_close(got[row], want, rtol=1e-5, atol=1e-6)
+    # the uniform prior's own arithmetic gives the same as m = 1 / K
+    uniform = torch.full((k,), 1 / k)
+    a = categorical_posterior(abar, x_t.float(), logits, 40, 39)
+    b = categorical_posterior(abar, x_t.float(), logits, 40, 39, uniform)
+    torch.testing.assert_close(a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True))
+
+
+def test_table_noise_draws_each_column_toward_its_own_shares(tmp_path):
+    """prior=marginal (the default): a category is noised toward the column's shares in the
+    encoding (a category's count, a numeric column's mode weight; a missing flag stays
+    uniform). A run from before the option (no "prior" in run.json) samples as it did."""
+    from typer.testing import CliRunner
+
+    from plugkit.cli import app
+    from plugkit.formats import tabular
+
+    table = pd.DataFrame({"city": ["rome"] * 30 + ["oslo"] * 9 + [None],
+                          "age": [20.0] * 28 + list(np.linspace(40, 60, 11)) + [np.nan]})
+    encoding = tabular.fit(table, {"city": "categorical", "age": "numeric"})
+    shares = tabular.shares(encoding)
+    kinds = [s.kind for s in tabular.spans(encoding) if s.discrete]
+    assert kinds == ["categorical", "mode", "missing"]
+    np.testing.assert_allclose(shares[0], [9 / 40, 30 / 40, 1 / 40])  # oslo, rome, missing
+    weights = [m["weight"] for m in encoding[1]["modes"]]
+    np.testing.assert_allclose(shares[1], np.array(weights) / sum(weights))
+    assert shares[2] is None
+    encoding[0]["counts"] = [5, 0, -2]  # a private encoding's noisy counts
+    assert (tabular.shares(encoding)[0] > 0).all()
+
+    runner, run = CliRunner(), tmp_path / "run"
+    result = runner.invoke(app, ["train", "diffusion", "--data", "iris", "--epochs", "1", "-o",
+                                 "hidden=16", "-o", "prior=uniform", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+
+    def drawn():
+        result = runner.invoke(app, ["sample", str(run), "--n", "20", "--out",
+                                     str(tmp_path / "s.csv")])
+        assert result.exit_code == 0, result.output
+        return (tmp_path / "s.csv").read_text()
+
+    before = drawn()
+    record = json.loads((run / "run.json").read_text())
+    del record["options"]["prior"]  # as an older version recorded it
+    (run / "run.json").write_text(json.dumps(record))
+    assert drawn() == before
+    record["options"]["prior"] = "marginal"
+    (run / "run.json").write_text(json.dumps(record))
+    assert drawn() != before
 
 
 def _paired_table(n=400):

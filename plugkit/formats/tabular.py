@@ -170,6 +170,30 @@ def _widths(column: dict) -> list[tuple[str, int]]:
             + ([("missing", 2)] if column["missing"] else []))
 
 
+def shares(encoding: list[dict]) -> list[np.ndarray | None]:
+    """Per discrete span (in spans' order), how often the data takes each of its entries
+    (float64, summing to 1), as the encoding recorded it: a category's count, a mode's
+    weight; None where it did not (a missing flag)."""
+    out: list[np.ndarray | None] = []
+    for column in encoding:
+        for kind, _ in _widths(column):
+            if kind == "categorical":
+                out.append(_normalized(column["counts"]))
+            elif kind == "mode":
+                out.append(_normalized([m["weight"] for m in column["modes"]]))
+            elif kind == "missing":
+                out.append(None)
+    return out
+
+
+def _normalized(values: list[float]) -> np.ndarray:
+    """Shares summing to 1, none below 1e-4 of the whole: a private encoding's noisy counts
+    can be 0, and an entry of share 0 could never be drawn."""
+    share = np.maximum(np.asarray(values, np.float64), 0)
+    share = np.maximum(share / max(share.sum(), 1e-12), 1e-4)
+    return share / share.sum()
+
+
 def width(encoding: list[dict]) -> int:
     return spans(encoding)[-1].end
 

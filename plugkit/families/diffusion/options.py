@@ -33,6 +33,12 @@ class Options:
                               "min(SNR_t, gamma) / SNR_t (Min-SNR weighting), fewer of the "
                               "nearly clean steps; 0: every step equally often", min=0.0,
                               absent=0.0)
+    prior: str = option("marginal", "tables: what noise turns a category (or a numeric "
+                        "column's mode) into, and where sampling starts: 'marginal', the "
+                        "column's own shares (D3PM's marginal transition: at the last step "
+                        "every column already has its real shares); 'uniform', every "
+                        "category alike (TabDDPM)", choices=("marginal", "uniform"),
+                        absent="uniform")
     ema: float = option(0.999, "decay of the moving average of the denoiser's weights that "
                         "samples (0: the trained weights themselves)", min=0.0, max=0.9999)
 

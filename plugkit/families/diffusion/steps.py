@@ -85,22 +85,38 @@ def ddim_step(abar: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor, t: int,
 
 
 def categorical_step(abar: torch.Tensor, x_t: torch.Tensor, logits: torch.Tensor, t: int,
-                     s: int, generator: torch.Generator) -> torch.Tensor:
-    """x_s (s < t; s = t - 1 without respacing, as written below) of one one-hot span (n, K):
-    the posterior of multinomial diffusion averaged over
-    the predicted x_0, sum_k p(x_0 = k) q(x_{t-1} | x_t, x_0 = k), which with
+                     s: int, generator: torch.Generator,
+                     prior: torch.Tensor | None = None) -> torch.Tensor:
+    """x_s (s < t) of one one-hot span (n, K), drawn from its categorical_posterior."""
+    probs = categorical_posterior(abar, x_t, logits, t, s, prior)
+    pick = torch.multinomial(probs.clamp(min=0) + 1e-30, 1, generator=generator)[:, 0]
+    return F.one_hot(pick, x_t.shape[1]).to(x_t.dtype)
+
+
+def categorical_posterior(abar: torch.Tensor, x_t: torch.Tensor, logits: torch.Tensor, t: int,
+                          s: int, prior: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, K), up to a factor per row: how likely x_s (s < t; s = t - 1 without respacing, as
+    written below) of one one-hot span (n, K) whose noise draws a category from `prior` m (K,;
+    default uniform, 1/K each) is each category: the posterior of multinomial diffusion
+    averaged over the predicted x_0,
+    sum_k p(x_0 = k) q(x_{t-1} | x_t, x_0 = k), which with
     q(x_{t-1} | x_t, x_0) = q(x_t | x_{t-1}) q(x_{t-1} | x_0) / q(x_t | x_0) is
-    A_j (abar_{t-1} w_j + (1 - abar_{t-1}) / K sum_k w_k), w_k = p(x_0 = k) / q(x_t | x_0 = k),
-    A_j = q(x_t | x_{t-1} = j)."""
+    A_j (abar_{t-1} w_j + (1 - abar_{t-1}) m_j sum_k w_k), w_k = p(x_0 = k) / q(x_t | x_0 = k),
+    A_j = q(x_t | x_{t-1} = j), and q(x_t | x_0 = k) = abar_t [x_t = k] + (1 - abar_t) m_{x_t}."""
     k = x_t.shape[1]
     abar_t, abar_prev = float(abar[t]), float(abar[s])
     alpha_t = abar_t / abar_prev
     p0 = logits.float().softmax(1)  # (n, K)
-    w = p0 / (abar_t * x_t + (1 - abar_t) / k)
-    forward = alpha_t * x_t + (1 - alpha_t) / k  # A_j
-    probs = forward * (abar_prev * w + (1 - abar_prev) / k * w.sum(1, keepdim=True))
-    pick = torch.multinomial(probs.clamp(min=0) + 1e-30, 1, generator=generator)[:, 0]
-    return F.one_hot(pick, k).to(x_t.dtype)
+    if prior is None:  # uniform: m_j = m_{x_t} = 1 / K, in the arithmetic runs have always used
+        w = p0 / (abar_t * x_t + (1 - abar_t) / k)
+        forward = alpha_t * x_t + (1 - alpha_t) / k  # A_j
+        probs = forward * (abar_prev * w + (1 - abar_prev) / k * w.sum(1, keepdim=True))
+    else:
+        m_t = (x_t * prior).sum(1, keepdim=True)  # (n, 1): m of x_t's category
+        w = p0 / (abar_t * x_t + (1 - abar_t) * m_t)
+        forward = alpha_t * x_t + (1 - alpha_t) * m_t
+        probs = forward * (abar_prev * w + (1 - abar_prev) * prior * w.sum(1, keepdim=True))
+    return probs
 
 
 def steps_of(u: torch.Tensor, steps: int, odds: torch.Tensor | None = None) -> torch.Tensor:

@@ -56,6 +56,13 @@ class Tables:
         self.width = tabular.width(self.encoding)
         self.offsets = torch.tensor([s.start for s in spans if not s.discrete], device=device)
         self.spans = [(s.start, s.end) for s in spans if s.discrete]
+        # each span's stationary distribution, what noise draws a category from: its shares
+        # in the data, or None, uniform (option prior; a missing flag's share is not recorded)
+        shares = (tabular.shares(self.encoding) if o.prior == "marginal"
+                  else [None] * len(self.spans))
+        self.priors = [None if share is None
+                       else torch.tensor(share, dtype=torch.float32, device=device)
+                       for share in shares]
 
     def net(self) -> nn.Module:
         return Denoiser(self.width, self.o.hidden, self.o.layers, self.o.dropout)
@@ -73,8 +80,10 @@ class Tables:
         x_t = x0.clone()
         x_t[:, self.offsets] = ops.diffusion_noise(x0[:, self.offsets], abar[t], key=key,
                                                    row_start=start)
-        for a, b in self.spans:  # keep the category with probability abar, else a random one
-            probs = kept * x0[:, a:b] + (1 - kept) / (b - a)
+        for (a, b), prior in zip(self.spans, self.priors, strict=True):
+            # kept with probability abar, else drawn from the prior
+            probs = kept * x0[:, a:b] + ((1 - kept) / (b - a) if prior is None
+                                         else (1 - kept) * prior)
             gumbel = -torch.log(-torch.log(u_cat[:, a:b].clamp(1e-12, 1 - 1e-12)))
             x_t[:, a:b] = F.one_hot((probs.log() + gumbel).argmax(1), b - a).to(x0.dtype)
         out = net(x_t, t)
@@ -94,20 +103,24 @@ class Tables:
         x = torch.zeros(n, self.width, device=self.device)
         x[:, self.offsets] = torch.randn(n, len(self.offsets), generator=generator,
                                          device=self.device)
-        for a, b in self.spans:  # the stationary distribution: uniform
-            pick = torch.randint(b - a, (n,), generator=generator, device=self.device)
+        for (a, b), prior in zip(self.spans, self.priors, strict=True):  # the stationary one
+            pick = (torch.randint(b - a, (n,), generator=generator, device=self.device)
+                    if prior is None else
+                    torch.multinomial(prior.expand(n, b - a), 1, replacement=True,
+                                      generator=generator)[:, 0])
             x[:, a:b] = F.one_hot(pick, b - a).float()
         if held is not None:
-            x = _hold(abar, x, held, self.o.timesteps, generator)
+            x = self._hold(abar, x, held, self.o.timesteps, generator)
         for t, s in schedule_of(settings.steps, self.o.timesteps):
             out = net(x, torch.full((n,), t, device=self.device))
             if len(self.offsets):
                 x[:, self.offsets] = gaussian_step(abar, x[:, self.offsets],
                                                    out[:, self.offsets], t, s, generator)
-            for a, b in self.spans:
-                x[:, a:b] = categorical_step(abar, x[:, a:b], out[:, a:b], t, s, generator)
+            for (a, b), prior in zip(self.spans, self.priors, strict=True):
+                x[:, a:b] = categorical_step(abar, x[:, a:b], out[:, a:b], t, s, generator,
+                                             prior)
             if held is not None:
-                x = _hold(abar, x, held, s, generator)
+                x = self._hold(abar, x, held, s, generator)
         return x
 
     def _held(self, where: str) -> tuple[int, int, int] | None:
@@ -118,15 +131,16 @@ class Tables:
                     if s.column == column and s.kind == "categorical")
         return span.start, span.end, category
 
-
-def _hold(abar: torch.Tensor, x: torch.Tensor, held: tuple[int, int, int], t: int,
-          generator: torch.Generator) -> torch.Tensor:
-    """x with the held span drawn from its category's forward process at step t: the category
-    itself at t = 0."""
-    a, b, category = held
-    k, kept = b - a, float(abar[t])
-    probs = torch.full((k,), (1 - kept) / k, device=x.device)
-    probs[category] += kept
-    pick = torch.multinomial(probs.expand(len(x), k), 1, generator=generator)[:, 0]
-    x[:, a:b] = F.one_hot(pick, k).to(x.dtype)
-    return x
+    def _hold(self, abar: torch.Tensor, x: torch.Tensor, held: tuple[int, int, int], t: int,
+              generator: torch.Generator) -> torch.Tensor:
+        """x with the held span drawn from its category's forward process at step t: the
+        category itself at t = 0."""
+        a, b, category = held
+        kept = float(abar[t])
+        prior = self.priors[self.spans.index((a, b))]
+        probs = (torch.full((b - a,), (1 - kept) / (b - a), device=x.device) if prior is None
+                 else (1 - kept) * prior)
+        probs[category] += kept
+        pick = torch.multinomial(probs.expand(len(x), b - a), 1, generator=generator)[:, 0]
+        x[:, a:b] = F.one_hot(pick, b - a).to(x.dtype)
+        return x
