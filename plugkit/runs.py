@@ -121,8 +121,7 @@ class Run:
         """(train, validation): exactly the split training used."""
         from plugkit import data
 
-        return data.split(self.data(), self.record["val_fraction"], self.record["seed"],
-                          self.record.get("split", "shuffled"))
+        return data.split(self.data(), self.record["val_fraction"], self.record["seed"])
 
     def labels(self, n: int, label: str | int | None = None, per_class: int | None = None,
                weights: str = "best") -> Any:

@@ -113,7 +113,6 @@ def _record(config: TrainConfig, cls: type[Family], opts, ds: data.Dataset,
         "plugkit": __version__, "torch": torch.__version__,
         "options": asdict(opts), "seed": config.seed, "epochs": config.epochs,
         "batch_size": config.batch_size, "val_fraction": config.val_fraction,
-        "split": data.split_kind(ds),
         "data": {**resume.data_record(config.data), "modality": ds.modality, "size": len(ds),
                  "meta": ds.meta, "classes": ds.classes, "class_counts": class_counts,
                  "image_size": config.image_size, "window": config.window,
@@ -185,9 +184,7 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
     world, device = distributed.init(pick_device(config.device))
     if cls.whole_batch and world.size > 1:
         raise UsageError(f"{cls.name} fits the whole table in one process: not with `nproc`")
-    # a run splits as it was started: runs from before "blocks" recorded no kind
-    kind = data.split_kind(ds) if previous is None else previous.get("split", "shuffled")
-    train_ds, val_ds = data.split(ds, config.val_fraction, config.seed, kind)
+    train_ds, val_ds = data.split(ds, config.val_fraction, config.seed)
     plan = None
     if budget is not None:
         _check_private(cls, ds.modality, windows=config.window is not None)

@@ -155,9 +155,7 @@ def test_a_long_series_is_cut_into_windows_for_training_and_eval(tmp_path):
     compared = sets.from_run(Run(tmp_path / "run"), None, 0)
     rows = np.arange(compared.real_size)
     np.testing.assert_array_equal(compared.real_x(rows), ds.x[compared.starts_of(rows)])
-    first = compared.starts_of(rows)
-    assert len(set(first)) == len(first) and set(first) <= set(range(len(ds)))
-    assert record["split"] == "blocks"
+    assert sorted(compared.starts_of(rows)) == list(range(len(ds)))
     bad = runner.invoke(app, ["train", "lstm", "--data", "names", "--window", "8"])
     assert bad.exit_code == 2 and "one long series" in bad.stderr
 
@@ -173,72 +171,6 @@ def test_windows_know_where_they_start_through_subsets(tmp_path):
     for part in (train, held, train.subset(np.array([1, 4]))):
         np.testing.assert_array_equal(part.x[:, 0, 0], windows.starts(part))  # v[t] = t
     assert windows.starts(dataset.Dataset("n", "sequence", strided.x)) is None  # own records
-
-
-def series_windows(length, steps=600, stride=1):
-    from plugkit.data import windows
-
-    table = pd.DataFrame({"v": np.arange(float(steps))})  # v[t] = t: a window's start
-    return windows.windows(dataset.Dataset("s", "table", table,
-                                           meta={"columns": {"v": "numeric"}}), length, stride)
-
-
-@pytest.mark.parametrize("length,steps,stride,blocks", [
-    (48, 600, 1, 1),    # 553 windows, 55 held out: one block
-    (8, 4000, 1, 5),    # 3,993 windows: five blocks of 80, one in each fifth
-    (10, 3000, 3, 5),   # strided: a window overlaps the 3 next ones
-    (8, 40, 1, 1),      # a 40-row CSV: 3 held out, 19 train
-])
-def test_held_out_windows_share_no_step_with_training(length, steps, stride, blocks):
-    """Windows of one series are split in blocks: no training window shares a time step with
-    a held-out one (a shuffled split validates on values the training windows hold)."""
-    from plugkit.data import split, split_kind
-
-    ds = series_windows(length, steps, stride)
-    assert split_kind(ds) == "blocks"
-    train, held = split(ds, 0.1, seed=2)
-    first, held_first = train.x[:, 0, 0], held.x[:, 0, 0]
-    assert np.abs(first[:, None] - held_first[None, :]).min() >= length
-    assert len(held) == round(0.1 * len(ds))
-    runs = np.split(held.rows, np.flatnonzero(np.diff(held.rows) > 1) + 1)
-    assert len(runs) == blocks
-    if blocks > 1:  # one in each part of the series
-        assert [int(r[0] * blocks // len(ds)) for r in runs] == list(range(blocks))
-    # every other window trains: only those within a window of a block are left out
-    reach = -(-length // stride)
-    assert len(train) >= len(ds) - len(held) - 2 * (reach - 1) * blocks
-    np.testing.assert_array_equal(split(ds, 0.1, seed=2)[1].rows, held.rows)  # seeded
-    assert any(not np.array_equal(split(ds, 0.1, seed=s)[1].rows, held.rows) for s in (3, 4))
-    shuffled = split(ds, 0.1, seed=2, kind="shuffled")[1].rows  # what older runs had
-    assert np.diff(shuffled).max() > 1 and len(shuffled) == len(held)
-
-
-def test_a_series_too_short_to_hold_out_a_window_is_refused():
-    from plugkit.data import split
-
-    with pytest.raises(dataset.DataError, match="too few to hold out validation windows"):
-        split(series_windows(8, 10), 0.1)
-
-
-def test_a_run_keeps_the_split_it_trained_with(tmp_path):
-    """An older run (no "split" in run.json) trained on a shuffled split: resuming it and
-    evaluating it use that split, not the blocks a new run gets."""
-    from plugkit.data import split
-
-    pd.DataFrame({"v": np.sin(np.arange(300.0) / 7)}).to_csv(tmp_path / "s.csv", index=False)
-    run = tmp_path / "run"
-    cli("train", "lstm", "--data", str(tmp_path / "s.csv"), "--window", "12", "--out", str(run),
-        "--epochs", "1", "-o", "hidden=8", "-o", "layers=1")
-    ds = dataset_windows(tmp_path / "s.csv", 12)
-    assert list(Run(run).split()[1].rows) == list(split(ds, 0.1, 0, "blocks")[1].rows)
-    record = json.loads((run / "run.json").read_text())
-    del record["split"]
-    (run / "run.json").write_text(json.dumps(record))
-    older = split(ds, 0.1, 0, "shuffled")
-    assert list(Run(run).split()[1].rows) == list(older[1].rows)
-    cli("train", "--out", str(run), "--resume", "--epochs", "2")
-    assert "split" not in json.loads((run / "run.json").read_text())
-    assert list(Run(run).split()[0].rows) == list(older[0].rows)
 
 
 def dataset_windows(path, length):

@@ -16,14 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from plugkit.data import builtin, memory, windows
+from plugkit.data import builtin, memory
 from plugkit.data.builtin import available_datasets
 from plugkit.data.dataset import MODALITIES, DataError, Dataset, check_modality, validate
 from plugkit.errors import UsageError
 from plugkit.formats import text
 
-__all__ = ["MODALITIES", "DataError", "Dataset", "available_datasets", "load", "split",
-           "split_kind"]
+__all__ = ["MODALITIES", "DataError", "Dataset", "available_datasets", "load", "split"]
 
 
 def load(spec: Any, modality: str | None = None, image_size: int | None = None,
@@ -38,12 +37,13 @@ def load(spec: Any, modality: str | None = None, image_size: int | None = None,
     if window is not None:
         if modality not in (None, "sequence"):
             raise UsageError(f"`window` makes sequences, not {modality} data")
+        from plugkit.data.windows import not_a_series, windows
 
         # a built-in that is no series is refused before it is loaded (or found missing)
         known = None if memory.is_memory(spec) else builtin.REGISTRY.get(spec)
         if known is not None and known.modality in ("image", "text"):
-            raise windows.not_a_series(spec, f"{known.modality} data")
-        return windows.windows(load(spec, None, image_size), window)
+            raise not_a_series(spec, f"{known.modality} data")
+        return windows(load(spec, None, image_size), window)
     check_modality(modality)
     if image_size is not None and image_size < 1:
         raise UsageError(f"`image_size` must be a positive integer, got {image_size}")
@@ -101,17 +101,8 @@ def _looks_like_path(spec: str) -> bool:
     return "/" in spec or "\\" in spec or Path(spec).suffix != ""
 
 
-def split_kind(ds: Dataset) -> str:
-    """How `split` divides `ds` by default: "blocks" for windows of one long series (a
-    built-in's or `window`'s), else "shuffled". Runs record it: older runs split "shuffled"."""
-    return "blocks" if windows.starts(ds) is not None else "shuffled"
-
-
-def split(ds: Dataset, val_fraction: float = 0.1, seed: int = 0,
-          kind: str | None = None) -> tuple[Dataset, Dataset]:
-    """(train, val): `kind` "shuffled" (stratified by label when there are labels) or
-    "blocks" (windows.held_out_blocks: runs of windows, none sharing a step with training);
-    by default split_kind(ds).
+def split(ds: Dataset, val_fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """(train, val): a shuffled split, stratified by label when there are labels.
 
     Deterministic in `seed`; both parts are non-empty and keep the original order. Stratified
     means every class sends about `val_fraction` of its samples to val: each sample's key is
@@ -123,9 +114,6 @@ def split(ds: Dataset, val_fraction: float = 0.1, seed: int = 0,
     if n < 2:
         raise DataError(f"{ds.name}: {n} sample(s) is too few to split into train and validation")
     n_val = min(max(round(n * val_fraction), 1), n - 1)
-    if (kind or split_kind(ds)) == "blocks":
-        train, val = windows.held_out_blocks(ds, n_val, seed)
-        return ds.subset(train), ds.subset(val)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
     if ds.labels is None:

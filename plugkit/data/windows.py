@@ -42,45 +42,6 @@ def starts(ds: Dataset) -> np.ndarray | None:
     return rows * stride
 
 
-# a held-out block is at least this many windows' reach long: each block costs the training
-# part the windows that overlap it (a reach on either side), so short blocks would cost more
-# than they hold out
-BLOCK_REACHES = 4
-MAX_BLOCKS = 5  # spread over the series: a trend's every era is checked, up to this many
-
-
-def held_out_blocks(ds: Dataset, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices of windows of one series: val is up to MAX_BLOCKS runs of
-    consecutive windows, one at a seeded place in each equal part of the series, about n_val
-    in all; train is every window that shares no time step with any val window.
-
-    A shuffled split of overlapping windows validates on values the training windows hold
-    (a window of 52 steps shares 51 with each neighbour), so its validation loss, best weights
-    and the held-out side of eval's privacy measures would all be too kind."""
-    first = starts(ds)
-    length = ds.x.shape[1]
-    reach = int(np.searchsorted(first, first[0] + length))  # windows overlapping the first
-    n = len(first)
-    blocks = int(np.clip(n_val // (BLOCK_REACHES * reach), 1, MAX_BLOCKS))
-    sizes = np.full(blocks, n_val // blocks) + (np.arange(blocks) < n_val % blocks)
-    bounds = np.linspace(0, n, blocks + 1).astype(np.int64)
-    rng = np.random.default_rng(seed)
-    val = []
-    for lo, hi, size in zip(bounds[:-1], bounds[1:], sizes, strict=True):
-        place = lo + int(rng.integers(0, max(hi - lo - size, 0) + 1))
-        val.append(np.arange(place, min(place + size, n)))
-    val = np.unique(np.concatenate(val))  # sorted; blocks meet only when rounding runs over
-    # a window overlaps val when a val window starts within `length` steps of its start
-    near = np.searchsorted(first[val], first - length, side="right")
-    overlaps = (near < len(val)) & (first[val][np.minimum(near, len(val) - 1)] < first + length)
-    train = np.flatnonzero(~overlaps)
-    if len(train) == 0:
-        raise DataError(f"{ds.name}: {n} windows of {length} steps are too few to hold out "
-                        f"validation windows that share no step with the training ones; use "
-                        f"a shorter window or a longer series")
-    return train, val
-
-
 def _series(ds: Dataset) -> np.ndarray:
     if ds.modality == "table":
         kinds = ds.meta.get("columns", {})
