@@ -221,13 +221,20 @@ def test_quadratic_respacing_takes_its_finest_steps_at_low_noise():
     assert schedule_of(1000, 1000, power=2) == schedule_of(0, 1000)
 
 
-def test_t_is_the_modalitys_unless_given_and_sequences_sample_in_100_steps():
+def test_t_and_lr_are_the_modalitys_unless_given_and_sequences_sample_in_100_steps():
     def family(info, *chosen):
         return Diffusion(options.parse(Diffusion.Options, ["hidden=16", *chosen], "diffusion"),
                          info, torch.device("cpu"))
 
     assert family(table_info()).options.timesteps == 100
     assert family(TestDiffusionImage.info, "channels=8").options.timesteps == 100
+    # the learning rate too: images 2e-3, the others 1e-3, unless given; the optimizer's own
+    for info, rate in ((table_info(), 1e-3), (TestDiffusionImage.info, 2e-3),
+                       (TestDiffusionSequence.info, 1e-3)):
+        fam = family(info)
+        assert fam.options.lr == rate == fam.optimizer.param_groups[0]["lr"]
+        assert family(info, "lr=5e-4").optimizer.param_groups[0]["lr"] == 5e-4
+    assert family(TestDiffusionImage.info).options.channels == 16
     fam = family(TestDiffusionSequence.info)
     assert fam.options.timesteps == 1000 and family(TestDiffusionSequence.info,
                                                     "timesteps=50").options.timesteps == 50

@@ -107,6 +107,8 @@ class Diffusion(Family):
         modality = _MODALITIES[info.modality]
         if not options.timesteps:  # settled here, so run.json records the T trained
             options.timesteps = modality.timesteps
+        if not options.lr:  # the same: run.json records the rate trained with
+            options.lr = modality.lr
         self.data = modality(options, info, device)  # what differs with it
         self.num_classes = self.data.classes
         self.abar = cosine_schedule(options.timesteps).to(device)  # (T + 1,) float64

@@ -57,6 +57,9 @@ class Images:
     guidance when the model learned the labels."""
 
     timesteps = 100  # T when the option is 0
+    # mnist-5k, 15 minutes on one CPU thread, 16 channels: Fréchet distance 0.55 at 2e-3 against
+    # 0.86 at 1e-3 (docs/results.md)
+    lr = 2e-3  # the learning rate when the option is 0
 
     def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
         self.o, self.device = o, device

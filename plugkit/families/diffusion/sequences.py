@@ -68,6 +68,7 @@ class Sequences:
 
     classes = 0
     timesteps = 1000  # T when the option is 0
+    lr = 1e-3  # the learning rate when the option is 0
     steps = 100  # sampling steps when the setting is 0
 
     def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:

@@ -48,6 +48,7 @@ class Tables:
 
     classes = 0  # conditioned on a category (where), not on a label
     timesteps = 100  # T when the option is 0
+    lr = 1e-3  # the learning rate when the option is 0
 
     def __init__(self, o: Options, info: DataInfo, device: torch.device) -> None:
         self.o, self.device = o, device
