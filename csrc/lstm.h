@@ -17,11 +17,13 @@
 
 namespace plugkit {
 
-// Args: gates [B, 4H] pre-activations, c_prev [B, H].
+// Args: gates [B, 4H] pre-activations, c_prev [B, H], bias [4H] added to every row of gates, or
+// an undefined tensor for none (lstm_layer folds its bias in here rather than in a GEMM pass).
 // Writes h, c [B, H] and act [B, 4H] = (sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)).
 // act may be gates itself: each element is read before it is overwritten.
-void lstm_cell_forward_cpu(const at::Tensor& gates, const at::Tensor& c_prev, const at::Tensor& h,
-                           const at::Tensor& c, const at::Tensor& act);
+void lstm_cell_forward_cpu(const at::Tensor& gates, const at::Tensor& c_prev,
+                           const at::Tensor& bias, const at::Tensor& h, const at::Tensor& c,
+                           const at::Tensor& act);
 
 // Args: grad_h, grad_c [B, H] (gradients w.r.t. h and c), act [B, 4H], c_prev, c [B, H].
 // Writes dgates [B, 4H] (w.r.t. the pre-activations) and dc_prev [B, H].
@@ -30,10 +32,14 @@ void lstm_cell_backward_cpu(const at::Tensor& grad_h, const at::Tensor& grad_c,
                             const at::Tensor& act, const at::Tensor& c_prev, const at::Tensor& c,
                             const at::Tensor& dgates, const at::Tensor& dc_prev);
 
+// w [R, C] (float or double, CPU) transposed into a new contiguous [C, R] tensor.
+at::Tensor transposed_cpu(const at::Tensor& w);
+
 #ifdef PLUGKIT_WITH_CUDA
 // The same contracts on CUDA tensors; kernels run on the current stream, no host sync.
 void lstm_cell_forward_cuda(const at::Tensor& gates, const at::Tensor& c_prev,
-                            const at::Tensor& h, const at::Tensor& c, const at::Tensor& act);
+                            const at::Tensor& bias, const at::Tensor& h, const at::Tensor& c,
+                            const at::Tensor& act);
 void lstm_cell_backward_cuda(const at::Tensor& grad_h, const at::Tensor& grad_c,
                              const at::Tensor& act, const at::Tensor& c_prev, const at::Tensor& c,
                              const at::Tensor& dgates, const at::Tensor& dc_prev);
@@ -77,7 +83,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_op(const at::Tensor& ga
   at::Tensor h = at::empty(c_prev.sizes(), c_prev.options());  // [B, H]
   at::Tensor c = at::empty(c_prev.sizes(), c_prev.options());  // [B, H]
   at::Tensor act = at::empty(gates.sizes(), gates.options());  // [B, 4H]
-  forward(gates.contiguous(), c_prev.contiguous(), h, c, act);
+  forward(gates.contiguous(), c_prev.contiguous(), at::Tensor(), h, c, act);
   return {h, c, act};
 }
 

@@ -123,7 +123,9 @@ LAYER_NAMES = ("y", "h_n", "c_n", "dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih",
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("shape", [(7, 3, 5, 19), (3, 20, 8, 130)])  # (T, B, I, H)
+# (T, B, I, H); the last has T * B >= 512, where the CPU kernel copies w_hh transposed (in tiles
+# of 16, so H = 19 leaves partial ones)
+@pytest.mark.parametrize("shape", [(7, 3, 5, 19), (3, 20, 8, 130), (9, 64, 5, 19)])
 def test_layer_matches_float64_reference(backend, device, shape):
     inputs = layer_inputs(*shape, device=device)
     with running(backend, LAYER_OPS):
@@ -151,6 +153,35 @@ def test_layer_matches_nn_lstm(backend):
     for name, a, e in zip(LAYER_NAMES, (y, h_n, c_n, *grads),
                           (ref_y, ref_h[0], ref_c[0], *ref_grads), strict=True):
         assert rel_err(a, e) < 1e-10, name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("used", [(0,), (1,), (2,), (1, 2)])
+def test_layer_gradients_when_some_outputs_are_unused(backend, used):
+    # The native backward is handed undefined gradients for unused outputs (autograd's zero
+    # filling is off) and an expanded one for a sum: both must give the reference's gradients.
+    inputs = layer_inputs(5, 3, 4, 6)
+    with running(backend, LAYER_OPS):
+        outs = flat(ops.lstm_layer(*inputs))
+        loss = sum(outs[k].sum() for k in used)
+        grads = torch.autograd.grad(loss, inputs)
+    inputs64 = [t.detach().double().requires_grad_() for t in inputs]
+    outs64 = flat(lstm_ops.layer_reference(*inputs64))
+    expected = torch.autograd.grad(sum(outs64[k].sum() for k in used), inputs64)
+    for a, e in zip(grads, expected, strict=True):
+        assert rel_err(a, e) < 1e-5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("used", [0, 1])
+def test_cell_gradients_when_one_output_is_unused(backend, used):
+    inputs = cell_inputs(3, 5)
+    with running(backend, CELL_OPS):
+        grads = torch.autograd.grad(flat(ops.lstm_cell(*inputs))[used].sum(), inputs)
+    inputs64 = [t.detach().double().requires_grad_() for t in inputs]
+    expected = torch.autograd.grad(flat(lstm_ops.cell_reference(*inputs64))[used].sum(), inputs64)
+    for a, e in zip(grads, expected, strict=True):
+        assert rel_err(a, e) < 1e-5
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

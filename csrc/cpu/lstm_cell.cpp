@@ -35,14 +35,18 @@ void for_each_unit(int64_t B, int64_t H, const F& body) {
 }
 
 template <typename S>
-void forward_kernel(const S* gates, const S* c_prev, S* h, S* c, S* act, int64_t B, int64_t H) {
+void forward_kernel(const S* gates, const S* c_prev, const S* bias, S* h, S* c, S* act, int64_t B,
+                    int64_t H) {
   using V = Vectorized<S>;
   for_each_unit<S>(B, H, [&](int64_t b, int64_t j, int64_t n) {
     const S* g = gates + b * 4 * H + j;  // gate k at g + k*H
     S* a = act + b * 4 * H + j;          // may equal g: all loads come before the stores
     const int64_t u = b * H + j;
-    const auto out = lstm_cell_forward(V::loadu(g, n), V::loadu(g + H, n),
-                                       V::loadu(g + 2 * H, n), V::loadu(g + 3 * H, n),
+    auto gate = [&](int64_t k) {
+      const V pre = V::loadu(g + k * H, n);
+      return bias ? pre + V::loadu(bias + k * H + j, n) : pre;
+    };
+    const auto out = lstm_cell_forward(gate(0), gate(1), gate(2), gate(3),
                                        V::loadu(c_prev + u, n));
     out.i.store(a, n);
     out.f.store(a + H, n);
@@ -75,10 +79,12 @@ void backward_kernel(const S* grad_h, const S* grad_c, const S* act, const S* c_
 
 }  // namespace
 
-void lstm_cell_forward_cpu(const at::Tensor& gates, const at::Tensor& c_prev, const at::Tensor& h,
-                           const at::Tensor& c, const at::Tensor& act) {
+void lstm_cell_forward_cpu(const at::Tensor& gates, const at::Tensor& c_prev,
+                           const at::Tensor& bias, const at::Tensor& h, const at::Tensor& c,
+                           const at::Tensor& act) {
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "plugkit_lstm_cell_cpu", [&] {
     forward_kernel<scalar_t>(gates.const_data_ptr<scalar_t>(), c_prev.const_data_ptr<scalar_t>(),
+                             bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr,
                              h.mutable_data_ptr<scalar_t>(), c.mutable_data_ptr<scalar_t>(),
                              act.mutable_data_ptr<scalar_t>(), c_prev.size(0), c_prev.size(1));
   });

@@ -24,6 +24,7 @@ using cuda::kThreads;
 // Consecutive threads take consecutive units of a row, so every gate access is coalesced.
 template <typename scalar_t>
 __global__ void forward_kernel(const scalar_t* gates, const scalar_t* __restrict__ c_prev,
+                               const scalar_t* __restrict__ bias,  // [4H] or nullptr
                                scalar_t* __restrict__ h, scalar_t* __restrict__ c,
                                scalar_t* act, int64_t B, int64_t H) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -31,9 +32,12 @@ __global__ void forward_kernel(const scalar_t* gates, const scalar_t* __restrict
   for (int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < B * H;
        u += stride) {
     const int64_t off = (u / H) * 4 * H + u % H;  // gate k of unit u at off + k*H
+    auto gate = [&](int64_t k) {
+      const acc_t pre = gates[off + k * H];
+      return bias ? pre + static_cast<acc_t>(bias[k * H + u % H]) : pre;
+    };
     // act may alias gates: all four loads happen before the stores.
-    const auto out = lstm_cell_forward<acc_t>(gates[off], gates[off + H], gates[off + 2 * H],
-                                              gates[off + 3 * H], c_prev[u]);
+    const auto out = lstm_cell_forward<acc_t>(gate(0), gate(1), gate(2), gate(3), c_prev[u]);
     act[off] = out.i;
     act[off + H] = out.f;
     act[off + 2 * H] = out.g;
@@ -69,7 +73,8 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad_h, const scala
 }  // namespace
 
 void lstm_cell_forward_cuda(const at::Tensor& gates, const at::Tensor& c_prev,
-                            const at::Tensor& h, const at::Tensor& c, const at::Tensor& act) {
+                            const at::Tensor& bias, const at::Tensor& h, const at::Tensor& c,
+                            const at::Tensor& act) {
   const int64_t B = c_prev.size(0), H = c_prev.size(1);
   if (B * H == 0) return;
   const c10::cuda::CUDAGuard guard(gates.device());
@@ -78,6 +83,7 @@ void lstm_cell_forward_cuda(const at::Tensor& gates, const at::Tensor& c_prev,
                                "plugkit_lstm_cell_cuda", [&] {
     forward_kernel<scalar_t><<<grid_for(B * H), kThreads, 0, stream>>>(
         gates.const_data_ptr<scalar_t>(), c_prev.const_data_ptr<scalar_t>(),
+        bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr,
         h.mutable_data_ptr<scalar_t>(), c.mutable_data_ptr<scalar_t>(),
         act.mutable_data_ptr<scalar_t>(), B, H);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
