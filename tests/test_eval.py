@@ -88,6 +88,52 @@ def test_noise_is_told_apart_from_sine_windows(tmp_path):
     assert m["TSTR one-step MSE"]["value"] > 10 * m["TSTR one-step MSE"]["floor"]
 
 
+def _windows_of_one_series(train_rows, holdout_rows, copies_of_training=True):
+    """Sets of windows of one noisy series, split at the given window rows, and samples that
+    copy training windows (a model that learned the series by heart)."""
+    from plugkit.data import Dataset
+    from plugkit.metrics.evaluate import Report
+
+    rng = np.random.default_rng(0)
+    series = np.cumsum(rng.normal(0, 1, 1000)).astype(np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(series, 16)[:, :, None]  # [985, 16, 1]
+    whole = Dataset("series", "sequence", np.ascontiguousarray(view),
+                    meta={"series_length": len(series)})
+    train, holdout = whole.subset(train_rows), whole.subset(holdout_rows)
+    synthetic = Dataset("samples", "sequence", train.x[:200].copy())
+    c = sets.Sets("sequence", synthetic, train, holdout, whole.meta, "test", compared=200,
+                  starts=sets._starts(train, holdout))
+    return c, Report("t", {"notes": []}, [])
+
+
+def test_privacy_of_windows_of_one_series_uses_only_unseen_held_out_windows():
+    from plugkit.metrics.evaluate import _series_privacy, windows_apart
+
+    def flat(x):
+        return x.reshape(len(x), -1)
+
+    # a random tenth held out: nearly every held-out window overlaps training windows, so a
+    # model that copies the series cannot be told from one that generalizes: left out
+    rows = np.random.default_rng(1).permutation(985)
+    c, report = _windows_of_one_series(np.sort(rows[100:]), np.sort(rows[:100]))
+    assert len(windows_apart(c)) < 20
+    _series_privacy(report, c, flat, seed=0)
+    assert not report.measures
+    assert any("privacy measures (DCR, copies, membership) left out" in n
+               for n in report.summary["notes"])
+    # a span held out: its windows from step 615 on share no value with the last training
+    # window (599-614), the five before it do; the measures see the copies for what they are
+    c, report = _windows_of_one_series(np.arange(0, 600), np.arange(610, 985))
+    assert windows_apart(c).tolist() == list(range(5, 375))
+    _series_privacy(report, c, flat, seed=0)
+    m = measures(report)
+    assert m["exact copies"]["value"] == 1.0 and m["DCR ratio"]["value"] == 0.0
+    assert m["membership AUC (distance)"]["value"] > 0.9
+    # records of their own (no starts): every held-out record, as before
+    c.starts = None
+    assert windows_apart(c) is None
+
+
 def test_table_run_writes_a_self_contained_report(tmp_path):
     run = tmp_path / "run"
     trained = runner.invoke(app, ["train", "vae", "--data", "iris", "--out", str(run),

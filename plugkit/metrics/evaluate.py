@@ -535,12 +535,55 @@ def _sequences(c: sets.Sets, report: Report, seed: int, target: str | None) -> N
     def flat(x: np.ndarray) -> np.ndarray:  # as the families see them (bounds mapped too)
         return sequence.standardize(x, c.meta).reshape(len(x), -1)
 
-    _privacy(report, c, flat, seed)
+    _series_privacy(report, c, flat, seed)
     real = c.real_x(c.reference_rows())
     report.add_figure("sequences, values and autocorrelation (blue real, orange synthetic)",
                       figures.sequences(real, c.synthetic.x))
     report.add_figure("standardized sequences, first two principal axes",
                       figures.embedding(flat(real), flat(c.synthetic.x), "sequences"))
+
+
+def _series_privacy(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarray],
+                    seed: int) -> None:
+    """_privacy, for windows of one series against the held-out windows that share no value
+    with a training window. A window overlapping training windows is all but one of its values
+    seen in training: measured against it, a model that copies the series would read as
+    private (its samples as close to held-out windows as to training ones). Left out, with a
+    note, when fewer than membership.FEWEST held-out windows stand apart."""
+    apart = windows_apart(c)
+    if apart is None:  # records of their own, or a held-out part that is its own series
+        return _privacy(report, c, rows, seed)
+    held, fewest = len(c.holdout), membership.FEWEST
+    if len(apart) < fewest:
+        report.summary["notes"].append(
+            f"privacy measures (DCR, copies, membership) left out: the records are overlapping "
+            f"windows of one series, and {len(apart):,} of the {held:,} held-out windows share "
+            f"no value with a training window (the measures need {fewest}); hold out a span of "
+            "the series of its own (--holdout FILE) to measure them")
+        return
+    report.summary["notes"].append(
+        f"privacy measures: against the {len(apart):,} of the {held:,} held-out windows that "
+        "share no value with a training window (the others overlap training windows)")
+    _privacy(report, dataclasses.replace(c, holdout=c.holdout.subset(apart), starts=None),
+             rows, seed)
+
+
+def windows_apart(c: sets.Sets) -> np.ndarray | None:
+    """The held-out windows (indices into c.holdout) that overlap no training window: each
+    starts at least a window's length from every training window's start. None when the
+    records are not windows of one series split into both parts (Sets.starts)."""
+    if c.starts is None or len(c.holdout) == 0:
+        return None
+    n_train, length = len(c.train), c.train.x.shape[1]
+    train = np.sort(c.starts[:n_train])
+    held = c.starts[n_train:]
+    if len(train) == 0:
+        return np.arange(len(held))
+    at = np.searchsorted(train, held)
+    before = held - train[np.clip(at - 1, 0, len(train) - 1)]
+    after = train[np.clip(at, 0, len(train) - 1)] - held
+    gap = np.minimum(np.abs(before), np.abs(after))
+    return np.flatnonzero(gap >= length)
 
 
 def _training_curves(run: Path, report: Report) -> None:
