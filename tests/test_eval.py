@@ -88,7 +88,7 @@ def test_noise_is_told_apart_from_sine_windows(tmp_path):
     assert m["TSTR one-step MSE"]["value"] > 10 * m["TSTR one-step MSE"]["floor"]
 
 
-def _windows_of_one_series(train_rows, holdout_rows, copies_of_training=True):
+def _windows_of_one_series(train_rows, holdout_rows):
     """Sets of windows of one noisy series, split at the given window rows, and samples that
     copy training windows (a model that learned the series by heart)."""
     from plugkit.data import Dataset
