@@ -41,13 +41,14 @@ void cell_backward(const Tensor& grad_h, const Tensor& grad_c, const Tensor& act
   lstm_cell_backward_cpu(grad_h, grad_c, act, c_prev, c, dgates, dc_prev);
 }
 
-// w_hh^T [H, 4H] for the per-step GEMMs: contiguous when that pays for the copy, else a view.
-// MKL runs [B, H] x [H, 4H] ~15% faster on a contiguous right operand than on the transposed
-// view (200 vs 236 us at B=64, H=256, one thread), and the copy costs about what that saves on
-// T * B = 280 rows, so short calls (sampling's T = 1) keep the view.
+// w_hh^T [H, 4H] for the per-step GEMMs: on the CPU a contiguous copy when that pays for
+// itself, else a view. MKL runs [B, H] x [H, 4H] ~15% faster on a contiguous right operand
+// than on the transposed view (200 vs 236 us at B=64, H=256, one thread), and the copy costs
+// about what that saves on T * B = 280 rows, so short calls (sampling's T = 1) keep the view.
+// cuBLAS reads a transposed operand at no cost: CUDA keeps the view.
 Tensor recurrent_weight_t(const Tensor& w_hh, int64_t T, int64_t B) {
-  if (T * B < 512) return w_hh.contiguous().t();
-  return w_hh.is_cuda() ? w_hh.t().contiguous() : transposed_cpu(w_hh);
+  if (w_hh.is_cuda() || T * B < 512) return w_hh.contiguous().t();
+  return transposed_cpu(w_hh);
 }
 
 // Checks a tensor that must match x's dtype and device and have the given shape.
