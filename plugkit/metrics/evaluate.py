@@ -558,8 +558,9 @@ def _series_privacy(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarr
         report.summary["notes"].append(
             f"privacy measures (DCR, copies, membership) left out: the records are overlapping "
             f"windows of one series, and {len(apart):,} of the {held:,} held-out windows share "
-            f"no value with a training window (the measures need {fewest}); hold out a span of "
-            "the series of its own (--holdout FILE) to measure them")
+            f"no value with a training window (the measures need {fewest}); to measure them, "
+            "evaluate a sample file against the series with a later span of it held out: "
+            "plugkit eval SAMPLES --against SERIES --holdout SPAN")
         return
     report.summary["notes"].append(
         f"privacy measures: against the {len(apart):,} of the {held:,} held-out windows that "
