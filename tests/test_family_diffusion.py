@@ -17,6 +17,7 @@ from plugkit.errors import UsageError
 from plugkit.families.diffusion import Diffusion, images
 from plugkit.families.diffusion.steps import (
     CLIP,
+    FixedNoise,
     categorical_posterior,
     categorical_step,
     cosine_schedule,
@@ -204,6 +205,49 @@ def test_it_learns_how_columns_go_together_and_draws_where_by_inpainting():
     every = options.build(Diffusion.Settings, {"steps": 30}, "diffusion", "sampler setting")
     assert torch.equal(fam.sample(9, generator=torch.Generator().manual_seed(3), settings=every),
                        fam.sample(9, generator=torch.Generator().manual_seed(3)))
+
+
+def test_calibration_gives_a_sharpened_average_back_the_datas_shares():
+    """A moving average of weights predicts categories more sharply than the weights around
+    it; the offsets (option calibrate) refit its output bias to the rows, by the same
+    cross-entropy. Here the average says "left" far too often; its offsets, fitted on
+    noised rows, bring its mean prediction back to the rows' share."""
+    ds = data.load(_paired_table())
+    torch.manual_seed(0)
+    chosen = options.parse(Diffusion.Options, ["hidden=32", "timesteps=20"], "diffusion")
+    fam = Diffusion(chosen, DataInfo("table", ds.meta), torch.device("cpu"))
+    assert set(fam.optimizers()) == {"adamw", "calibration"}
+    assert "calibration.shift" in {f"{name}.{key}" for name, module in fam.modules().items()
+                                   for key in module.state_dict()}
+    x, _ = codec.encode(ds)
+    (a, b), = fam.data.spans[-1:]  # side: left, right
+    share = x[:, a:b].mean(0)
+
+    def mean_prediction(net):
+        fam.data.loss(net, fam.abar, x, None, FixedNoise(len(x), torch.device("cpu")))
+        with torch.no_grad():
+            return net(*fam.data.noised[:2])[:, a:b].softmax(1).mean(0)
+
+    with torch.no_grad():
+        fam.averaged.out.bias[a] += 1.5  # sharpened toward left
+    assert (mean_prediction(fam.averaged.train()) - share).abs().max() > 0.15
+    for _ in range(400):  # what train_step does every `every` steps
+        fam.data.loss(fam.net.train(), fam.abar, x, None, FixedNoise(len(x), torch.device("cpu")))
+        fam.calibration_optimizer.zero_grad()
+        fam.data.calibration_loss(fam.averaged).backward()
+        fam.calibration_optimizer.step()
+    sampler = fam._sampler()
+    sampler.train()  # so that loss() keeps its noised rows
+    assert (mean_prediction(sampler) - share).abs().max() < 0.02
+
+
+def test_a_private_table_run_fits_no_calibration():
+    """DP-SGD trains the denoiser alone: offsets fitted to the rows would not be private."""
+    ds = data.load(_paired_table())
+    chosen = options.parse(Diffusion.Options, ["hidden=16"], "diffusion")
+    fam = Diffusion(chosen, DataInfo("table", ds.meta, private=True), torch.device("cpu"))
+    assert fam.calibration is None and set(fam.optimizers()) == {"adamw"}
+    assert fam._sampler() is fam.averaged
 
 
 def test_respacing_runs_from_t_to_zero_in_even_jumps():
@@ -485,6 +529,7 @@ def test_a_table_run_from_before_the_average_samples_and_resumes(tmp_path):
                                str(before)]).exit_code == 0
     record = json.loads((run / "run.json").read_text())
     record["options"]["ema"] = 0.999  # as an older version recorded it
+    del record["options"]["calibrate"]  # which it did not know
     (run / "run.json").write_text(json.dumps(record))
     after = tmp_path / "after.csv"
     result = runner.invoke(app, ["sample", str(run), "--n", "20", "--out", str(after)])
