@@ -63,7 +63,7 @@ class Calibration(nn.Module):
     # At 0.05 an offset follows the average within ~100 of its steps (a share of 3%: ~700).
     lr = 0.05
     # fitted every 8th step, on that step's rows: every step cost 28% of adult's rows a
-    # second (18% on 64 of its 256 rows: a step of the offsets is many small ops), this ~5%
+    # second (18% on 64 of its 256 rows: a step of the offsets is many small ops), this 5-9%
     every = 8
 
     def __init__(self, width: int) -> None:
