@@ -45,8 +45,8 @@ class Options:
     ema: float = option(0.999, "decay of the moving average of the denoiser's weights that "
                         "samples (0: the trained weights themselves)", min=0.0, max=0.9999)
     calibrate: bool = option(True, "tables, with `ema`: an offset per category added to the "
-                             "averaged denoiser's logits of x_0, fitted each step to the rows "
-                             "the step noised, so its predictions keep the data's shares "
+                             "averaged denoiser's logits of x_0, fitted while training to the "
+                             "rows it noises, so its predictions keep the data's shares "
                              "(averaging weights sharpens them)", absent=False)
 
     def __post_init__(self) -> None:

@@ -144,7 +144,7 @@ class Tables:
                                          else (1 - kept) * prior)
             gumbel = -torch.log(-torch.log(u_cat[:, a:b].clamp(1e-12, 1 - 1e-12)))
             x_t[:, a:b] = F.one_hot((probs.log() + gumbel).argmax(1), b - a).to(x0.dtype)
-        if net.training:
+        if net.training and self.calibration is not None:
             self.noised = (x_t, t, x0)
         out = net(x_t, t)
         loss = (ops.diffusion_loss(out[:, self.offsets], key=key, row_start=start)
