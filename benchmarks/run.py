@@ -56,6 +56,9 @@ ROWS = {
                     ("vae", "gan"), ".npz"),
     "names": Row("names", "lstm", "nn.LSTM at makemore's RNN sizes, 10 min", ("charlstm.py",),
                  "seconds", 600, "charlstm", ("lstm",), ".txt"),
+    "adult-tabddpm": Row("adult", "synthcity", "synthcity 0.2.12 TabDDPM, 10 min",
+                         ("synthcity_peer.py",), "seconds", 600, "tabddpm", ("diffusion",),
+                         ".csv"),
 }
 
 
