@@ -219,3 +219,16 @@ def test_a_resume_without_epochs_goes_on_to_the_runs_own(tmp_path):
     assert result.exit_code == 0, result.output
     assert [r["epoch"] for r in rows(run)] == [1, 2, 3]  # not the default 10
     assert "epoch 3/3" in result.output
+
+
+def test_resuming_a_finished_run_says_it_trained_nothing_and_how_to_go_on(tmp_path):
+    run = tmp_path / "run"
+    assert cli("train", "vae", "--data", "iris", "--out", run, "--epochs", 2,
+               *SMALL).exit_code == 0
+    again = cli("train", "--out", run, "--resume")
+    assert again.exit_code == 0, again.output
+    assert "had already finished its 2 epochs; nothing trained" in again.output
+    assert "--epochs N" in again.output and len(rows(run)) == 2
+    further = cli("train", "--out", run, "--resume", "--epochs", 3)
+    assert further.exit_code == 0 and "nothing trained" not in further.output
+    assert [r["epoch"] for r in rows(run)] == [1, 2, 3]

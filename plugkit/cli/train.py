@@ -94,7 +94,10 @@ def train(
     time_left = _time_left(epochs, max_time) if not ends_itself else (lambda epoch: "")
     of = f" of at most {epochs}" if ends_itself else f"/{epochs}"  # "epoch 3/10"
 
+    trained: list[int] = []  # the epochs this session finished
+
     def report(row: dict) -> None:
+        trained.append(row["epoch"])
         if as_json:
             typer.echo(json.dumps(row))
         else:
@@ -112,7 +115,7 @@ def train(
         with _progress_bar(of, _rows_per_step(config)) as on_step:
             run_dir = training.train(config, report, on_step)
     if not as_json and os.environ.get("RANK", "0") == "0":  # one line, not one per process
-        typer.echo(_last_line(run_dir))
+        typer.echo(_last_line(run_dir, nothing_to_do=resume and not trained))
 
 
 def _progress_plan(config, epochs: int | None) -> tuple[int, bool]:
@@ -192,8 +195,9 @@ def _say_unreleased(record: dict) -> None:
         typer.echo(line)
 
 
-def _last_line(run_dir: Path) -> str:
-    """Says how the run ended: done, or stopped by --max-time and resumable."""
+def _last_line(run_dir: Path, nothing_to_do: bool = False) -> str:
+    """Says how the run ended: done, or stopped by --max-time and resumable; or, for a resumed
+    run that had already finished (`nothing_to_do`), how to train it further."""
     from plugkit import rundir
 
     record = rundir.read(run_dir)
@@ -211,6 +215,9 @@ def _last_line(run_dir: Path) -> str:
     if record.get("stopped_early"):
         return f"stopped early after epoch {record['stopped_early']} (--patience); " \
                f"saved {run_dir}"
+    if nothing_to_do:
+        return f"{run_dir} had already finished its {record['epochs']} epochs; nothing " \
+               f"trained (--resume --epochs N trains on to epoch N)"
     return f"saved {run_dir}"
 
 
