@@ -54,16 +54,7 @@ def main() -> None:
         rows.to_csv(stem.with_suffix(".csv"), index=False)
         return stem.with_suffix(".csv")
 
-    def epoch_loop(iterable, **_):
-        for epoch in iterable:
-            if epoch and points.due(epoch):
-                points.write(epoch, save)
-                if points.done():
-                    return
-            yield epoch
-        points.write(len(iterable), save)  # an epoch budget: the last point after the last
-
-    module.tqdm = epoch_loop
+    module.tqdm = lambda epochs, **_: points.loop(len(epochs), save)  # tqdm(range(epochs))
     model.fit(table, discrete)
 
 

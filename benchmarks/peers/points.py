@@ -59,6 +59,18 @@ class Points:
         self.paused += time.monotonic() - begin
         print(f"point {len(self.rows)}: epoch {epoch}, {seconds:.1f} s", flush=True)
 
+    def loop(self, count: int, save):
+        """A peer's epoch loop `range(count)` with the points in it: between two epochs, a
+        point when one is due (ending the loop after the last); after all of them, the last
+        point (an epoch budget, or every epoch within a time budget)."""
+        for epoch in range(count):
+            if epoch and self.due(epoch):
+                self.write(epoch, save)
+                if self.done():
+                    return
+            yield epoch
+        self.write(count, save)
+
 
 class same_rng:
     """Drawing samples mid-training must not move the training's random streams (torch,

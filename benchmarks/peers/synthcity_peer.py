@@ -51,20 +51,14 @@ def main() -> None:
         return stem.with_suffix(".csv")
 
     class EpochLoop:
-        """What `trange(n_iter, ...)` gives the loop: its epochs, a point between two of them
-        when one is due, and `set_postfix` (the progress bar's, a no-op here)."""
+        """What `trange(n_iter, ...)` gives the loop: its epochs with the points in them, and
+        `set_postfix` (the progress bar's, a no-op here)."""
 
         def __init__(self, epochs: int, **_) -> None:
             self.epochs = epochs
 
         def __iter__(self):
-            for epoch in range(self.epochs):
-                if epoch and points.due(epoch):
-                    points.write(epoch, save)
-                    if points.done():
-                        return
-                yield epoch
-            points.write(self.epochs, save)  # all 1,000 epochs within the budget
+            return points.loop(self.epochs, save)
 
         def set_postfix(self, **_) -> None:
             pass
