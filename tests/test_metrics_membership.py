@@ -135,8 +135,12 @@ def test_eval_catches_a_copied_table_and_passes_a_fresh_one(gaussian_tables):
     p = gaussian_tables
     copied = measures(evaluate(str(p["train"]), against=str(p["train"]),
                                holdout=str(p["hold"])))
-    for name in ("membership AUC (distance)", "membership AUC (density)"):
-        assert copied[name]["floor"] == 0.5 and copied[name]["better"] == "≈ 0.5"
+    # the floors: 150 training records a side against the other 150 as samples (density: 150
+    # held-out ones split into 75 non-members and 75 reference), like the held-out records
+    sides = {"membership AUC (distance)": 150, "membership AUC (density)": 75}
+    for name, side in sides.items():
+        assert copied[name]["better"] == "≈ floor"
+        assert abs(copied[name]["floor"] - 0.5) < 4 * membership.chance_spread(side, side)
         assert copied[name]["value"] == 1.0, name
     fresh = evaluate(str(p["fresh"]), against=str(p["train"]), holdout=str(p["hold"]))
     m = measures(fresh)
@@ -148,6 +152,28 @@ def test_eval_catches_a_copied_table_and_passes_a_fresh_one(gaussian_tables):
     assert fresh.details["membership"] == {"distance_candidates": 300, "density_candidates": 150,
                                            "density_reference": 150}
     assert any("300 training against 300 held-out records" in n for n in fresh.summary["notes"])
+
+
+def test_the_floor_reads_a_held_out_part_unlike_the_training_one(tmp_path):
+    """Held-out records from elsewhere (a later span, another region of a photo): fresh draws
+    of the training distribution are closer to the members all the same. The floor, the attack
+    with training records as the samples, shows it; copies still stand out above it."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1_300, 3))
+    x[900:1_200] += 1.0  # the held-out part, shifted by one sd in every column
+    frames = {name: pd.DataFrame(x[rows], columns=["a", "b", "c"]) for name, rows in
+              (("train", slice(0, 600)), ("fresh", slice(600, 900)), ("hold", slice(900, 1_200)))}
+    for name, frame in frames.items():
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    paths = {name: str(tmp_path / f"{name}.csv") for name in frames}
+    fresh = measures(evaluate(paths["fresh"], against=paths["train"], holdout=paths["hold"]))
+    copied = measures(evaluate(paths["train"], against=paths["train"], holdout=paths["hold"]))
+    for name, side in (("membership AUC (distance)", 300), ("membership AUC (density)", 150)):
+        assert fresh[name]["value"] > 0.6, name  # the shift alone gives members away
+        assert fresh[name]["floor"] > 0.6, name  # and the floor says so
+        assert abs(fresh[name]["value"] - fresh[name]["floor"]) < \
+            4 * membership.chance_spread(side, side), name
+        assert copied[name]["value"] == 1.0 > copied[name]["floor"] + 0.1, name
 
 
 def names(rng, n):

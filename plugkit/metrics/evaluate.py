@@ -147,10 +147,12 @@ def _privacy(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarray],
 def _membership(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarray],
                 seed: int, synthetic: np.ndarray | None = None) -> None:
     """Membership attacks (plugkit.metrics.membership): can the samples (up to MAX_N) tell
-    training records from held-out ones? Each is left out, with a note, below FEWEST a side."""
-    n_train, fewest = len(c.train), membership.FEWEST
-    near = membership.candidates(n_train, len(c.holdout), seed=seed)
-    dense = membership.candidates(n_train, len(c.holdout), seed=seed, reference=True,
+    training records from held-out ones? Each is left out, with a note, below FEWEST a side.
+    Each floor is the same attack with training records that are not candidates as the
+    samples (None below FEWEST a side)."""
+    n_train, n_holdout, fewest = len(c.train), len(c.holdout), membership.FEWEST
+    near = membership.candidates(n_train, n_holdout, seed=seed)
+    dense = membership.candidates(n_train, n_holdout, seed=seed, reference=True,
                                   reference_most=sets.MAX_N)
     note = _membership_note(c, len(near.members), len(dense.members), len(dense.reference))
     report.summary["notes"].append(note)
@@ -158,22 +160,38 @@ def _membership(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarray],
         return
     if synthetic is None:  # the rows of up to MAX_N samples, unless _privacy made them
         synthetic = rows(c.synthetic_x(np.arange(min(c.n, sets.MAX_N))))
-    members = rows(c.real_x(near.members))
-    non_members = rows(c.real_x(near.non_members + n_train))  # real rows: training ones first
-    _add(report, "membership AUC (distance)",
-         membership.distance_attack(synthetic, members, non_members), 0.5, "≈ 0.5",
+
+    def real(candidates: membership.Candidates) -> tuple[np.ndarray, ...]:
+        """Its members, non-members and reference as rows (real rows: training ones first)."""
+        return (rows(c.real_x(candidates.members)),
+                rows(c.real_x(candidates.non_members + n_train)),
+                rows(c.real_x(candidates.reference + n_train)) if len(candidates.reference)
+                else None)
+
+    def attack(candidates: membership.Candidates, samples: np.ndarray | None = None) -> Any:
+        members, non_members, reference = real(candidates)
+        samples = rows(c.real_x(candidates.fresh)) if samples is None else samples
+        if reference is None:
+            return membership.distance_attack(samples, members, non_members)
+        return membership.density_attack(samples, reference, members, non_members)
+
+    def floor(reference: bool) -> Any:
+        fresh = membership.candidates(n_train, n_holdout, seed=seed, reference=reference,
+                                      reference_most=sets.MAX_N, fresh_most=sets.MAX_N)
+        return attack(fresh) if len(fresh.members) >= fewest else None
+
+    _add(report, "membership AUC (distance)", attack(near, synthetic), floor(False), "≈ floor",
          "ROC AUC of telling training from held-out records by their distance to the closest "
-         "sample; 1 = every training record given away")
+         "sample; 1 = every training record given away; floor: the same with training "
+         "records that are not candidates as the samples (about 0.5 unless the held-out "
+         "records differ from the training ones)")
     if len(dense.members) < fewest:
         return
-    m = len(dense.members)  # the density attack's candidates: the first of the distance one's
-    reference = rows(c.real_x(dense.reference + n_train))
-    _add(report, "membership AUC (density)",
-         membership.density_attack(synthetic, reference, members[:m], non_members[:m]), 0.5,
-         "≈ 0.5", "the same by the samples' density at the record over that of other held-out "
+    _add(report, "membership AUC (density)", attack(dense, synthetic), floor(True), "≈ floor",
+         "the same by the samples' density at the record over that of other held-out "
          "records (DOMIAS, k-NN densities): local overfitting, fair to crowded regions")
     report.details["membership"] = {"distance_candidates": len(near.members),
-                                    "density_candidates": m,
+                                    "density_candidates": len(dense.members),
                                     "density_reference": len(dense.reference)}
 
 

@@ -16,6 +16,14 @@ The reference must be real data from the same distribution that is neither a can
 training record (a training record is a member whether scored or not), so the density attack
 splits the held-out records in two: non-member candidates and the reference.
 
+Both attacks read 0.5 as "nothing given away" only when the held-out records are drawn from the
+training records' distribution. When they are not (a later span of a series, another region of
+a photo), a generator that draws exactly the training distribution is closer to the members all
+the same. So each attack is run again with training records that are not candidates in place of
+the samples (`candidates(..., fresh_most=...)`): fresh draws of the training distribution, what
+a generator that learned it and copied nothing would give. `plugkit eval` reports that AUC as
+the attack's floor: about 0.5 when the held-out records are like the training ones.
+
 Densities are k-nearest-neighbour estimates p(x) = k / (N V_d r_k(x)^d): no bandwidth, no
 covariance to invert, any dimension. In their log ratio, d (log r_ref - log r_syn) + constant,
 the dimension only scales and the sizes only shift the score, so the AUC does not depend on them.
@@ -50,19 +58,25 @@ class Candidates:
     members: np.ndarray  # rows of the training records
     non_members: np.ndarray  # rows of the held-out records
     reference: np.ndarray  # rows of the held-out records the density attack uses as real data
+    # rows of training records that are not candidates (`fresh`): the samples of the floor
+    fresh: np.ndarray
 
 
 def candidates(n_train: int, n_holdout: int, *, seed: int = 0, reference: bool = False,
-               most: int = MOST, reference_most: int = 10_000) -> Candidates:
+               most: int = MOST, reference_most: int = 10_000,
+               fresh_most: int = 0) -> Candidates:
     """Balanced candidates drawn with `seed`: as many members as non-members, at most `most`.
     With `reference`, at most half the held-out records are non-members and the others (up to
     `reference_most`) the density attack's reference. Both attacks draw from the same random
-    orders, so the density attack's candidates are the first of the distance attack's."""
+    orders, so the density attack's candidates are the first of the distance attack's. With
+    `fresh_most`, at most half the training records are members and the others (up to
+    `fresh_most`) stand in for the samples of the attack's floor (`floor`)."""
     rng = np.random.default_rng(seed)
     train_order, holdout_order = rng.permutation(n_train), rng.permutation(n_holdout)
-    m = min(n_train, n_holdout // 2 if reference else n_holdout, most)
+    m = min(n_train // 2 if fresh_most else n_train,
+            n_holdout // 2 if reference else n_holdout, most)
     rest = holdout_order[m:m + reference_most] if reference else holdout_order[:0]
-    return Candidates(train_order[:m], holdout_order[:m], rest)
+    return Candidates(train_order[:m], holdout_order[:m], rest, train_order[m:m + fresh_most])
 
 
 def chance_spread(members: int, non_members: int) -> float:

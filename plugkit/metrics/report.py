@@ -43,7 +43,7 @@ class Table:
 class Report:
     title: str
     summary: dict[str, Any]  # what was compared: source, modality, sizes, seed, notes
-    # name, value, spread, floor, floor_spread, better ("lower"/"higher"/"≈ 0.5"), help; a
+    # name, value, spread, floor, floor_spread, better ("lower"/"higher"/"≈ 0.5"/"≈ floor"), help; a
     # spread is the standard deviation over repeated comparisons, None for one comparison
     measures: list[dict]
     figures: list[Figure] = field(default_factory=list)
