@@ -117,3 +117,51 @@ def test_checkpoints_keep_their_names():
     assert [k for k in table if k.endswith("weight")] == [
         "encoder.0.weight", "encoder.2.weight", "encoder.4.weight", "decoder.0.weight",
         "decoder.2.weight", "decoder.4.weight"] and "likelihood.log_sigma" in table
+
+
+def test_the_fitted_prior_recovers_a_gaussian_per_class():
+    """FittedPrior, fitted by its NLL alone, gets each class's mean and covariance, and maps
+    standard draws onto them."""
+    from plugkit.families.vae import FittedPrior
+
+    g = torch.Generator().manual_seed(0)
+    means = torch.tensor([[2.0, -1.0, 0.0], [-3.0, 0.5, 1.0]])
+    factors = torch.tensor([[[1.0, 0, 0], [0.8, 0.5, 0], [-0.3, 0.2, 0.3]],
+                            [[0.4, 0, 0], [0.0, 2.0, 0], [0.5, -0.5, 1.0]]])
+    y = torch.arange(4_000) % 2
+    z = means[y] + (factors[y] @ torch.randn(4_000, 3, 1, generator=g))[:, :, 0]
+    prior = FittedPrior(2, 3)
+    optimizer = torch.optim.Adam(prior.parameters(), lr=0.05)
+    for _ in range(600):
+        optimizer.zero_grad()
+        prior.nll(z, y).mean().backward()
+        optimizer.step()
+    with torch.no_grad():
+        drawn = prior(torch.randn(20_000, 3, generator=g), torch.arange(20_000) % 2)
+    for k in range(2):
+        own = drawn[k::2]
+        torch.testing.assert_close(own.mean(0), means[k], atol=0.06, rtol=0)
+        torch.testing.assert_close(own.T.cov(), factors[k] @ factors[k].T, atol=0.08, rtol=0.05)
+
+
+def test_image_samples_decode_codes_of_the_fitted_prior():
+    """A new image run fits its prior to the codes while training; sampling draws from it (an
+    identity prior gives other images); runs from before it and private runs have none."""
+    from plugkit import options
+
+    family = TestVAEConditional().build()
+    prior = family.net["prior"]
+    for _ in range(200):
+        family.train_step(labelled_batch())
+    assert prior.mean.abs().max() > 0.05  # moved off N(0, I) towards the codes
+    g = [torch.Generator().manual_seed(0) for _ in range(2)]
+    labels = torch.tensor([0, 1, 2])
+    fitted = family.sample(3, generator=g[0], labels=labels)
+    with torch.no_grad():
+        prior.mean.zero_()
+        prior.factor_raw.zero_()
+    assert not torch.allclose(fitted, family.sample(3, generator=g[1], labels=labels))
+    older = options.build(VAE.Options, options.recorded(VAE.Options, {"latent_dim": 8}), "vae")
+    assert "prior" not in VAE(older, LABELLED, torch.device("cpu")).net
+    private = DataInfo("image", LABELLED.meta, LABELLED.classes, private=True)
+    assert "prior" not in VAE(VAE.Options(), private, torch.device("cpu")).net
