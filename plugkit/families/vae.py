@@ -176,14 +176,15 @@ class _Images:
             rec = (0.5 * z2 + log_sigma + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
         else:  # out: pixel logits
             rec = F.binary_cross_entropy_with_logits(out, x, reduction="none").flatten(1).sum(1)
-        fit = net["prior"].nll(z.detach(), y) if "prior" in net else torch.zeros_like(kl)
+        fit = (net["prior"].nll(z.detach(), y if k else None) if "prior" in net
+               else torch.zeros_like(kl))
         return rec, kl, fit
 
     def sample(self, net: nn.ModuleDict, z: torch.Tensor, generator: torch.Generator,
                labels: torch.Tensor | None, where: str | None) -> torch.Tensor:
         labels = image_nets.labels_or_random(labels, len(z), self.classes, generator, z.device)
         if "prior" in net:
-            z = net["prior"](z, labels)
+            z = net["prior"](z, labels if self.classes else None)
         return self.means(net["decoder"](image_nets.with_label(z, labels, self.classes)))
 
     def means(self, out: torch.Tensor) -> torch.Tensor:
