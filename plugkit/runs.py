@@ -131,6 +131,9 @@ class Run:
         import numpy as np
 
         classes = self.classes or []
+        if label is not None and per_class is not None:
+            raise UsageError("`label` and `per_class` disagree: give one of the two (all of "
+                             "one class, or so many of every class)")
         if not self.model(weights).num_classes:  # the model the draw loads: loaded once
             if label is not None or per_class is not None:
                 what = "`label`" if label is not None else "`per_class`"

@@ -135,8 +135,12 @@ def _check_modality(cls: type[Family], spec: str, modality: str | None) -> None:
     if modality is not None and modality not in cls.modalities:
         kinds = ", ".join(cls.modalities[:-1]) + " or " * (len(cls.modalities) > 1) + \
             cls.modalities[-1]
+        hint = {"image": " (an array of windows [N, T, F] is read as images: give "
+                         "--modality sequence)",
+                "table": " (a series in a table: --window LENGTH cuts it into windows)"}
+        hint = hint.get(modality, "") if "sequence" in cls.modalities else ""
         raise UsageError(f"family {cls.name} takes {kinds} data, "
-                         f"but {spec} is {modality}")
+                         f"but {spec} is {modality}{hint}")
 
 
 def train(config: TrainConfig, report: Callable[[dict], None] = lambda row: None,

@@ -97,6 +97,8 @@ def test_labels_of_a_draw():
         plain.labels(4, label="cat")
     with pytest.raises(UsageError, match="`per_class`: .* its data has no labels"):
         FakeRun(None, 0).labels(4, per_class=1)
+    with pytest.raises(UsageError, match="`label` and `per_class` disagree"):
+        run.labels(4, label="dog", per_class=2)  # all of one class, or some of every one?
 
 
 def test_per_class_and_n_must_agree():

@@ -165,3 +165,18 @@ def test_image_samples_decode_codes_of_the_fitted_prior():
     assert "prior" not in VAE(older, LABELLED, torch.device("cpu")).net
     private = DataInfo("image", LABELLED.meta, LABELLED.classes, private=True)
     assert "prior" not in VAE(VAE.Options(), private, torch.device("cpu")).net
+
+
+def test_conv_nets_refuse_sides_that_are_not_multiples_of_4():
+    """Two stride-2 layers up make (H // 4) * 4 pixels: a 10x10 image would come back 8x8."""
+    import pytest
+
+    from plugkit import options
+    from plugkit.errors import UsageError
+    from plugkit.families.gan import GAN
+
+    info = DataInfo("image", {"channels": 3, "height": 10, "width": 10})
+    for family in (VAE, GAN):
+        opts = options.parse(family.Options, ["arch=conv"], family.name)
+        with pytest.raises(UsageError, match="arch=conv needs .* multiples of 4, these are 10x10"):
+            family(opts, info, torch.device("cpu"))

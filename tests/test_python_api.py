@@ -89,6 +89,14 @@ def test_arrays_and_strings_train_and_come_back_in_their_kind(tmp_path):
     assert len(drawn) == 7 and all(isinstance(s, str) for s in drawn)
 
 
+def test_a_series_is_a_one_column_table(tmp_path):
+    length = load_iris(as_frame=True).frame["sepal length (cm)"]
+    model = plugkit.train("vae", data=length, epochs=1, out=tmp_path / "s",
+                          options=sorted(FAST), progress=False)
+    assert list(model.sample(4).columns) == ["sepal length (cm)"]
+    assert plugkit.load(tmp_path / "s", data=length).data().x.shape == (150, 1)  # given back
+
+
 def test_bad_in_memory_data_is_one_clear_error(tmp_path):
     with pytest.raises(DataError, match="string 1 holds a line break"):
         plugkit.train("lstm", data=["ok", "two\nlines"], out=tmp_path / "r", progress=False)

@@ -227,8 +227,11 @@ def test_resuming_a_finished_run_says_it_trained_nothing_and_how_to_go_on(tmp_pa
                *SMALL).exit_code == 0
     again = cli("train", "--out", run, "--resume")
     assert again.exit_code == 0, again.output
-    assert "had already finished its 2 epochs; nothing trained" in again.output
+    assert "has trained 2 epochs, which --epochs 2 does not exceed: nothing trained" in \
+        again.output
     assert "--epochs N" in again.output and len(rows(run)) == 2
     further = cli("train", "--out", run, "--resume", "--epochs", 3)
     assert further.exit_code == 0 and "nothing trained" not in further.output
     assert [r["epoch"] for r in rows(run)] == [1, 2, 3]
+    fewer = cli("train", "--out", run, "--resume", "--epochs", 1)  # the epochs it has, not 1
+    assert "has trained 3 epochs, which --epochs 1 does not exceed" in fewer.output

@@ -144,6 +144,14 @@ def test_where_returns_only_the_requested_category(runs, family, tmp_path):
     assert pd.read_csv(tmp_path / "no.csv")["member"].all()  # a bool column's value as text
 
 
+def test_where_given_twice_is_refused_not_cut_to_the_last(runs, tmp_path):
+    result = runner.invoke(app, ["sample", str(runs["gan"]), "--n", "5", "--out",
+                                 str(tmp_path / "s.csv"), "--where", "city=Rome", "--where",
+                                 "member=True"])
+    assert result.exit_code == 2 and "--where takes one COLUMN=VALUE" in result.output
+    assert not (tmp_path / "s.csv").exists()
+
+
 @pytest.mark.parametrize("where,message", [
     ("city", "--where takes COLUMN=VALUE"),
     ("town=Rome", "'town' is not a column of this run; categorical columns: city, member"),

@@ -74,6 +74,8 @@ def test_sample_formats_and_sidecar(tmp_path):
     (["train", "vae", "--data", "nowhere.npz"], 1, "nowhere.npz"),
     (["train", "vae", "--data", "names"], 2,
      "family vae takes image, table or sequence data, but names is text"),
+    (["train", "lstm", "--data", "iris"], 2,
+     "but iris is table (a series in a table: --window LENGTH cuts it into windows)"),
     (["train", "vae", "--epochs", "0"], 2, "--epochs must be at least 1, got 0"),
     (["train", "vae", "--device", "tpu"], 2, "--device must be auto, cpu or cuda"),
     (["sample", "missing-run"], 2, "missing-run is not a plugkit run (no run.json)"),

@@ -31,7 +31,7 @@ def sample(
         help="Text: draw only among the k likeliest next characters.")] = None,
     prefix: Annotated[str | None, typer.Option(
         help="Text: every sample starts with these characters.")] = None,
-    where: Annotated[str | None, typer.Option(
+    where: Annotated[list[str] | None, typer.Option(
         metavar="COLUMN=VALUE",
         help="Tables: every row has VALUE in the categorical COLUMN, e.g. --where "
              "'income=>50K' (drawn so by the model, not filtered).")] = None,
@@ -44,9 +44,14 @@ def sample(
 ) -> None:
     """Draw samples from a trained run into a file (plus a sidecar JSON)."""
     from plugkit import sampling
+    from plugkit.errors import UsageError
     from plugkit.threads import using
 
-    flags = {"temperature": temperature, "top_k": top_k, "prefix": prefix, "where": where}
+    if where and len(where) > 1:  # click would keep the last one, silently
+        raise UsageError(f"--where takes one COLUMN=VALUE (rows of one category), got "
+                         f"{len(where)}: {', '.join(where)}")
+    flags = {"temperature": temperature, "top_k": top_k, "prefix": prefix,
+             "where": where[0] if where else None}
     settings = settings_of(setting or [], {k: v for k, v in flags.items() if v is not None})
     with using(threads):
         written = sampling.sample(run, n, out, seed, weights=weights, label=label,

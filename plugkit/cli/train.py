@@ -64,7 +64,7 @@ def train(
                                        "global batch).")] = 1,
     dp_epsilon: Annotated[float | None, typer.Option(
         help="Train with differential privacy (DP-SGD, or the family's own mechanism: aim's "
-             "noisy marginals; Opacus: pip install 'plugkit[privacy]'), spending at most this "
+             "noisy marginals; Opacus: pip install 'plugkit\\[privacy]'), spending at most this "
              "epsilon (docs/privacy.md).",
         rich_help_panel="Privacy")] = None,
     dp_delta: Annotated[float | None, typer.Option(
@@ -216,8 +216,11 @@ def _last_line(run_dir: Path, nothing_to_do: bool = False) -> str:
         return f"stopped early after epoch {record['stopped_early']} (--patience); " \
                f"saved {run_dir}"
     if nothing_to_do:
-        return f"{run_dir} had already finished its {record['epochs']} epochs; nothing " \
-               f"trained (--resume --epochs N trains on to epoch N)"
+        from plugkit import checkpoint
+
+        done = checkpoint.load_state(run_dir)["loop"]["epoch"]
+        return f"{run_dir} has trained {done} epochs, which --epochs {record['epochs']} " \
+               f"does not exceed: nothing trained (--resume --epochs N trains on to epoch N)"
     return f"saved {run_dir}"
 
 

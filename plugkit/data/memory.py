@@ -35,7 +35,8 @@ def from_memory(data: Any, modality: str | None = None,
                 image_size: int | None = None) -> Dataset:
     """A Dataset (plugkit.data.load validates it) from in-memory data: a DataFrame (a table),
     a list of strings (text), an array or an (array, labels) pair (images or sequences, by
-    shape as for a .npy file; a 2-D array is a table)."""
+    shape as for a .npy file; a 2-D array is a table); a pandas Series is a one-column table."""
+    data = _frame_of_series(data)
     if hasattr(data, "iloc"):  # a pandas DataFrame
         if modality not in (None, "table"):
             raise UsageError(f"a DataFrame is a table, not {modality} data")
@@ -59,6 +60,13 @@ def from_memory(data: Any, modality: str | None = None,
     return from_array(x, y, NAME, modality, image_size)
 
 
+def _frame_of_series(data: Any) -> Any:
+    """A pandas Series as the one-column DataFrame it stands for (named "value" if unnamed)."""
+    if hasattr(data, "to_frame") and getattr(data, "ndim", None) == 1:
+        return data.to_frame(name="value" if data.name is None else str(data.name))
+    return data
+
+
 def _numpy(value: Any) -> Any:
     if hasattr(value, "detach"):  # a torch tensor
         return value.detach().cpu().numpy()
@@ -69,6 +77,7 @@ def fingerprint(data: Any) -> dict[str, Any]:
     """What run.json keeps of in-memory data: what it is, its shape (columns and dtypes for
     a DataFrame), and a SHA-256 of its content, labels included."""
     digest = hashlib.sha256()
+    data = _frame_of_series(data)
     if hasattr(data, "iloc"):
         import pandas as pd
 

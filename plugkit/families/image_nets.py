@@ -42,9 +42,15 @@ def conditional_option() -> Any:
 def use_conv(arch: str, height: int, width: int) -> bool:
     """The `arch` option's rule: conv nets when asked, or for `auto` when two stride-2 layers
     fit (height and width multiples of 4) and the images are big enough (16 px) to gain."""
+    fits = height % 4 == 0 and width % 4 == 0
+    if arch == "conv" and not fits:  # two stride-2 layers up would give (H//4)*4 pixels
+        from plugkit.errors import UsageError
+
+        raise UsageError(f"arch=conv needs images whose height and width are multiples of 4, "
+                         f"these are {height}x{width}: give --image-size, or arch=mlp or auto")
     if arch != "auto":
         return arch == "conv"
-    return height % 4 == 0 and width % 4 == 0 and min(height, width) >= 16
+    return fits and min(height, width) >= 16
 
 
 def num_classes(classes: list[str] | None, conditional: bool) -> int:
