@@ -82,9 +82,11 @@ def settle(config: Any, record: dict | None) -> Any:
     for name, value in stored.items():
         given = getattr(config, name)
         if given is not None and not _same(name, given, value):
-            raise UsageError(f"`resume`: the run was trained with {_flag(name)} {value}, not "
-                             f"{given}; a resumed run keeps its settings (start a new run with "
-                             "another `out` to change them)")
+            trained = f"with {_flag(name)} {value}" if value is not None else \
+                f"without {_flag(name)}"
+            raise UsageError(f"`resume`: the run was trained {trained}, not {given}; a "
+                             "resumed run keeps its settings (start a new run with another "
+                             "`out` to change them)")
     _check_data(data)
     return dataclasses.replace(config, family=record["family"],
                                options=_options(config, record), **stored,

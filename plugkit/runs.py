@@ -35,6 +35,14 @@ class Run:
         self.record = rundir.read(self.path)
         self._given = data  # in-memory data handed back to a run trained on it
         self._models: dict[tuple[str, str], Any] = {}
+        if data is not None:  # refused now, not at the first use of it
+            spec = self.record["data"]
+            if "memory" not in spec:
+                raise UsageError(f"{self.path} was trained on {spec['spec']}, not on in-memory "
+                                 "data: load it without `data`")
+            from plugkit.data import memory
+
+            memory.given_back(data, spec["memory"], self.path)
 
     def __fspath__(self) -> str:
         return str(self.path)

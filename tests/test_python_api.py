@@ -64,6 +64,8 @@ def test_in_memory_data_is_fingerprinted_not_copied(tmp_path):
         model.evaluate(real=changed)
     with pytest.raises(DataError, match="trained on other data"):
         model.resume(changed, epochs=2, progress=False)
+    with pytest.raises(DataError, match="trained on other data"):
+        plugkit.load(tmp_path / "run", data=changed)  # when loading, not at its first use
     resumed = plugkit.load(tmp_path / "run").resume(df, epochs=2, progress=False)
     assert json.loads((resumed.path / "run.json").read_text())["status"] == "done"
     assert len((resumed.path / "metrics.jsonl").read_text().splitlines()) == 2
