@@ -70,7 +70,7 @@ def candidates(n_train: int, n_holdout: int, *, seed: int = 0, reference: bool =
     `reference_most`) the density attack's reference. Both attacks draw from the same random
     orders, so the density attack's candidates are the first of the distance attack's. With
     `fresh_most`, at most half the training records are members and the others (up to
-    `fresh_most`) stand in for the samples of the attack's floor (`floor`)."""
+    `fresh_most`) stand in for the samples of the attack's floor (module docstring)."""
     rng = np.random.default_rng(seed)
     train_order, holdout_order = rng.permutation(n_train), rng.permutation(n_holdout)
     m = min(n_train // 2 if fresh_most else n_train,
