@@ -73,7 +73,9 @@ class Run:
         from plugkit.family import DataInfo
 
         data = self.record["data"]
-        return DataInfo(data["modality"], data["meta"], data["classes"])
+        # private as it trained: a family may build other modules for a private run (the vae's
+        # fitted prior, diffusion's calibration are left out), and its weights must fit them
+        return DataInfo(data["modality"], data["meta"], data["classes"], "privacy" in self.record)
 
     def weights_used(self, weights: str = "best") -> str:
         """"best" when asked for and the run keeps best weights (lowest validation loss),

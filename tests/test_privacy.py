@@ -18,6 +18,7 @@ from plugkit.family import Batch, DataInfo
 from plugkit.formats import codec, tabular, tabular_private
 
 opacus = pytest.importorskip("opacus", reason="plugkit[privacy] not installed")
+import plugkit  # noqa: E402
 from plugkit import privacy  # noqa: E402
 
 runner = CliRunner()
@@ -215,6 +216,8 @@ def test_diffusion_trains_tables_privately(tmp_path):
     assert result.exit_code == 0, result.output
     spent = json.loads((tmp_path / "run" / "run.json").read_text())["privacy"]
     assert 1.9 < spent["epsilon"] <= 2.0
+    # loaded as it trained, without the calibration a private run does not fit
+    assert len(plugkit.load(tmp_path / "run").sample(5)) == 5
 
 
 @pytest.mark.parametrize("data", ["iris", "digits"])
