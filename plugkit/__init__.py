@@ -39,7 +39,8 @@ def train(family: str | None, data: Any = None, **settings: Any) -> Run:
     from plugkit.data import memory
 
     path = training.train_from_python(family, data, **settings)
-    for note in privacy.unreleased_notes(rundir.read(path)):  # what the CLI prints
+    record = rundir.read(path)
+    for note in [*privacy.unreleased_notes(record), *training.data_notes(record)]:  # as the CLI
         warnings.warn(note, stacklevel=2)
     return runs.Run(path, data if memory.is_memory(data) else None)
 

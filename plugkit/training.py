@@ -131,6 +131,20 @@ def _class_counts(ds) -> list[int] | None:
     return np.bincount(ds.labels, minlength=len(ds.classes)).tolist()
 
 
+def data_notes(record: dict) -> list[str]:
+    """What the user should hear of their data when a run ends, one line each (the CLI and
+    plugkit.train alike): the table columns its samples can only copy."""
+    from plugkit.formats import tabular
+
+    data = record["data"]
+    if data["modality"] != "table" or "privacy" in record:  # noisy counts: nothing to tell
+        return []
+    return [f"note: column {name!r} has a different value in each of its {rows:,} rows, as an "
+            f"identifier does: samples can only copy its training values (drop it from the "
+            f"data before sharing them)" for name, rows in tabular.identifiers(
+                data["meta"]["encoding"])]
+
+
 def _check_modality(cls: type[Family], spec: str, modality: str | None) -> None:
     if modality is not None and modality not in cls.modalities:
         kinds = ", ".join(cls.modalities[:-1]) + " or " * (len(cls.modalities) > 1) + \

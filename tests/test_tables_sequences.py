@@ -79,6 +79,40 @@ def test_unseen_category_encodes_as_all_zeros():
     assert not tabular.encode(other, ds.meta["encoding"])[:, city.start:city.end].any()
 
 
+def test_identifier_columns_are_found():
+    """Every value once, in 20 rows or more: an identifier; a repeat, or fewer rows, is not."""
+    n = 25
+    df = pd.DataFrame({"id": [f"u{i}" for i in range(n)], "city": ["Oslo", "Rome"] * 12 + [None],
+                       "email": [f"{i}@x" for i in range(n - 2)] + [None, None],
+                       "twice": [f"v{i}" for i in range(n - 1)] + ["v0"]})
+    assert tabular.identifiers(tabular.fit(df, {c: "categorical" for c in df})) == [
+        ("id", 25), ("email", 23)]
+    few = df.head(19)
+    assert tabular.identifiers(tabular.fit(few, {c: "categorical" for c in few})) == []
+
+
+def test_training_on_a_table_with_an_identifier_says_so(tmp_path):
+    import warnings
+
+    import plugkit
+
+    df = pd.concat([small_table()] * 5, ignore_index=True)
+    df.insert(0, "id", [f"u{i:03d}" for i in range(len(df))])
+    df.to_csv(tmp_path / "people.csv", index=False)
+    result = runner.invoke(app, ["train", "vae", "--data", str(tmp_path / "people.csv"),
+                                 "--out", str(tmp_path / "run"), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"note: column 'id' has a different value in each of its {len(df)} rows" in \
+        result.output
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plugkit.train("vae", data=df.drop(columns="id"), epochs=1, out=tmp_path / "no-id",
+                      progress=False)
+        plugkit.train("vae", data=df, epochs=1, out=tmp_path / "py", progress=False)
+    notes = [str(w.message) for w in caught if str(w.message).startswith("note:")]
+    assert len(notes) == 1 and notes[0].startswith("note: column 'id' has")  # not without it
+
+
 def cli(*args):
     result = runner.invoke(app, [*args])
     assert result.exit_code == 0, result.output

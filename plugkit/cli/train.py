@@ -210,6 +210,10 @@ def _last_line(run_dir: Path, nothing_to_do: bool = False) -> str:
         typer.echo(f"privacy: ({spent['epsilon']:.3g}, {spent['delta']:.2g})-DP spent "
                    f"(of epsilon {spent['target']['epsilon']:g}), {how}")
         _say_unreleased(record)
+    from plugkit import training
+
+    for line in training.data_notes(record):
+        typer.echo(line)
     if record.get("status") == "stopped":
         return f"stopped: {record['stopped']}; saved {run_dir}; continue with --resume"
     if record.get("stopped_early"):

@@ -45,6 +45,8 @@ MIN_WEIGHT = 0.005  # modes holding less of the data are dropped (CTGAN's thresh
 FIT_ROWS = 5_000  # the mixture is fitted on at most this many values (a seeded subsample)
 POINT_SHARE = 0.01  # a value this common is a mode of its own (std 0) ...
 POINT_ROWS = 10  # ... when it is held by this many rows too: in a small table every value is 1%
+# an identifier: a categorical column whose every value occurs once, in this many rows or more
+IDENTIFIER_ROWS = 20
 WIDTH = 4.0  # offsets are in units of 4 std: +-1 covers 99.99% of a Gaussian mode
 OFFSET_MAX = 4.0  # |offset| at most (16 std): see _encode_numeric
 
@@ -145,6 +147,21 @@ def _fit_categorical(name: Any, column: Any) -> dict:
     # counts: what training-by-sampling and unconditional sampling weigh categories by
     return {"name": str(name), "kind": "categorical", "dtype": str(column.dtype),
             "categories": categories, "counts": counts}
+
+
+def identifiers(encoding: list[dict]) -> list[tuple[str, int]]:
+    """(name, rows) of each categorical column whose every value present occurs once, in at
+    least IDENTIFIER_ROWS rows: names, e-mails, record numbers. A model draws a category from
+    those it saw, so its samples can only copy such a column's training values."""
+    found = []
+    for column in encoding:
+        if column["kind"] != "categorical":
+            continue
+        counts = [n for c, n in zip(column["categories"], column["counts"], strict=True)
+                  if c is not MISSING]
+        if len(counts) >= IDENTIFIER_ROWS and max(counts) == 1:
+            found.append((column["name"], len(counts)))
+    return found
 
 
 def plain(value: Any) -> Any:
