@@ -75,7 +75,7 @@ def settle(config: Any, record: dict | None) -> Any:
         config = dataclasses.replace(config, data=given)
     stored = {"data": given if "memory" in data else rundir.data_spec(data),
               "modality": data["modality"],
-              "image_size": data.get("image_size"), "window": data.get("window"),
+              "image_size": rundir.image_size(data), "window": data.get("window"),
               "max_length": data.get("max_length"),
               "batch_size": record["batch_size"], "seed": record["seed"],
               "val_fraction": record.get("val_fraction", DEFAULTS["val_fraction"])}

@@ -74,6 +74,12 @@ def data_spec(data: dict) -> str:
     return data.get("path", data["spec"])
 
 
+def image_size(data: dict) -> int | None:
+    """The --image-size a run's data loads with. Runs made before it was refused on data other
+    than images recorded it anyway, and it changed nothing for them."""
+    return data.get("image_size") if data["modality"] == "image" else None
+
+
 def update(run_dir: Path, **fields: Any) -> None:
     """Sets fields of run.json; a field set to None is removed."""
     record = read(run_dir)

@@ -124,7 +124,7 @@ class Run:
         source = rundir.data_spec(spec)
         if "memory" in spec:
             source = data.memory.given_back(self._given, spec["memory"], self.path)
-        return data.load(source, spec["modality"], spec.get("image_size"), spec.get("window"),
+        return data.load(source, spec["modality"], rundir.image_size(spec), spec.get("window"),
                          spec.get("max_length"))
 
     def split(self) -> tuple[Any, Any]:

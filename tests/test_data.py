@@ -101,6 +101,19 @@ def test_csv_numeric_categorical_missing(tmp_path):
     assert ds.x["age"].isna().sum() == 1 and ds.x["city"].isna().sum() == 1
 
 
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_csv_with_another_separator_reads_its_columns(tmp_path, sep):
+    rows = ["age", "city", "score"], ["31", "Paris", "1,5"], ["45", "Rome", "2"]
+    (tmp_path / "t.csv").write_text("\n".join(sep.join(r) for r in rows) + "\n")
+    ds = load(str(tmp_path / "t.csv"))
+    assert list(ds.x.columns) == ["age", "city", "score"]
+    if sep == ";":  # spreadsheets that separate by ';' write decimal commas
+        assert ds.meta["columns"]["score"] == "numeric" and ds.x["score"].tolist() == [1.5, 2.0]
+    (tmp_path / "r.csv").write_text(f"a{sep}b\n1{sep}2{sep}3\n")
+    with pytest.raises(DataError, match="line 2 has 3 fields"):
+        load(str(tmp_path / "r.csv"))
+
+
 @pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow not installed")
 def test_parquet(tmp_path):
     pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}).to_parquet(tmp_path / "t.parquet")
@@ -229,6 +242,8 @@ def test_unknown_name_and_bad_arguments(tmp_path):
     _fails(UsageError, "unknown modality 'video'", "digits", modality="video")
     _fails(UsageError, "'digits' is image data, not table", "digits", modality="table")
     _fails(UsageError, "`image_size` must be a positive", "digits", image_size=0)
+    _fails(UsageError, "`image_size` resizes images, and iris is table data", "iris",
+           image_size=16)
     _fails(DataError, r"not found \(no such file or folder\)", tmp_path / "nope.npy")
     (tmp_path / "x.xyz").write_text("1")
     _fails(DataError, "unsupported file type .xyz", tmp_path / "x.xyz")

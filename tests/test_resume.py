@@ -235,3 +235,20 @@ def test_resuming_a_finished_run_says_it_trained_nothing_and_how_to_go_on(tmp_pa
     assert [r["epoch"] for r in rows(run)] == [1, 2, 3]
     fewer = cli("train", "--out", run, "--resume", "--epochs", 1)  # the epochs it has, not 1
     assert "has trained 3 epochs, which --epochs 1 does not exceed" in fewer.output
+
+
+def test_a_table_run_that_recorded_an_image_size_still_resumes_and_samples(tmp_path):
+    """--image-size is refused on tables now; runs made before recorded it, unused."""
+    run = tmp_path / "run"
+    assert cli("train", "vae", "--data", "iris", "--out", run, "--epochs", 1, *SMALL,
+               "--image-size", 16).exit_code == 2  # refused, and no run folder left
+    assert not run.exists()
+    assert cli("train", "vae", "--data", "iris", "--out", run, "--epochs", 1, *SMALL
+               ).exit_code == 0
+    record = json.loads((run / "run.json").read_text())
+    record["data"]["image_size"] = 16  # as an older plugkit wrote it
+    (run / "run.json").write_text(json.dumps(record))
+    result = cli("train", "--out", run, "--resume", "--epochs", 2)
+    assert result.exit_code == 0, result.output
+    result = cli("sample", run, "--n", 5, "--out", tmp_path / "s.csv")
+    assert result.exit_code == 0, result.output

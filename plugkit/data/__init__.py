@@ -48,9 +48,17 @@ def load(spec: Any, modality: str | None = None, image_size: int | None = None,
     if image_size is not None and image_size < 1:
         raise UsageError(f"`image_size` must be a positive integer, got {image_size}")
     if memory.is_memory(spec):
-        return _text_rows(validate(memory.from_memory(spec, modality, image_size)), max_length)
-    if spec in builtin.REGISTRY:
-        return _text_rows(validate(builtin.load(spec, modality, image_size)), max_length)
+        ds = memory.from_memory(spec, modality, image_size)
+    elif spec in builtin.REGISTRY:
+        ds = builtin.load(spec, modality, image_size)
+    else:
+        ds = _read_path(spec, modality, image_size)
+    if image_size is not None and ds.modality != "image":
+        raise UsageError(f"`image_size` resizes images, and {ds.name} is {ds.modality} data")
+    return _text_rows(validate(ds), max_length)
+
+
+def _read_path(spec: str, modality: str | None, image_size: int | None) -> Dataset:
     path = Path(spec).expanduser()
     if not path.exists() and not _looks_like_path(spec):
         names = ", ".join(builtin.REGISTRY)
@@ -59,7 +67,7 @@ def load(spec: Any, modality: str | None = None, image_size: int | None = None,
                          ".txt file")
     from plugkit.data.readers import read_path
 
-    return _text_rows(validate(read_path(path, modality, image_size)), max_length)
+    return read_path(path, modality, image_size)
 
 
 def _check_max_length(spec: str, modality: str | None, window: int | None,

@@ -193,8 +193,11 @@ def _read_table(path: Path):
     try:
         if path.suffix.lower() == ".parquet":
             return _read_parquet(pd, path)
-        _check_ragged(path)
-        df = pd.read_csv(path)
+        sep = _delimiter(path)
+        _check_ragged(path, sep)
+        df = pd.read_csv(path, sep=sep)
+        if sep == ";":
+            df = _decimal_commas(pd, df)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty (no header, no rows)") from None
     except pd.errors.ParserError as exc:
@@ -216,10 +219,35 @@ def _read_parquet(pd, path: Path):
         raise DataError(f"{path}: malformed Parquet file ({exc})") from None
 
 
-def _check_ragged(path: Path) -> None:
+def _delimiter(path: Path) -> str:
+    """The field separator, read from the header line: a comma unless the header has none and
+    has semicolons (the CSV of spreadsheets in locales that write 1,5), tabs or bars. Without
+    this a `;` file loads as one column of whole lines, and trains without complaint."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        header = f.readline(1 << 16)
+    if "," in header:
+        return ","
+    counts = {sep: header.count(sep) for sep in ";\t|"}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def _decimal_commas(pd, df):
+    """A `;` file's text columns whose every value is a number written with a decimal comma
+    (1,5) become numbers: such files come from spreadsheets that write numbers that way."""
+    for name in df.columns:
+        if pd.api.types.is_numeric_dtype(df[name]):
+            continue
+        values = df[name].dropna().astype(str)
+        if len(values) and values.str.fullmatch(r"[+-]?\d+(,\d+)?").all():
+            df[name] = pd.to_numeric(df[name].str.replace(",", ".", regex=False))
+    return df
+
+
+def _check_ragged(path: Path, sep: str) -> None:
     """pandas pads short rows with NaN silently; a row with a different field count is an error."""
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
+        reader = csv.reader(f, delimiter=sep)
         width = None
         try:
             for row in reader:
