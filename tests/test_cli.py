@@ -25,6 +25,17 @@ def test_datasets_lists_every_builtin_with_how_to_get_it():
     assert all(r["hint"] for r in rows.values())
 
 
+@pytest.mark.parametrize("columns", [80, 200])
+def test_list_fits_the_terminal_and_shows_each_description_whole(monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= columns
+    # a description cut into cells of a word or two would not read back as one phrase
+    text = " ".join(" ".join(line.strip(" │").split()) for line in result.output.splitlines())
+    assert "variational autoencoder (MLP or conv) with a fused" in text
+
+
 def test_doctor_json_reports_every_op():
     result = runner.invoke(app, ["doctor", "--json"])
     assert result.exit_code == 0, result.output

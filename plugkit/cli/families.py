@@ -37,13 +37,23 @@ def list_families(as_json: JsonFlag = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("family", "version", "distribution", "modalities", "conditional",
-                  "private (--dp-epsilon)", "status", "description")
+    console = Console()
+    # The whole table needs about 170 columns; a terminal narrower than that gets the short
+    # columns in a table and each description on its own line below it, not cells of one word.
+    wide = console.width >= 170
+    heads = (["family", "version", "distribution", "modalities", "conditional",
+              "private (--dp-epsilon)", "status", "description"] if wide else
+             ["family", "version", "from", "modalities", "cond.", "private", "status"])
+    table = Table(*heads)
     for r in rows:
         table.add_row(r["name"], r["version"], r["distribution"], ", ".join(r["modalities"]),
                       "yes" if r["conditional"] else "no", ", ".join(r["private"]) or "no",
-                      r["status"], r["description"])
-    Console().print(table)
+                      r["status"], *([r["description"]] if wide else []))
+    console.print(table)
+    if not wide:
+        for r in rows:
+            console.print(f"[bold]{r['name']}[/bold]: {r['description'] or '(broken)'}",
+                          markup=True, highlight=False)
 
 
 def info(
