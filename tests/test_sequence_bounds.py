@@ -25,10 +25,11 @@ def windows():
 def test_bounds_are_the_ones_the_data_shows():
     x = windows()
     counts, share, signed, level = sequence.moments(x)["bounds"]
-    assert counts == {"lower": 0.0, "gap": 0.75, "scale": pytest.approx(x[..., 0].std())}
-    assert share["lower"] == 0.0 and share["upper"] == 1.0
+    assert counts == {"lower": 0.0, "gap": 0.75, "exact": ["lower"],
+                      "scale": pytest.approx(x[..., 0].std())}
+    assert share["lower"] == 0.0 and share["upper"] == 1.0 and share["exact"] == ["lower", "upper"]
     assert signed is None  # a negative value: no bound, not even the observed range
-    assert level["lower"] == 0.0 and "upper" not in level
+    assert level["lower"] == 0.0 and "upper" not in level and level["exact"] == []
     assert sequence.moments(np.ones((3, 4, 1), np.float32)) == {"mean": [1.0], "std": [1.0],
                                                                "window_spread": [1.0]}
 
@@ -58,6 +59,23 @@ def test_whatever_a_family_draws_decodes_inside_the_bounds():
     codes = sequence.standardize(x, meta)[..., 3]
     assert codes.std() == pytest.approx(1) and np.corrcoef(codes.ravel(), x[..., 3].ravel())[
         0, 1] > 0.9999
+
+
+def test_samples_sit_on_a_bound_only_where_the_data_does():
+    """Snapping onto a bound gives samples the data's exact zeros; a series with none (a
+    positive series near 0) must not get them from a model that undershoots."""
+    rng = np.random.default_rng(2)
+    x = np.stack([rng.poisson(2.0, (30, 8)) * 1.0,  # counts, exact zeros
+                  rng.uniform(0.05, 3, (30, 8)),  # positive, no zero
+                  rng.uniform(0.1, 0.9, (30, 8))], -1).astype(np.float32)  # a share, no 0 or 1
+    meta = sequence.moments(x)
+    assert [b["exact"] for b in meta["bounds"]] == [["lower"], [], []]
+    drawn = np.random.default_rng(3).normal(0, 2, (400, 8, 3)).astype(np.float32)
+    back = sequence.destandardize(drawn, meta)
+    assert (back[..., 0] == 0).mean() > 0.05  # the counts' zeros are drawn
+    assert (back[..., 1:] > 0).all() and (back[..., 2] < 1).all()
+    # values do come within the snapping distance of the bounds, only not onto them
+    assert back[..., 1].min() < x[..., 1].min() / 2 and back[..., 2].max() > 0.99
 
 
 def test_a_meta_without_bounds_decodes_as_before():

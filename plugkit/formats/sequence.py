@@ -58,14 +58,16 @@ def _bounds(v: np.ndarray) -> dict | None:
     gap: half the smallest distance from a bound of any value off it. Values on a bound
     (sunspots has exact zeros) stand in at that distance, which the line can hold, and come
     back as the bound; the data's own values are all at least twice as far and come back as
-    they were."""
+    they were. exact: the bounds the data has values on, the only ones samples snap onto (a
+    positive series with no zeros gets none)."""
     if v.min() < 0 or v.min() == v.max():
         return None
     upper = 1.0 if v.max() <= 1 else None
     distance = np.minimum(v, 1 - v) if upper else v
     if not (distance > 0).any():
         return None
-    spec = {"lower": 0.0, "gap": float(distance[distance > 0].min()) / 2}
+    exact = (["lower"] if (v == 0).any() else []) + (["upper"] if upper and (v == 1).any() else [])
+    spec = {"lower": 0.0, "gap": float(distance[distance > 0].min()) / 2, "exact": exact}
     # softplus⁻¹(v / scale) is log-like within about a std of 0 and close to v / scale
     # beyond, so only the values near the bound are reshaped
     return spec | ({"upper": upper} if upper else {"scale": float(v.std())})
@@ -92,22 +94,26 @@ def _forward(x: np.ndarray, bounds: list | None) -> np.ndarray:
 
 
 def _inverse(y: np.ndarray, bounds: list | None) -> np.ndarray:
-    """_forward undone. A value within gap·√2 of a bound, nearer (in ratio) the stand-in at
-    gap than the data's nearest values at 2·gap, snaps onto it: the data's values on a bound
-    come back exactly, and samples have them as the data does."""
+    """_forward undone. A value within gap·√2 of a bound the data has values on, nearer (in
+    ratio) the stand-in at gap than the data's nearest values at 2·gap, snaps onto it: the
+    data's values on a bound come back exactly, and samples have them as the data does. (Runs
+    made before `exact` was recorded snap onto every bound, as they always did.)"""
     if not bounds:
         return y
     x = y.astype(np.float64)
     for f, spec in enumerate(bounds):
         if spec is None:
             continue
-        lower, upper, near = spec["lower"], spec.get("upper"), spec["gap"] * np.sqrt(2)
+        lower, upper, gap = spec["lower"], spec.get("upper"), spec["gap"]
+        exact = spec.get("exact", ("lower", "upper"))
+        near_lower = gap * np.sqrt(2) if "lower" in exact else 0.0
+        near_upper = gap * np.sqrt(2) if "upper" in exact else 0.0
         if upper is None:
             z = spec["scale"] * np.logaddexp(0, x[..., f])  # softplus, > 0
-            x[..., f] = lower + np.where(z < near, 0, z)
+            x[..., f] = lower + np.where(z < near_lower, 0, z)
         else:
             width = upper - lower
             below, above = np.exp(-np.logaddexp(0, [-x[..., f], x[..., f]]))  # σ(y), σ(-y)
-            z = np.where(below * width < near, 0, below * width)
-            x[..., f] = lower + np.where(above * width < near, width, z)
+            z = np.where(below * width < near_lower, 0, below * width)
+            x[..., f] = lower + np.where(above * width < near_upper, width, z)
     return x
