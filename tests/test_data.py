@@ -103,15 +103,27 @@ def test_csv_numeric_categorical_missing(tmp_path):
 
 @pytest.mark.parametrize("sep", [";", "\t", "|"])
 def test_csv_with_another_separator_reads_its_columns(tmp_path, sep):
-    rows = ["age", "city", "score"], ["31", "Paris", "1,5"], ["45", "Rome", "2"]
+    rows = (["age", "city", "weight, kg", "income"], ["31", "Paris", "61,5", "35.455,50"],
+            ["45", "Rome", "70", "1.200"])  # a comma in the header, decimal commas, thousands
     (tmp_path / "t.csv").write_text("\n".join(sep.join(r) for r in rows) + "\n")
     ds = load(str(tmp_path / "t.csv"))
-    assert list(ds.x.columns) == ["age", "city", "score"]
-    if sep == ";":  # spreadsheets that separate by ';' write decimal commas
-        assert ds.meta["columns"]["score"] == "numeric" and ds.x["score"].tolist() == [1.5, 2.0]
-    (tmp_path / "r.csv").write_text(f"a{sep}b\n1{sep}2{sep}3\n")
-    with pytest.raises(DataError, match="line 2 has 3 fields"):
+    assert list(ds.x.columns) == ["age", "city", "weight, kg", "income"]
+    # spreadsheets that separate by something other than commas write decimal commas
+    assert ds.meta["columns"]["weight, kg"] == "numeric" == ds.meta["columns"]["income"]
+    assert ds.x["weight, kg"].tolist() == [61.5, 70.0]
+    assert ds.x["income"].tolist() == [35455.5, 1200.0]
+    (tmp_path / "r.csv").write_text(f"a{sep}b\n1{sep}2\n1{sep}2{sep}3\n")
+    with pytest.raises(DataError, match="line 3 has 3 fields"):
         load(str(tmp_path / "r.csv"))
+
+
+def test_csv_of_one_column_with_or_without_decimal_commas(tmp_path):
+    (tmp_path / "de.csv").write_text("close\n20,83\n21,5\n19\n")
+    assert load(str(tmp_path / "de.csv")).x["close"].tolist() == [20.83, 21.5, 19.0]
+    (tmp_path / "en.csv").write_text("close\n20.83\nup; down\n")
+    assert load(str(tmp_path / "en.csv")).x["close"].tolist() == ["20.83", "up; down"]
+    (tmp_path / "c.csv").write_text("a,b\n1,2\n3,4\n")  # a comma file stays one
+    assert load(str(tmp_path / "c.csv")).x.shape == (2, 2)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow not installed")

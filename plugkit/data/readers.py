@@ -10,6 +10,7 @@ import csv
 import lzma
 import math
 import os
+import re
 import tokenize
 import warnings
 import zipfile
@@ -22,6 +23,8 @@ from plugkit.data import images
 from plugkit.data.dataset import DataError, Dataset, UsageError
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet", ".txt")
+_SEPARATORS, _SNIFF_LINES = (",", ";", "\t", "|"), 50
+_DECIMAL_COMMA = r"[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?"  # 1,5  35.455,50  -2
 _NPZ_X, _NPZ_Y = ("x", "images"), ("y", "labels")
 _PICKLED = ("holds an object array (pickled Python objects); refused, nothing is unpickled: "
             "save a numeric array instead")
@@ -196,7 +199,7 @@ def _read_table(path: Path):
         sep = _delimiter(path)
         _check_ragged(path, sep)
         df = pd.read_csv(path, sep=sep)
-        if sep == ";":
+        if sep != ",":
             df = _decimal_commas(pd, df)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty (no header, no rows)") from None
@@ -220,27 +223,49 @@ def _read_parquet(pd, path: Path):
 
 
 def _delimiter(path: Path) -> str:
-    """The field separator, read from the header line: a comma unless the header has none and
-    has semicolons (the CSV of spreadsheets in locales that write 1,5), tabs or bars. Without
-    this a `;` file loads as one column of whole lines, and trains without complaint."""
+    """The field separator, of `,` `;` tab and `|`: one that splits the header line, evenly
+    over the first lines if one does (the most fields, a comma first), else the one giving the
+    header the most fields, whose parse then names the ragged line. Without this a `;` file
+    (spreadsheets in locales that write 1,5) loads as one column of whole lines and trains
+    without complaint; the header alone can mislead ("Gewicht, kg" in a `;` file). A header of
+    one field is one column: a comma file, unless the lines commas split are all numbers with a
+    decimal comma."""
     with open(path, newline="", encoding="utf-8-sig") as f:
-        header = f.readline(1 << 16)
-    if "," in header:
-        return ","
-    counts = {sep: header.count(sep) for sep in ";\t|"}
-    best = max(counts, key=counts.get)
-    return best if counts[best] else ","
+        head = [line for _, line in zip(range(_SNIFF_LINES), f)]
+    fields: dict[str, set[int]] = {}
+    for sep in _SEPARATORS:
+        try:
+            fields[sep] = {len(row) for row in csv.reader(head, delimiter=sep) if row}
+        except csv.Error:
+            fields[sep] = set()
+    header = {sep: _fields(head[0], sep) if head else 1 for sep in _SEPARATORS}
+    splitting = [sep for sep in _SEPARATORS if header[sep] > 1]
+    if not splitting:
+        split = [line.strip() for line in head[1:] if "," in line]
+        decimal = split and all(re.fullmatch(_DECIMAL_COMMA, line) for line in split)
+        return ";" if decimal else ","
+    even = [sep for sep in splitting if len(fields[sep]) == 1]
+    return max(even or splitting, key=lambda sep: header[sep])  # max keeps the first of ties
+
+
+def _fields(line: str, sep: str) -> int:
+    try:
+        return len(next(csv.reader([line], delimiter=sep), []))
+    except csv.Error:
+        return 1
 
 
 def _decimal_commas(pd, df):
-    """A `;` file's text columns whose every value is a number written with a decimal comma
-    (1,5) become numbers: such files come from spreadsheets that write numbers that way."""
+    """Text columns whose every value is a number written with a decimal comma, thousands
+    dots allowed (1,5 or 35.455,50), become numbers: files separated by something other than
+    commas come from spreadsheets that write numbers that way."""
     for name in df.columns:
         if pd.api.types.is_numeric_dtype(df[name]):
             continue
         values = df[name].dropna().astype(str)
-        if len(values) and values.str.fullmatch(r"[+-]?\d+(,\d+)?").all():
-            df[name] = pd.to_numeric(df[name].str.replace(",", ".", regex=False))
+        if len(values) and values.str.fullmatch(_DECIMAL_COMMA).all():
+            plain = df[name].str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+            df[name] = pd.to_numeric(plain)
     return df
 
 
