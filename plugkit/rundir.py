@@ -57,6 +57,8 @@ def create(run_dir: Path, record: dict, write: bool = True) -> None:
 def read(run_dir: Path) -> dict:
     """run.json of an existing run, or a one-line reason why it is not one."""
     path = Path(run_dir) / RUN_JSON
+    if not Path(run_dir).exists():
+        raise UsageError(f"{run_dir}: not found (no such run folder)")
     if not path.exists():
         raise UsageError(f"{run_dir} is not a plugkit run (no {RUN_JSON})")
     try:

@@ -2,6 +2,7 @@
 
 import importlib.util
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -388,3 +389,17 @@ def test_unreadable_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(tmp_path), "read_bytes", denied)  # root ignores permission bits
     _fails(DataError, "a.txt: cannot read \\(Permission denied\\)", tmp_path / "a.txt")
+
+
+def test_image_labels_given_as_class_names():
+    x = np.random.default_rng(0).integers(0, 255, (6, 8, 8, 3), np.uint8)
+    ds = load((x, ["dog", "cat", "dog", "bird", "cat", "dog"]))
+    assert ds.classes == ["bird", "cat", "dog"] and ds.labels.tolist() == [2, 1, 2, 0, 1, 2]
+    with pytest.raises(DataError, match="labels must be integers"):
+        load((x, [1.5] * 6))
+
+
+def test_a_one_dimensional_array_says_how_to_make_it_a_series(tmp_path):
+    np.save(tmp_path / "s.npy", np.arange(30.0))
+    _fails(DataError, re.escape("save it as [N, 1] (x[:, None]) and train with --window"),
+           tmp_path / "s.npy")

@@ -78,7 +78,7 @@ def test_sample_formats_and_sidecar(tmp_path):
      "but iris is table (a series in a table: --window LENGTH cuts it into windows)"),
     (["train", "vae", "--epochs", "0"], 2, "--epochs must be at least 1, got 0"),
     (["train", "vae", "--device", "tpu"], 2, "--device must be auto, cpu or cuda"),
-    (["sample", "missing-run"], 2, "missing-run is not a plugkit run (no run.json)"),
+    (["sample", "missing-run"], 2, "missing-run: not found (no such run folder)"),
 ])
 def test_bad_input_is_one_line_and_an_exit_code(tmp_path, monkeypatch, args, code, message):
     monkeypatch.chdir(tmp_path)

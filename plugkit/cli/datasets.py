@@ -21,8 +21,12 @@ def datasets(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("dataset", "modality", "installed", "description", "how to get it")
+    missing = any(not r.installed for r in rows)
+    table = Table()
+    table.add_column("dataset", no_wrap=True)  # the name users type: whole, never cut
+    for head in ("modality", "installed", "description", *(["how to get it"] if missing else [])):
+        table.add_column(head)
     for r in rows:
         table.add_row(r.name, r.modality, "yes" if r.installed else "no", r.description,
-                      "" if r.installed else r.hint)
+                      *([("" if r.installed else r.hint)] if missing else []))
     Console().print(table)

@@ -88,9 +88,10 @@ def _print_columns(console, columns: list[dict], most: int = 10) -> None:
 
     table = Table(title="columns, worst first" + (f" ({most} of {len(columns)}; all in "
                                                   "report.html)" if len(columns) > most else ""))
-    for column in ("column", "distance", "synthetic", "real floor", "missing-rate gap",
+    for column in ("column", "distance", "synthetic", "real floor", "missing gap",
                    "over floor"):
-        table.add_column(column, justify="left" if column == "column" else "right")
+        table.add_column(column, justify="left" if column == "column" else "right",
+                         overflow="fold")  # a long column name wraps, whole, never cut
     for col in columns[:most]:
         table.add_row(str(col["name"]), col["measure"], stat(col["synthetic"], col["spread"]),
                       stat(col["floor"], col["floor_spread"]),

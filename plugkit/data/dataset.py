@@ -94,12 +94,25 @@ def validate(ds: Dataset) -> Dataset:
     elif ds.modality == "table":
         _check_table(ds)
     if ds.labels is not None:
+        ds.labels, ds.classes = _named_labels(ds.labels, ds.classes)
         ds.labels = as_labels(ds.labels, len(ds), ds.name)
         k = int(ds.labels.max()) + 1
         ds.classes = ds.classes if ds.classes is not None else [str(i) for i in range(k)]
         if len(ds.classes) != k:
             raise DataError(f"{ds.name}: {k} label values but {len(ds.classes)} class names")
     return ds
+
+
+def _named_labels(y: Any, classes: list[str] | None) -> tuple[Any, list[str] | None]:
+    """Labels given as class names ("cat", "dog"), as an image folder's sub-folders give
+    them: their indices in the sorted names, and the names as the classes."""
+    names = np.asarray(y)
+    if classes is not None or names.dtype.kind not in "USO" or names.ndim != 1:
+        return y, classes
+    if not all(isinstance(v, str) for v in names.tolist()):
+        return y, classes  # mixed objects: as_labels names the problem
+    classes, index = np.unique(names, return_inverse=True)
+    return index, [str(c) for c in classes]
 
 
 def _check_array(ds: Dataset) -> None:

@@ -103,7 +103,8 @@ def fingerprint(data: Any) -> dict[str, Any]:
 
 def describe(record: dict) -> str:
     """'a DataFrame of 150 rows' and the like, for messages."""
-    return f"a {record['kind']} of {record['rows']:,} rows"
+    article = "an" if record["kind"][0] in "aeiou" else "a"
+    return f"{article} {record['kind']} of {record['rows']:,} rows"
 
 
 def given_back(data: Any, expected: dict, run: Any) -> Any:

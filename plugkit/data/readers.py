@@ -78,8 +78,10 @@ def from_array(x: np.ndarray, y: np.ndarray | None, source: str, modality: str |
         raise DataError(f"{source}: array must be numeric, got dtype {x.dtype}")
     detected = {2: "table", 3: "image", 4: "image"}.get(x.ndim)
     if detected is None:
+        hint = ("; one series: save it as [N, 1] (x[:, None]) and train with --window"
+                if x.ndim == 1 else "")
         raise DataError(f"{source}: expected a 2-D (table), 3-D or 4-D (images) array, "
-                        f"got shape {list(x.shape)}")
+                        f"got shape {list(x.shape)}{hint}")
     possible = {2: ("table", "sequence"), 3: ("image", "sequence"), 4: ("image",)}[x.ndim]
     _allow(source, f"a {x.ndim}-D array", possible, modality)
     modality = modality or detected

@@ -51,7 +51,7 @@ class Options:
                          "its two inner resolutions", min=0, max=8)
     lr: float = option(1e-3, "Adam learning rate", min=0.0, max=1.0)
     beta: float = option(1.0, "weight of the KL term (beta-VAE); lower it when the samples "
-                         "of a class look alike (docs/results.md: 0.15 on digits)", min=0.0)
+                         "of a class look alike (docs/results.md: 0.1 on digits)", min=0.0)
     likelihood: str = option("bernoulli", "images: p(pixel | z), bernoulli or gaussian (one "
                              "learned scale for all pixels: Rybkin et al., sigma-VAE, 2021)",
                              choices=("bernoulli", "gaussian"))
