@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plugkit.data import images
+from plugkit.data import dates, images
 from plugkit.data.dataset import DataError, Dataset, UsageError
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet", ".txt")
@@ -203,6 +203,7 @@ def _read_table(path: Path):
         df = pd.read_csv(path, sep=sep)
         if sep != ",":
             df = _decimal_commas(pd, df)
+        df = dates.parse_text(df)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty (no header, no rows)") from None
     except pd.errors.ParserError as exc:

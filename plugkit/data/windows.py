@@ -44,11 +44,16 @@ def starts(ds: Dataset) -> np.ndarray | None:
 
 def _series(ds: Dataset) -> np.ndarray:
     if ds.modality == "table":
-        kinds = ds.meta.get("columns", {})
+        # a date column is the series' time index, not one of its features: left out
+        index = set(ds.meta.get("dates", {}))
+        kinds = {name: kind for name, kind in ds.meta.get("columns", {}).items()
+                 if name not in index}
         text = [name for name, kind in kinds.items() if kind != "numeric"]
         if text:
             raise DataError(f"{ds.name}: windows need numeric columns; {text[0]!r} is not")
-        values = ds.x.to_numpy(dtype=np.float64)
+        if not kinds:
+            raise DataError(f"{ds.name}: windows need numeric columns besides its dates")
+        values = ds.x[[c for c in ds.x.columns if str(c) in kinds]].to_numpy(dtype=np.float64)
         if np.isnan(values).any():
             raise DataError(f"{ds.name}: the series has missing values; fill them first")
         return values

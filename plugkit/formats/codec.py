@@ -51,7 +51,9 @@ def decode(info: DataInfo, drawn: torch.Tensor | np.ndarray) -> Any:
     if info.modality == "text":
         return text.decode(rows, info.meta["vocab"])
     if info.modality == "table":
-        return tabular.decode(rows, info.meta["encoding"])
+        from plugkit.data import dates
+
+        return dates.restore(tabular.decode(rows, info.meta["encoding"]), info.meta.get("dates", {}))
     if info.modality == "sequence":
         return sequence.destandardize(rows, info.meta)
     return rows
