@@ -89,7 +89,12 @@ def test_image_folder_default_size(tmp_path):
     ds = load(str(tmp_path))
     assert ds.x.shape == (3, 1, 10, 12) and ds.labels is None  # own size, grayscale kept
     _image(tmp_path / "big.png", "L", (100, 80), 0)
-    assert load(str(tmp_path)).x.shape == (4, 1, 64, 64)  # sizes disagree: 64
+    _image(tmp_path / "mid.png", "L", (30, 30), 0)
+    # sizes disagree: the median short side (10, 10, 10, 30, 80: 10), to a multiple of 4
+    assert load(str(tmp_path)).x.shape == (5, 1, 12, 12)
+    for i in range(4):
+        _image(tmp_path / f"huge{i}.png", "L", (300, 200 + i), 0)
+    assert load(str(tmp_path)).x.shape == (9, 1, 64, 64)  # median 80, at most 64
 
 
 # --- tables and text --------------------------------------------------------------------------
