@@ -35,7 +35,9 @@ def train(
     ] = None,
     modality: Annotated[str | None, typer.Option(help="Force image/table/text/sequence.")
                         ] = None,
-    image_size: Annotated[int | None, typer.Option(help="Resize images to this square size (default: their own size when all agree, else their median short side, at most 64).")
+    image_size: Annotated[int | None, typer.Option(
+        help="Resize images to this square size (default: their own size when all agree, "
+             "else their median short side, at most 64).")
                           ] = None,
     window: Annotated[int | None, typer.Option(
         help="Cut one long series (rows = time steps) into every window of this length.")

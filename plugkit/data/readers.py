@@ -7,6 +7,7 @@ carry code) is refused before any of it runs. Every failure is a DataError namin
 from __future__ import annotations
 
 import csv
+import itertools
 import lzma
 import math
 import os
@@ -234,7 +235,7 @@ def _delimiter(path: Path) -> str:
     one field is one column: a comma file, unless the lines commas split are all numbers with a
     decimal comma."""
     with open(path, newline="", encoding="utf-8-sig") as f:
-        head = [line for _, line in zip(range(_SNIFF_LINES), f)]
+        head = list(itertools.islice(f, _SNIFF_LINES))
     fields: dict[str, set[int]] = {}
     for sep in _SEPARATORS:
         try:

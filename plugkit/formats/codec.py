@@ -53,7 +53,8 @@ def decode(info: DataInfo, drawn: torch.Tensor | np.ndarray) -> Any:
     if info.modality == "table":
         from plugkit.data import dates
 
-        return dates.restore(tabular.decode(rows, info.meta["encoding"]), info.meta.get("dates", {}))
+        rows = tabular.decode(rows, info.meta["encoding"])
+        return dates.restore(rows, info.meta.get("dates", {}))
     if info.modality == "sequence":
         return sequence.destandardize(rows, info.meta)
     return rows
