@@ -2,6 +2,7 @@
 runs of each kind, the report files, and bad input."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from plugkit import evaluate
 from plugkit.cli import app
 from plugkit.data import load
+from plugkit.errors import UsageError
 from plugkit.metrics import sets
 
 runner = CliRunner()
@@ -352,3 +354,23 @@ def test_held_out_nll_reads_a_test_part_in_the_runs_own_vocabulary(tmp_path, mon
 
     assert reported == pytest.approx(nll(["a", "b", "c"]), rel=1e-6)
     assert abs(nll(["b", "c"]) - reported) > 0.05  # what the test part's own vocabulary gives
+
+
+def test_sample_windows_against_a_series_in_a_csv_with_window(tmp_path):
+    """Windows sampled from a `--window` run, judged against the CSV series they came from and
+    a later span of it held out: what the privacy note tells a user to run."""
+    t = np.arange(400)
+    series = pd.DataFrame({"level": np.sin(t / 9) + 5, "flow": np.cos(t / 5) + 3})
+    series[:300].to_csv(tmp_path / "early.csv", index=False)
+    series[300:].to_csv(tmp_path / "late.csv", index=False)
+    view = np.lib.stride_tricks.sliding_window_view(series[:300].to_numpy(), 12, axis=0)
+    np.save(tmp_path / "copies.npy", view.transpose(0, 2, 1)[::3].astype(np.float32))
+    report = evaluate(tmp_path / "copies.npy", against=str(tmp_path / "early.csv"),
+                      holdout=str(tmp_path / "late.csv"), window=12, threads=1)
+    assert report.summary["modality"] == "sequence"
+    assert measures(report)["exact copies"]["value"] == 1.0  # copies of the series, seen
+    from plugkit.metrics.evaluate import evaluate as evaluate_source
+
+    a_run = SimpleNamespace(draw=None)  # a run knows its window
+    with pytest.raises(UsageError, match="`against`/`holdout`/`window` are for sample files"):
+        evaluate_source(a_run, window=12)

@@ -19,6 +19,9 @@ def evaluate(
                                                 "split in halves).")] = None,
     modality: Annotated[str | None, typer.Option(help="image, table, text or sequence, when the "
                                                  "files do not say.")] = None,
+    window: Annotated[int | None, typer.Option(
+        help="Sample windows against a series in a table: the windows of this length it "
+             "holds (as `plugkit train --window`).")] = None,
     n: Annotated[int | None, typer.Option(
         help="Samples drawn from a run, or used from a file (default: the held-out size, at "
              "most 10,000; with under 1,000 held-out records, every real record's count, at "
@@ -49,7 +52,8 @@ def evaluate(
         out = Path(source) / "eval"
     report = plugkit.evaluate(source, against=against, holdout=holdout, modality=modality, n=n,
                               seed=seed, target=target, out=out, weights=weights,
-                              settings=settings_of(setting or [], {}), threads=threads)
+                              settings=settings_of(setting or [], {}), threads=threads,
+                              window=window)
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2, default=str))
         return

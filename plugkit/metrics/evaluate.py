@@ -34,14 +34,17 @@ PANELS = 24  # per-column panels per figure: more columns, more figures
 def evaluate(source: Any, *, against: str | None = None, holdout: str | None = None,
              modality: str | None = None, n: int | None = None, seed: int = 0,
              target: str | None = None, out: Path | None = None,
-             weights: str = "best", settings: dict | None = None) -> Report:
+             weights: str = "best", settings: dict | None = None,
+             window: int | None = None) -> Report:
     """Compares `source` (a trained run, plugkit.runs.Run, or a sample file with the real data
     `against`) with real data; writes the report to `out` (whole, or not at all) and returns
     it. `settings`: the sampler settings a run's samples are drawn with, by name (as for
-    `plugkit sample`). plugkit.evaluate takes a run's folder too."""
+    `plugkit sample`); `window`: a sample file of windows is compared with the windows of that
+    length of the series `against` (and `holdout`) holds. plugkit.evaluate takes a run's folder
+    too."""
     try:
         return _evaluate(source, against, holdout, modality, n, seed, target, out, weights,
-                         settings or {})
+                         settings or {}, window)
     except (MemoryError, RuntimeError) as exc:
         if not out_of_memory(exc):
             raise
@@ -51,11 +54,11 @@ def evaluate(source: Any, *, against: str | None = None, holdout: str | None = N
 
 
 def _evaluate(source, against, holdout, modality, n, seed, target, out, weights,
-              settings) -> Report:
+              settings, window) -> Report:
     if hasattr(source, "draw"):  # a Run: its own data, split as training split it
-        if holdout or against:
-            raise UsageError("`against`/`holdout` are for sample files; a run is compared with "
-                             "its own training data")
+        if holdout or against or window:
+            raise UsageError("`against`/`holdout`/`window` are for sample files; a run is "
+                             "compared with its own training data")
         compared = sets.from_run(source, n, seed, weights, settings)
     elif settings:
         raise UsageError("sampler settings are for runs: a sample file is already drawn")
@@ -65,7 +68,7 @@ def _evaluate(source, against, holdout, modality, n, seed, target, out, weights,
     elif not Path(source).exists() and not _builtin(str(source)):
         raise UsageError(f"{source}: not found; give a run directory or a sample file")
     else:
-        compared = sets.from_file(str(source), against, holdout, modality, n, seed)
+        compared = sets.from_file(str(source), against, holdout, modality, n, seed, window)
     c = compared
     report = Report(f"plugkit eval: {c.source}", {
         "source": c.source, "modality": c.modality, "n": c.n, "compared": c.compared,
@@ -578,7 +581,8 @@ def _series_privacy(report: Report, c: sets.Sets, rows: Callable[[Any], np.ndarr
             f"windows of one series, and {len(apart):,} of the {held:,} held-out windows share "
             f"no value with a training window (the measures need {fewest}); to measure them, "
             "evaluate a sample file against the series with a later span of it held out: "
-            "plugkit eval SAMPLES --against SERIES --holdout SPAN")
+            "plugkit eval SAMPLES --against SERIES --holdout SPAN (and --window T for a "
+            "table's series)")
         return
     report.summary["notes"].append(
         f"privacy measures: against the {len(apart):,} of the {held:,} held-out windows that "

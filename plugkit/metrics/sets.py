@@ -163,12 +163,12 @@ def _label_mix(train: Dataset, holdout: Dataset, pooled: bool, size: int,
 
 
 def from_file(path: str, against: str | None, holdout: str | None, modality: str | None,
-              n: int | None, seed: int) -> Sets:
+              n: int | None, seed: int, window: int | None = None) -> Sets:
     if against is None:
         raise UsageError("evaluating a sample file needs `against` DATA (the real data)")
     if Path(path).suffix.lower() == ".png":
         raise UsageError(f"{path}: a PNG grid cannot be evaluated; sample with `out` x.npz")
-    real = data.load(against, modality)
+    real = data.load(against, modality, window=window)
     synthetic = data.load(path, real.modality)
     declared = _declared_holdout(real) if holdout is None else None
     if declared is not None:
@@ -176,7 +176,7 @@ def from_file(path: str, against: str | None, holdout: str | None, modality: str
     elif holdout is None:
         train, held = data.split(real, 0.5, seed)
     else:
-        train, held = real, data.load(holdout, real.modality)
+        train, held = real, data.load(holdout, real.modality, window=window)
         _check_like(real, held, f"`holdout` {holdout}")
     _check_like(real, synthetic, path)
     pooled, size, compared = _design(len(train), len(held), n, len(synthetic))
