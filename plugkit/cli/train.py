@@ -214,7 +214,7 @@ def _last_line(run_dir: Path, nothing_to_do: bool = False) -> str:
         _say_unreleased(record)
     from plugkit import training
 
-    for line in training.data_notes(record):
+    for line in [] if nothing_to_do else training.data_notes(record):  # heard when it trained
         typer.echo(line)
     if record.get("status") == "stopped":
         return f"stopped: {record['stopped']}; saved {run_dir}; continue with --resume"
