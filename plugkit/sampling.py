@@ -78,6 +78,9 @@ def sample(run_dir: str | Path, n: int | None = None, out: str | Path | None = N
     if "privacy" in run.record:  # a shared file carries its guarantee
         sidecar["privacy"] = run.record["privacy"]
     writer = WRITERS[out.suffix]
+    style = run.info.meta.get("csv")
+    if out.suffix == ".csv" and style:  # the data's own CSV style: `;` and 1,5 in, out
+        writer = functools.partial(writer, **style)
     if labels is not None and out.suffix in (".npz", ".png"):
         writer = functools.partial(writer, labels=labels, per_row=per_class)
     try:
@@ -148,10 +151,11 @@ def _write_text(tmp: Path, drawn: Iterable[list[str]], n: int) -> None:
             f.write("".join(f"{line}\n" for line in lines))
 
 
-def _write_csv(tmp: Path, drawn: Iterable[Any], n: int) -> None:
+def _write_csv(tmp: Path, drawn: Iterable[Any], n: int, sep: str = ",",
+               decimal: str = ".") -> None:
     with open(tmp, "w", encoding="utf-8", newline="") as f:  # newline="": pandas writes \n
         for k, df in enumerate(drawn):
-            df.to_csv(f, header=k == 0, index=False)
+            df.to_csv(f, header=k == 0, index=False, sep=sep, decimal=decimal)
 
 
 def _write_parquet(tmp: Path, drawn: Iterable[Any], n: int) -> None:

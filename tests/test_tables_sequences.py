@@ -137,6 +137,19 @@ def test_table_family_trains_on_a_csv_and_samples_its_columns(tmp_path, family):
     assert json.loads((tmp_path / "s.csv.json").read_text())["n"] == 50
 
 
+def test_samples_of_a_semicolon_csv_are_written_in_its_style(tmp_path):
+    """A spreadsheet that wrote `;` and 1,5 reads the samples back the same way."""
+    df = pd.concat([small_table()] * 5, ignore_index=True)
+    df.to_csv(tmp_path / "people.csv", index=False, sep=";", decimal=",")
+    assert "," in (tmp_path / "people.csv").read_text()  # decimal commas in the file
+    cli("train", "vae", "--data", str(tmp_path / "people.csv"), "--out", str(tmp_path / "run"),
+        "--epochs", "1", "-o", "hidden=32", "--json")
+    cli("sample", str(tmp_path / "run"), "--n", "50", "--out", str(tmp_path / "s.csv"))
+    synthetic = pd.read_csv(tmp_path / "s.csv", sep=";", decimal=",")
+    assert list(synthetic.columns) == list(df.columns)
+    assert synthetic["income"].dtype == np.float64 and synthetic["age"].dtype == np.int64
+
+
 def test_vae_learns_a_builtin_table(tmp_path):
     rows = cli("train", "vae", "--data", "iris", "--out", str(tmp_path / "run"), "--epochs", "6",
                "--json", "-o", "hidden=32")

@@ -17,6 +17,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,8 @@ def _read(path: Path, modality: str | None, image_size: int | None) -> Dataset:
         return _read_array(path, modality, image_size)
     if suffix in (".csv", ".parquet"):
         _allow(path, f"a {suffix} file", ("table",), modality)
-        return Dataset(str(path), "table", _read_table(path))
+        df, style = _read_table(path)
+        return Dataset(str(path), "table", df, meta={"csv": style} if style else {})
     if suffix == ".txt":
         _allow(path, "a .txt file", ("text",), modality)
         return _read_text(path)
@@ -193,17 +195,22 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _read_table(path: Path):
+def _read_table(path: Path) -> tuple[Any, dict]:
+    """(the table, the CSV style samples are written back in: {} for commas and points, else
+    its separator and decimal mark, so that a spreadsheet reads its samples as it wrote the
+    data)."""
     import pandas as pd
 
+    style = {}
     try:
         if path.suffix.lower() == ".parquet":
-            return _read_parquet(pd, path)
+            return _read_parquet(pd, path), style
         sep = _delimiter(path)
         _check_ragged(path, sep)
         df = pd.read_csv(path, sep=sep)
         if sep != ",":
-            df = _decimal_commas(pd, df)
+            df, commas = _decimal_commas(pd, df)
+            style = {"sep": sep, "decimal": "," if commas else "."}
         df = dates.parse_text(df)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty (no header, no rows)") from None
@@ -213,7 +220,7 @@ def _read_table(path: Path):
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if len(df) == 0:
         raise DataError(f"{path}: empty (a header but no rows)")
-    return df
+    return df, style
 
 
 def _read_parquet(pd, path: Path):
@@ -259,10 +266,12 @@ def _fields(line: str, sep: str) -> int:
         return 1
 
 
-def _decimal_commas(pd, df):
-    """Text columns whose every value is a number written with a decimal comma, thousands
-    dots allowed (1,5 or 35.455,50), become numbers: files separated by something other than
-    commas come from spreadsheets that write numbers that way."""
+def _decimal_commas(pd, df) -> tuple[Any, bool]:
+    """(df, whether any column had them): text columns whose every value is a number written
+    with a decimal comma, thousands dots allowed (1,5 or 35.455,50), become numbers: files
+    separated by something other than commas come from spreadsheets that write numbers that
+    way."""
+    found = False
     for name in df.columns:
         if pd.api.types.is_numeric_dtype(df[name]):
             continue
@@ -270,7 +279,8 @@ def _decimal_commas(pd, df):
         if len(values) and values.str.fullmatch(_DECIMAL_COMMA).all():
             plain = df[name].str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
             df[name] = pd.to_numeric(plain)
-    return df
+            found = found or values.str.contains(",", regex=False).any()
+    return df, found
 
 
 def _check_ragged(path: Path, sep: str) -> None:
