@@ -4,7 +4,9 @@
 
 Each row: export the training data from plugkit (export.py), train the peer in its own venv
 at its pinned version (peers/), train plugkit's families on the peer's measured time, one
-after the other, one thread each, then score every sample file with `plugkit eval --json`.
+after the other, one thread each, alone on the machine. Once every row has trained, score
+every sample file with `plugkit eval --json`, two at a time (one thread each: scoring is not
+timed, and the machine has two cores).
 Writes DIR/ROW/result.json, the table DIR/benchmarks.md (every row found in DIR) and the
 figure DIR/time-to-quality.png. Only the standard library here: whatever needs plugkit runs in
 plugkit's venv (export.py, nll.py, figure.py), each peer in its own.
@@ -13,6 +15,7 @@ plugkit's venv (export.py, nll.py, figure.py), each peer in its own.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -121,7 +124,9 @@ def plugkit_path(given: str | None) -> Path:
     return path
 
 
-def run_row(name: str, row: Row, scale: float, out: Path, plugkit: Path) -> None:
+def run_row(name: str, row: Row, scale: float, out: Path, plugkit: Path) -> dict:
+    """Trains the row's peer and plugkit's families, drawing samples at every point; returns
+    the row's result, its points not yet scored."""
     folder = out / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -137,15 +142,29 @@ def run_row(name: str, row: Row, scale: float, out: Path, plugkit: Path) -> None
     for family in row.families:
         print(f"{name}: training plugkit {family} for the peer's {budget:.0f} s", flush=True)
         models[f"plugkit {family}"] = train_plugkit(tools, family, row, folder, budget, n)
-    print(f"{name}: scoring {sum(map(len, models.values()))} sample files", flush=True)
-    for points in models.values():
-        score(tools, row, points)
-    result = {"row": name, "index": list(ROWS).index(name), "data": row.data,
-              "headline": table.HEADLINE[row.suffix], "peer": row.peer, "scale": scale,
-              "n": n, "protocol": protocol, "commit": _git("describe", "--always", "--dirty"),
-              # the 1-minute load average before and after: how much others used the machine
-              "machine": machine() | {"load": [load, os.getloadavg()[0]]}, "models": models}
-    (folder / "result.json").write_text(json.dumps(result, indent=1))
+    return {"row": name, "index": list(ROWS).index(name), "data": row.data,
+            "headline": table.HEADLINE[row.suffix], "peer": row.peer, "scale": scale,
+            "n": n, "protocol": protocol, "commit": _git("describe", "--always", "--dirty"),
+            # the 1-minute load average before and after training: how much others used the
+            # machine while it was timed
+            "machine": machine() | {"load": [load, os.getloadavg()[0]]}, "models": models}
+
+
+def score_rows(results: list[dict], out: Path, plugkit: Path, workers: int = 2) -> None:
+    """Scores every point of every row, `workers` evals at a time, each logged beside its
+    samples; then writes each row's result.json."""
+    tasks = [(ROWS[r["row"]], p) for r in results for points in r["models"].values()
+             for p in points]
+    print(f"scoring {len(tasks)} sample files, {workers} at a time", flush=True)
+
+    def one(task: tuple[Row, dict]) -> None:
+        row, point = task
+        score(Tools(plugkit, Path(point["file"]).with_suffix(".eval.log")), row, point)
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, tasks))  # list: a failed eval raises here
+    for r in results:
+        (out / r["row"] / "result.json").write_text(json.dumps(r, indent=1))
 
 
 def train_peer(tools: Tools, row: Row, folder: Path, scale: float, n: int) -> list[dict]:
@@ -167,20 +186,19 @@ def train_peer(tools: Tools, row: Row, folder: Path, scale: float, n: int) -> li
     return points
 
 
-def score(tools: Tools, row: Row, points: list[dict]) -> None:
-    """`plugkit eval --json` of every point's samples, kept next to them (eval compares every
+def score(tools: Tools, row: Row, p: dict) -> None:
+    """`plugkit eval --json` of a point's samples, kept next to them (eval compares every
     sample of a file, up to the held-out size: the samples drawn decide n); the headline
     measure and its floor go into the point (text: the NLL measured while training)."""
     headline = table.HEADLINE[row.suffix]
-    for p in points:
-        report = json.loads(tools.call(tools.plugkit, "eval", p["file"], "--against", row.data,
-                                       "--json", "--threads", "1",
-                                       "--out", Path(p["file"]).with_suffix(".eval")))
-        Path(p["file"]).with_suffix(".eval.json").write_text(json.dumps(report, indent=1))
-        p["value"], p["floor"] = p.get("nll"), None
-        for m in report["measures"]:
-            if m["name"].startswith(headline):
-                p["value"], p["floor"] = m["value"], m["floor"]
+    report = json.loads(tools.call(tools.plugkit, "eval", p["file"], "--against", row.data,
+                                   "--json", "--threads", "1",
+                                   "--out", Path(p["file"]).with_suffix(".eval")))
+    Path(p["file"]).with_suffix(".eval.json").write_text(json.dumps(report, indent=1))
+    p["value"], p["floor"] = p.get("nll"), None
+    for m in report["measures"]:
+        if m["name"].startswith(headline):
+            p["value"], p["floor"] = m["value"], m["floor"]
 
 
 def train_plugkit(tools: Tools, family: str, row: Row, folder: Path, budget: float,
@@ -246,10 +264,14 @@ def main() -> None:
         p.error(f"--scale must be > 0, got {args.scale}")
     plugkit = plugkit_path(args.plugkit)
     out = args.out.resolve()
+    results = []
     for name in [args.only] if args.only else list(ROWS):
         begin = time.monotonic()
-        run_row(name, ROWS[name], args.scale, out, plugkit)
-        print(f"{name}: done in {time.monotonic() - begin:.0f} s", flush=True)
+        results.append(run_row(name, ROWS[name], args.scale, out, plugkit))
+        print(f"{name}: trained in {time.monotonic() - begin:.0f} s", flush=True)
+    begin = time.monotonic()
+    score_rows(results, out, plugkit)
+    print(f"scored in {time.monotonic() - begin:.0f} s", flush=True)
     markdown = table.write(out)
     subprocess.run([str(plugkit.parent / "python"), str(HERE / "figure.py"), str(out)],
                    check=True)
