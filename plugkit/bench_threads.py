@@ -53,6 +53,7 @@ def _workload(name: str, batch_size: int) -> Callable[[], Iterator]:
     ds = data.load(spec)
     x, y = codec.encode(ds)
     info = DataInfo(ds.modality, ds.meta, ds.classes)
+    opts = options.with_defaults(cls.modality_options.get(ds.modality, {}), list(opts))
 
     def fresh():
         torch.manual_seed(0)

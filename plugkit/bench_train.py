@@ -22,6 +22,7 @@ def _bare_loop(family_name: str, dataset: str, epochs: int, batch_size: int, opt
     train_ds, _ = data.split(ds, 0.1, 0)
     x, y = codec.encode(train_ds)  # what the trainer feeds
     torch.manual_seed(0)
+    opts = options.with_defaults(cls.modality_options.get(ds.modality, {}), opts)  # as train
     family = cls(options.parse(cls.Options, opts, cls.name),
                  DataInfo(ds.modality, ds.meta, ds.classes), torch.device("cpu"))
     for epoch in range(epochs):

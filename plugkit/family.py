@@ -110,6 +110,9 @@ class Family:
     # option values a private run takes where the user gives none (a GAN's pac: 1, since
     # DP-SGD clips per row and a pack of rows would be one row to it)
     private_options: ClassVar[dict[str, Any]] = {}
+    # option values by the data's modality where the user gives none, recorded in run.json
+    # like any option: what trains best there, measured (the vae's beta on images)
+    modality_options: ClassVar[dict[str, dict[str, Any]]] = {}
     # under --dp-epsilon it spends the budget itself, through `self.ledger` (a
     # plugkit.privacy.Ledger the core sets before training: its own mechanisms on the records,
     # e.g. noisy marginals), not by DP-SGD; `private` lists its modalities all the same

@@ -33,6 +33,14 @@ def option(default: Any, help: str, *, min: float | None = None, max: float | No
     return dataclasses.field(default=default, metadata=meta)
 
 
+def with_defaults(defaults: dict[str, Any], pairs: list[str]) -> list[str]:
+    """key=value pairs with `defaults` (a family's private_options or modality_options) for
+    the keys `pairs` do not give."""
+    given = {pair.partition("=")[0].strip() for pair in pairs}
+    return [f"{key}={value}" for key, value in defaults.items() if key not in given] + \
+        list(pairs)
+
+
 def recorded(options_cls: type, stored: dict[str, Any]) -> dict[str, Any]:
     """A run's stored options with the `absent` value of every option it predates."""
     older = {f.name: f.metadata["absent"] for f in dataclasses.fields(options_cls)

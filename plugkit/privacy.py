@@ -404,9 +404,9 @@ def _noise_once() -> type:
 def with_defaults(family: Any, pairs: list[str]) -> list[str]:
     """key=value options with the family's values for private runs (Family.private_options)
     where `pairs` give none: a GAN's pac of 1. The run records the values it used."""
-    given = {pair.partition("=")[0].strip() for pair in pairs}
-    return [f"{key}={value}" for key, value in family.private_options.items()
-            if key not in given] + list(pairs)
+    from plugkit import options
+
+    return options.with_defaults(family.private_options, pairs)
 
 
 def poisson_rows(records: int, rate: float, seed: int) -> torch.Tensor:

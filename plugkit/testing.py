@@ -45,7 +45,8 @@ class FamilyTests:
     def build(self, seed: int = 0, info: DataInfo | None = None) -> Family:
         torch.manual_seed(seed)
         info = info or self.info
-        pairs = list(self.options)
+        pairs = options.with_defaults(self.family.modality_options.get(info.modality, {}),
+                                      list(self.options))
         if info.private:  # the option values a private run takes (Family.private_options)
             from plugkit import privacy
 

@@ -184,7 +184,7 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
             raise UsageError(f"family {cls.name} has no default dataset; give `data`")
         config = dataclasses.replace(config, data=cls.default_dataset)
     given = config.options if budget is None else privacy.with_defaults(cls, config.options)
-    opts = options.parse(cls.Options, given, cls.name)
+    options.parse(cls.Options, given, cls.name)  # bad options fail before the data loads
     spec = config.data
     in_memory = data.memory.is_memory(spec)
     name = data.memory.NAME if in_memory else spec
@@ -195,6 +195,8 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
         _check_private(cls, known.modality, windows=known.modality == "sequence")  # windows
     ds = data.load(spec, config.modality, config.image_size, config.window, config.max_length)
     _check_modality(cls, name, ds.modality)
+    given = options.with_defaults(cls.modality_options.get(ds.modality, {}), given)
+    opts = options.parse(cls.Options, given, cls.name)
     if config.batch_size is None:  # a fresh run (a resumed one has its own)
         config = dataclasses.replace(config, batch_size=_batch_size(cls, ds))
     if budget is not None and ds.modality == "text":  # a record is a line, and one row

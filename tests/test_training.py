@@ -230,3 +230,29 @@ def test_batch_noise_is_the_same_rows_whatever_the_split():
             halves.append(getattr(Batch(x[start:start + 3], None, start, 6), draw)(4))
         assert torch.equal(whole, torch.cat(halves)) and whole.shape == (6, 4)
     assert 0 <= whole.min() and whole.max() < 1
+
+
+def test_a_family_s_option_defaults_by_modality_apply_where_the_user_gives_none(
+        tmp_path, monkeypatch):
+    """Family.modality_options: the value for the data's modality, recorded in run.json; the
+    user's own value wins; other modalities keep the option's default; `plugkit info` says."""
+    from plugkit.families.vae import VAE
+
+    monkeypatch.setattr(VAE, "modality_options", {"image": {"beta": 0.25}})
+    runner = CliRunner()
+
+    def beta_of(*args):
+        run = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        result = runner.invoke(app, ["train", "vae", "--epochs", "1", "--out", str(run),
+                                     "-o", "hidden=16", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads((run / "run.json").read_text())["options"]["beta"]
+
+    assert beta_of("--data", "digits") == 0.25
+    assert beta_of("--data", "digits", "-o", "beta=2") == 2.0
+    assert beta_of("--data", "iris") == 1.0
+    shown = runner.invoke(app, ["info", "vae", "--json"])
+    beta = next(o for o in json.loads(shown.output)["options"] if o["name"] == "beta")
+    assert beta["default"] == 1.0 and beta["defaults_by_modality"] == {"image": 0.25}
+    monkeypatch.setenv("COLUMNS", "200")
+    assert "1.0; image: 0.25" in runner.invoke(app, ["info", "vae"]).output

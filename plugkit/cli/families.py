@@ -66,12 +66,17 @@ def info(
 
     cls = plugins.get(family)
     kinds = {"option": options.describe(cls.Options), "setting": options.describe(cls.Settings)}
+    by_modality: dict[str, dict] = {}  # option -> {modality: its default there}
+    for modality, values in cls.modality_options.items():
+        for name, value in values.items():
+            by_modality.setdefault(name, {})[modality] = value
     if as_json:
         doc = {"name": cls.name, "description": cls.description,
                "modalities": list(cls.modalities), "conditional": cls.conditional,
                "likelihood": cls.likelihood, "private": list(cls.private),
                "api_version": cls.api_version,
-               "options": [asdict(o) for o in kinds["option"]],
+               "options": [asdict(o) | {"defaults_by_modality": by_modality.get(o.name, {})}
+                           for o in kinds["option"]],
                "settings": [asdict(o) for o in kinds["setting"]]}
         typer.echo(json.dumps(doc, indent=2, default=str))
         return
@@ -92,5 +97,8 @@ def info(
             allowed = (", ".join(map(str, o.choices)) if o.choices else
                        " ".join(filter(None, (o.min is not None and f">= {o.min}",
                                               o.max is not None and f"<= {o.max}"))))
-            table.add_row(o.name, o.type, repr(o.default), allowed, o.help)
+            elsewhere = by_modality.get(o.name, {}) if kind == "option" else {}
+            default = repr(o.default) + "".join(f"; {modality}: {value!r}"
+                                                for modality, value in elsewhere.items())
+            table.add_row(o.name, o.type, default, allowed, o.help)
         console.print(table)
