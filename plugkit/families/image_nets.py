@@ -82,22 +82,9 @@ def down(c: int, h: int, w: int, conv: bool, width: int,
     ), 2 * base * (h // 4) * (w // 4)
 
 
-class Residual(nn.Module):
-    """x + conv3x3(relu(conv3x3(x))), channels and size kept (He et al., CVPR 2016)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, 1, 1), nn.ReLU(),
-                                  nn.Conv2d(channels, channels, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x + self.body(x))
-
-
 def up(code: int, c: int, h: int, w: int, conv: bool, width: int,
-       norm: bool = False, blocks: int = 0) -> nn.Module:
-    """Codes (B, code) -> logits (B, C, H, W); BatchNorm between layers when `norm`; conv
-    nets add `blocks` residual blocks at H/4 and at H/2."""
+       norm: bool = False) -> nn.Module:
+    """Codes (B, code) -> logits (B, C, H, W); BatchNorm between layers when `norm`."""
     if not conv:
         return nn.Sequential(mlp([code, width, width, c * h * w], nn.ReLU, norm=norm),
                              nn.Unflatten(1, (c, h, w)))
@@ -105,10 +92,8 @@ def up(code: int, c: int, h: int, w: int, conv: bool, width: int,
     return nn.Sequential(
         nn.Linear(code, 2 * base * (h // 4) * (w // 4)), nn.ReLU(),
         nn.Unflatten(1, (2 * base, h // 4, w // 4)),
-        *(Residual(2 * base) for _ in range(blocks)),
         nn.ConvTranspose2d(2 * base, base, 4, 2, 1),  # (B, base, H/2, W/2)
         nn.BatchNorm2d(base) if norm else nn.Identity(), nn.ReLU(),
-        *(Residual(base) for _ in range(blocks)),
         nn.ConvTranspose2d(base, c, 4, 2, 1),  # (B, C, H, W) logits
     )
 

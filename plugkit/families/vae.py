@@ -47,8 +47,6 @@ class Options:
     latent_dim: int = option(16, "size of the latent code z", min=1)
     hidden: int = image_nets.hidden_option()
     arch: str = image_nets.arch_option()
-    blocks: int = option(0, "images, conv nets: residual 3x3 blocks the decoder adds at each of "
-                         "its two inner resolutions", min=0, max=8)
     lr: float = option(1e-3, "Adam learning rate", min=0.0, max=1.0)
     beta: float = option(1.0, "weight of the KL term (beta-VAE); lower it when the samples "
                          "of a class look alike (docs/results.md: 0.1 on digits)", min=0.0)
@@ -161,8 +159,7 @@ class _Images:
 
     def decoder(self) -> nn.Module:
         o = self.o
-        return image_nets.up(o.latent_dim + self.classes, *self.shape, self.conv, o.hidden,
-                             blocks=o.blocks)
+        return image_nets.up(o.latent_dim + self.classes, *self.shape, self.conv, o.hidden)
 
     def losses(self, net: nn.ModuleDict, x: torch.Tensor, y: torch.Tensor | None, *,
                generator: torch.Generator | None = None, eps: torch.Tensor | None = None,
