@@ -135,7 +135,7 @@ def _read_raw(path: Path) -> Any:
         x, y = readers._load_npz(path)
         return x if y is None else (x, y)
     if suffix in (".csv", ".parquet"):
-        return readers._read_table(path)
+        return readers._read_table(path)[0]  # the table, not its CSV style
     if suffix == ".txt":
         return readers._read_text(path).x
     raise DataError(f"{path}: unsupported file type {suffix or '(none)'} for in-memory data")
