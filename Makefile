@@ -40,9 +40,10 @@ test-fallback: setup
 # The main job: train the VAE on the bundled digits and draw a grid of new digits.
 # beta=0.1: at the full KL weight the Bernoulli decoder reads digits' 17 gray levels as pixel
 # noise, its code carries under a nat, and a class's samples are all its average digit (within-
-# class diversity 0.39 of real after 30 epochs, 0.60 after 300; docs/results.md). mnist-5k needs
-# no such thing (beta=0.2 there took label accuracy from 0.65 to 0.23), so the default stays 1.
-# With the fitted prior (vae's `prior`) 0.1 beats 0.15: Fréchet distance 0.25 against 0.33.
+# class diversity 0.39 of real after 30 epochs, 0.60 after 300; docs/results.md). With the
+# fitted prior (vae's `prior`) 0.1 beats 0.15: Fréchet distance 0.25 against 0.33. Other images
+# train with 0.3 by default (mnist-5k's label accuracy falls as beta does: 0.96 at 0.5, 0.94 at
+# 0.1), tables and sequences with 1.
 demo: setup
 	rm -rf runs/demo-vae-digits
 	$(BIN)/plugkit train vae --data digits --epochs 100 -o beta=0.1 --out runs/demo-vae-digits

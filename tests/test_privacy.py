@@ -83,8 +83,9 @@ def test_each_record_gradient_is_clipped_and_the_sum_averaged():
 
 def test_the_vae_floors_the_offsets_scale_under_dp_only(tmp_path):
     # private runs take sigma_floor 1 (Family.private_options), recorded; others keep 0.01
-    assert privacy.with_defaults(VAE, ["hidden=8"]) == ["sigma_floor=1.0", "hidden=8"]
-    assert privacy.with_defaults(VAE, ["sigma_floor=0.2"]) == ["sigma_floor=0.2"]
+    assert privacy.with_defaults(VAE, ["hidden=8"]) == ["sigma_floor=1.0", "beta=1.0",
+                                                        "hidden=8"]
+    assert privacy.with_defaults(VAE, ["sigma_floor=0.2"]) == ["beta=1.0", "sigma_floor=0.2"]
     ds = load("iris")
     family = VAE(Options(hidden=16), DataInfo("table", ds.meta, None), torch.device("cpu"))
     assert family.net["likelihood"].floor == 0.01
@@ -491,3 +492,16 @@ def test_a_private_encoding_bounds_the_offsets_of_values_no_mode_holds():
                                    117.98217924855528, np.random.default_rng(231))
     x, _ = codec.encode(dataclasses.replace(ds, meta={**ds.meta, "encoding": encoding}))
     assert float(x.abs().max()) == tabular.OFFSET_MAX  # clipped, where it was 524,643
+
+
+def test_a_private_image_vae_keeps_the_full_kl_weight(tmp_path):
+    """Images train with beta 0.3 (VAE.modality_options) because the fitted prior samples
+    them; a private run has no fitted prior and keeps beta 1 (VAE.private_options)."""
+    private = train(tmp_path, "vae", "--data", "digits", "--epochs", "1", "--dp-epsilon", "8",
+                    "-o", "hidden=8")
+    assert private.exit_code == 0, private.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["options"]["beta"] == 1.0
+    plain = train(tmp_path, "vae", "--data", "digits", "--epochs", "1", "-o", "hidden=8",
+                  out="plain")
+    assert plain.exit_code == 0, plain.output
+    assert json.loads((tmp_path / "plain" / "run.json").read_text())["options"]["beta"] == 0.3
