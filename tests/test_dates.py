@@ -1,4 +1,4 @@
-"""Date columns in tables (plugkit.data.dates): numbers while training, dates in the samples."""
+"""Date columns in tables (plugkit.formats.dates): numbers while training, dates in the samples."""
 
 import numpy as np
 import pandas as pd

@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from plugkit.data import dates
 from plugkit.errors import PlugkitError, UsageError
 from plugkit.family import MODALITIES
-from plugkit.formats import sequence, tabular
+from plugkit.formats import dates, sequence, tabular
 
 
 class DataError(PlugkitError):
@@ -140,7 +139,7 @@ def _check_table(ds: Dataset) -> None:
     empty = [str(c) for c in df.columns if df[c].isna().all()]
     if empty:
         raise DataError(f"{ds.name}: column {empty[0]!r} has no values (all missing)")
-    df, dates_spec = dates.to_numbers(df)  # dates train as numbers (plugkit.data.dates)
+    df, dates_spec = dates.to_numbers(df)  # dates train as numbers (plugkit.formats.dates)
     if dates_spec:
         ds.x, ds.meta["dates"] = df, dates_spec
     kinds = {str(c): column_kind(df[c]) for c in df.columns}

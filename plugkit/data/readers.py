@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from plugkit.data import dates, images
+from plugkit.data import images
 from plugkit.data.dataset import DataError, Dataset, UsageError
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet", ".txt")
 _SEPARATORS, _SNIFF_LINES = (",", ";", "\t", "|"), 50
 _DECIMAL_COMMA = r"[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?"  # 1,5  35.455,50  -2
+_ISO_DATE = r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?"
 _NPZ_X, _NPZ_Y = ("x", "images"), ("y", "labels")
 _PICKLED = ("holds an object array (pickled Python objects); refused, nothing is unpickled: "
             "save a numeric array instead")
@@ -211,7 +212,7 @@ def _read_table(path: Path) -> tuple[Any, dict]:
         if sep != ",":
             df, commas = _decimal_commas(pd, df)
             style = {"sep": sep, "decimal": "," if commas else "."}
-        df = dates.parse_text(df)
+        df = _iso_dates(pd, df)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty (no header, no rows)") from None
     except pd.errors.ParserError as exc:
@@ -281,6 +282,34 @@ def _decimal_commas(pd, df) -> tuple[Any, bool]:
             df[name] = pd.to_numeric(plain)
             found = found or values.str.contains(",", regex=False).any()
     return df, found
+
+
+def _iso_dates(pd, df):
+    """df with each text column whose every value is an ISO 8601 date or date-time
+    (2024-03-01, 2024-03-01 12:30:00) read as datetimes, which tables train on as numbers
+    (plugkit.formats.dates); other layouts (01/03/2024) mean different days in different
+    countries and stay text."""
+    for name in df.columns:
+        column = df[name]
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
+            continue
+        values = column.dropna()
+        if not len(values) or not values.map(lambda v: isinstance(v, str)).all():
+            continue
+        if values.str.fullmatch(_ISO_DATE).all():
+            df[name] = _parsed(pd, column)
+    return df
+
+
+def _parsed(pd, column: Any) -> Any:
+    """ISO 8601 text as datetimes; offsets that differ (summer time) as UTC; the text itself
+    where a value is no date (2024-13-45)."""
+    for utc in (False, True):
+        try:
+            return pd.to_datetime(column, format="ISO8601", utc=utc)
+        except (ValueError, TypeError):
+            continue
+    return column
 
 
 def _check_ragged(path: Path, sep: str) -> None:

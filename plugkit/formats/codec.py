@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from plugkit.family import DataInfo
-from plugkit.formats import sequence, tabular, text
+from plugkit.formats import dates, sequence, tabular, text
 
 
 class Records(Protocol):
@@ -51,8 +51,6 @@ def decode(info: DataInfo, drawn: torch.Tensor | np.ndarray) -> Any:
     if info.modality == "text":
         return text.decode(rows, info.meta["vocab"])
     if info.modality == "table":
-        from plugkit.data import dates
-
         rows = tabular.decode(rows, info.meta["encoding"])
         return dates.restore(rows, info.meta.get("dates", {}))
     if info.modality == "sequence":

@@ -2,47 +2,18 @@
 
 A date column would otherwise be text to every family: a category with a value per row, whose
 samples can only copy the training dates. Instead each one becomes a number when the table is
-checked (dataset.validate): days since 1970-01-01 when every value falls on a midnight, else
-seconds. meta["dates"] records which columns were dates and their dtype, and codec.decode
-turns the sampled numbers back into them (rounded to whole days or seconds, as the data's
-precision is: tabular._decimals). A CSV's text column is read as dates when every value is an
-ISO 8601 date or date-time (2024-03-01, 2024-03-01 12:30:00): other layouts (01/03/2024) are
-ambiguous between countries and stay text.
+checked (plugkit.data.dataset.validate): days since 1970-01-01 when every value falls on a
+midnight, else seconds. meta["dates"] records which columns were dates and their dtype, and
+codec.decode turns the sampled numbers back into them (rounded to whole days or seconds, as
+the data's precision is: tabular._decimals). Which CSV columns are dates is the reader's to
+say (plugkit.data.readers).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-_ISO = r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?"
 _SECONDS = {"D": 86400.0, "s": 1.0}
-
-
-def parse_text(df: Any) -> Any:
-    """df with each text column whose every value is an ISO 8601 date read as datetimes."""
-    import pandas as pd
-
-    for name in df.columns:
-        column = df[name]
-        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
-            continue
-        values = column.dropna()
-        if not len(values) or not values.map(lambda v: isinstance(v, str)).all():
-            continue
-        if values.str.fullmatch(_ISO).all():
-            df[name] = _parsed(pd, column)
-    return df
-
-
-def _parsed(pd, column: Any) -> Any:
-    """ISO 8601 text as datetimes; offsets that differ (summer time) as UTC; the text itself
-    where a value is no date (2024-13-45)."""
-    for utc in (False, True):
-        try:
-            return pd.to_datetime(column, format="ISO8601", utc=utc)
-        except (ValueError, TypeError):
-            continue
-    return column
 
 
 def to_numbers(df: Any) -> tuple[Any, dict]:
