@@ -232,3 +232,11 @@ def test_eval_draws_with_the_sampler_settings_given(run_40, tmp_path):
     refused = runner.invoke(app, ["eval", str(run_40), "-s", "temperature=0.5"])
     assert refused.exit_code == 2
     assert "unknown sampler setting 'temperature' for vae" in refused.output
+
+
+def test_a_figure_prints_with_its_spread_s_two_digits_and_rounding_noise_as_zero():
+    from plugkit.metrics.report import stat
+
+    assert stat(0.81234, 0.031) == "0.812 ± 0.031" and stat(0.8, 0.0) == "0.8 ± 0"
+    assert stat(0.2 + 1e-17, 2.8e-17) == "0.2 ± 0"  # not 0.200000000000000011 ± 0.0...28
+    assert stat(None) == "–" and stat(0.5) == "0.5"

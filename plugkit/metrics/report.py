@@ -130,7 +130,7 @@ def stat(value: float | None, spread: float | None = None) -> str:
         return "–"
     if spread is None or not math.isfinite(spread) or not math.isfinite(value):
         return f"{value:.4g}"
-    if spread == 0:
+    if spread <= 1e-9 * max(1.0, abs(value)):  # repeats that agree up to rounding (2.8e-17)
         return f"{value:.4g} ± 0"
     places = max(0, 1 - math.floor(math.log10(spread)))  # the spread's two significant digits
     return f"{value:.{places}f} ± {spread:.{places}f}"
