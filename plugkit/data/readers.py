@@ -244,13 +244,13 @@ def _delimiter(path: Path) -> str:
     decimal comma."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         head = list(itertools.islice(f, _SNIFF_LINES))
-    fields: dict[str, set[int]] = {}
+    header, fields = {}, {}  # per separator: the header's field count, every line's
     for sep in _SEPARATORS:
         try:
-            fields[sep] = {len(row) for row in csv.reader(head, delimiter=sep) if row}
+            counts = [len(row) for row in csv.reader(head, delimiter=sep) if row]
         except csv.Error:
-            fields[sep] = set()
-    header = {sep: _fields(head[0], sep) if head else 1 for sep in _SEPARATORS}
+            counts = []
+        header[sep], fields[sep] = (counts[0] if counts else 1), set(counts)
     splitting = [sep for sep in _SEPARATORS if header[sep] > 1]
     if not splitting:
         split = [line.strip() for line in head[1:] if "," in line]
@@ -258,13 +258,6 @@ def _delimiter(path: Path) -> str:
         return ";" if decimal else ","
     even = [sep for sep in splitting if len(fields[sep]) == 1]
     return max(even or splitting, key=lambda sep: header[sep])  # max keeps the first of ties
-
-
-def _fields(line: str, sep: str) -> int:
-    try:
-        return len(next(csv.reader([line], delimiter=sep), []))
-    except csv.Error:
-        return 1
 
 
 def _decimal_commas(pd, df) -> tuple[Any, bool]:

@@ -28,7 +28,8 @@ def to_numbers(df: Any) -> tuple[Any, dict]:
         utc = column.dt.tz_convert("UTC").dt.tz_localize(None) if column.dt.tz else column
         ns = utc.astype("datetime64[ns]").to_numpy().astype("int64").astype("float64")
         ns[utc.isna().to_numpy()] = float("nan")
-        unit = "D" if (utc.dropna() == utc.dropna().dt.normalize()).all() else "s"
+        present = utc.dropna()
+        unit = "D" if (present == present.dt.normalize()).all() else "s"
         df = df.assign(**{name: ns / 1e9 / _SECONDS[unit]})
         spec[str(name)] = {"dtype": str(column.dtype), "unit": unit}
     return df, spec
