@@ -202,3 +202,27 @@ def test_plain_values_round_trip_through_the_encoding():
     rows = tabular.from_values(as_tensor, encoding)
     assert rows.dtype == torch.float32 and torch.equal(rows, torch.from_numpy(
         tabular.from_values(plain, encoding)))
+
+
+def _ages(rows):
+    """Encoded rows [offset, mode one-hot] of a whole-number column whose values 30 and 31
+    are point modes, beside a Gaussian mode around 30 of std 5 (20 per offset unit)."""
+    column = {"name": "age", "kind": "numeric", "dtype": "int64", "min": 18.0, "max": 90.0,
+              "decimals": 0, "missing": False,
+              "modes": [{"weight": 0.2, "mean": 30.0, "std": 0.0},
+                        {"weight": 0.2, "mean": 31.0, "std": 0.0},
+                        {"weight": 0.6, "mean": 30.0, "std": 5.0}]}
+    return np.array(rows, dtype=np.float32), [column]
+
+
+def test_a_gaussian_mode_never_rounds_onto_a_point_modes_value():
+    """The data's 30s and 31s are the point modes' alone: a Gaussian-mode value that rounds
+    onto one moves to the nearer value that is neither (29 or 32), a point mode's stays."""
+    rows, encoding = _ages([[0.0, 1, 0, 0], [0.0, 0, 1, 0],  # the point modes: 30, 31
+                            [0.01, 0, 0, 1],  # 30.2 -> 29
+                            [0.04, 0, 0, 1],  # 30.8 -> 32
+                            [0.11, 0, 0, 1],  # 32.2 -> 32, not a point value
+                            [-0.5, 0, 0, 1]])  # 20
+    assert list(tabular.decode(rows, encoding)["age"]) == [30, 31, 29, 32, 32, 20]
+    encoding[0]["min"] = 30.0  # 29 is out of range: up to 32
+    assert tabular.decode(rows, encoding)["age"][2] == 32

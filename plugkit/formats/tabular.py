@@ -341,10 +341,37 @@ def _decode_numeric(blocks: dict[str, np.ndarray], column: dict) -> np.ndarray:
     mode = blocks["mode"].argmax(1) if "mode" in blocks else np.zeros(len(blocks["offset"]), int)
     v = mean[mode] + WIDTH * std[mode] * blocks["offset"][:, 0]
     v = np.clip(v, column["min"], column["max"])
-    v = v if column["decimals"] is None else np.round(v, column["decimals"])
+    if column["decimals"] is not None:
+        v = _off_points(np.round(v, column["decimals"]), v, std[mode] > 0, mean[std == 0],
+                        column)
     if column["missing"]:
         v = np.where(blocks["missing"].argmax(1) == 1, np.nan, v)
     return v
+
+
+def _off_points(v: np.ndarray, raw: np.ndarray, gaussian: np.ndarray, points: np.ndarray,
+                column: dict) -> np.ndarray:
+    """Rounded values `v` (unrounded: `raw`) where those of a Gaussian mode that landed on a
+    point mode's value move to the nearest value of the data's precision that is not one.
+
+    In the data a point mode's value belongs to the point mode alone (_modes fits the Gaussian
+    modes to the other values), so a Gaussian mode rounding onto it both piles extra mass on
+    the spike and leaves the values between spikes short: on adult the GAN's ages 23 and 38
+    came out at 4.8% and 0.8% where the data has 2.8% and 2.7%, and age alone told its rows
+    from real ones with AUC 0.61. Moved, the same weights' detection AUC fell 0.813 -> 0.805
+    (one-thread 605 s run, 10,000 rows against adult-test)."""
+    if not len(points):
+        return v
+    step, places = 10.0 ** -column["decimals"], column["decimals"]
+    below, above = v.copy(), v.copy()
+    for _ in range(len(points)):  # through a run of consecutive point values
+        below = np.where(np.isin(below, points), np.round(below - step, places), below)
+        above = np.where(np.isin(above, points), np.round(above + step, places), above)
+    below_ok = (below >= column["min"]) & ~np.isin(below, points)
+    above_ok = (above <= column["max"]) & ~np.isin(above, points)
+    take_below = below_ok & (~above_ok | (np.abs(raw - below) <= np.abs(above - raw)))
+    moved = np.where(take_below, below, np.where(above_ok, above, v))
+    return np.where(gaussian & np.isin(v, points), moved, v)
 
 
 def _numeric_dtype(column: dict, values: np.ndarray) -> str:
