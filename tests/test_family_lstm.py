@@ -168,6 +168,23 @@ def test_an_epoch_without_a_better_validation_loss_lowers_the_learning_rate():
     assert kept.optimizer.param_groups[0]["lr"] == 1e-2  # the default: never
 
 
+def test_weight_drop_masks_the_recurrent_weights_in_training_only():
+    fam = family(weight_drop=0.5)
+    stack = fam.net.lstm
+    w_hh = stack.weights(0)[1]
+    stack.train()
+    dropped = stack.dropped(0)[1]
+    zeroed = dropped == 0
+    assert 0.3 < zeroed.float().mean() < 0.7  # about half the connections, one mask
+    torch.testing.assert_close(dropped[~zeroed], 2 * w_hh[~zeroed])  # the rest scaled by 2
+    dropped.sum().backward()
+    assert w_hh.grad is not None and torch.equal(w_hh.grad == 0, zeroed)
+    stack.eval()
+    assert stack.dropped(0)[1] is w_hh  # validation and sampling: the whole weights
+    plain = family().net.lstm.train()  # weight_drop 0: nothing drawn
+    assert plain.dropped(0)[1] is plain.weights(0)[1]
+
+
 class TestLSTMConformance(FamilyTests):
     family = lstm.LSTM
     info = DataInfo("text", META)

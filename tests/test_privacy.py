@@ -391,6 +391,8 @@ def test_the_sequence_histograms_move_at_most_one_per_record():
     (["diffusion", "--data", "co2", "--dp-epsilon", "1"], "overlapping windows of one series"),
     (["gan", "--data", "iris", "--dp-epsilon", "1", "-o", "pac=4"], "needs -o pac=1"),
     (["gan", "--data", "iris", "--dp-epsilon", "1", "-o", "gp=10"], "needs -o gp=0"),
+    (["lstm", "--data", "names", "--dp-epsilon", "1", "-o", "weight_drop=0.5"],
+     "needs -o weight_drop=0"),
     (["vae", "--data", "iris", "--dp-epsilon", "0"], "--dp-epsilon must be a positive"),
     (["vae", "--data", "iris", "--dp-epsilon", "1", "--dp-delta", "0.5"], "is not below 1 / n"),
     (["vae", "--data", "iris", "--dp-delta", "1e-6"], "give --dp-epsilon too"),

@@ -44,6 +44,10 @@ class Options:
     # weight_decay existed resumes with its own 0: the optimizer's saved state carries it
     dropout: float = option(0.3, "dropout between layers and before the output head (names: "
                             "0.3 beat 0 and 0.5)", min=0.0, max=0.9)
+    # names, side by side: with ema=0.999 and 2 layers it gave the lowest held-out NLL, 1.926,
+    # but 69% new names over 20,000 samples (docs/results.md), so it is not the default
+    weight_drop: float = option(0.0, "DropConnect on the hidden-to-hidden weights, one mask "
+                                "a batch (Merity et al., AWD-LSTM, 2018)", min=0.0, max=0.9)
     lr: float = option(2e-3, "AdamW learning rate", min=0.0, max=1.0)
     # names, side by side: 0.5 lowered the held-out NLL 1.945 -> 1.939 but new names 72% ->
     # 68% (docs/results.md), as the moving average does, so it is not the default either
@@ -78,9 +82,11 @@ class LSTMStack(nn.Module):
     """Stacked LSTM layers, parameters named and shaped like nn.LSTM's (weight_ih_l0 [4H, I],
     weight_hh_l0 [4H, H], bias_ih_l0, bias_hh_l0 [4H], ...), so state dicts interchange."""
 
-    def __init__(self, inputs: int, hidden: int, layers: int, dropout: float) -> None:
+    def __init__(self, inputs: int, hidden: int, layers: int, dropout: float,
+                 weight_drop: float = 0.0) -> None:
         super().__init__()
         self.hidden, self.layers, self.dropout = hidden, layers, dropout
+        self.weight_drop = weight_drop
         bound = 1 / math.sqrt(hidden)  # PyTorch's LSTM init: U(-1/sqrt(H), 1/sqrt(H))
         for k in range(layers):
             size = inputs if k == 0 else hidden
@@ -94,6 +100,14 @@ class LSTMStack(nn.Module):
         return [getattr(self, f"{name}_l{k}")
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
 
+    def dropped(self, k: int) -> list[torch.Tensor]:
+        """Layer k's weights for a forward pass: in training, W_hh with a DropConnect mask
+        drawn for the whole batch (the same recurrent connections dropped at every step)."""
+        w_ih, w_hh, b_ih, b_hh = self.weights(k)
+        if self.training and self.weight_drop:
+            w_hh = F.dropout(w_hh, self.weight_drop)
+        return [w_ih, w_hh, b_ih, b_hh]
+
     def forward(self, x: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
         """x (T, B, I), state: per layer (h, c) each (B, H), or None for zeros."""
         if state is None:
@@ -103,7 +117,7 @@ class LSTMStack(nn.Module):
         for k in range(self.layers):
             if k > 0:
                 x = F.dropout(x, self.dropout, self.training)
-            x, (h, c) = ops.lstm_layer(x.contiguous(), *state[k], *self.weights(k))  # (T, B, H)
+            x, (h, c) = ops.lstm_layer(x.contiguous(), *state[k], *self.dropped(k))  # (T, B, H)
             new_state.append((h, c))
         return x, new_state
 
@@ -186,7 +200,7 @@ class CharNet(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(tokens, o.embed)
         stack = PerSampleLSTMStack if private else LSTMStack
-        self.lstm = stack(o.embed, o.hidden, o.layers, o.dropout)
+        self.lstm = stack(o.embed, o.hidden, o.layers, o.dropout, o.weight_drop)
         self.head = nn.Linear(o.hidden, tokens)
         self.dropout = o.dropout
 
@@ -207,7 +221,7 @@ class SequenceNet(nn.Module):
     def __init__(self, features: int, o: Options) -> None:
         super().__init__()
         self.embed = nn.Linear(features, o.embed)
-        self.lstm = LSTMStack(o.embed, o.hidden, o.layers, o.dropout)
+        self.lstm = LSTMStack(o.embed, o.hidden, o.layers, o.dropout, o.weight_drop)
         self.head = nn.Linear(o.hidden, 2 * features)
         self.dropout = o.dropout
 
@@ -232,6 +246,9 @@ class LSTM(Family):
 
     def __init__(self, options: Options, info: DataInfo, device: torch.device) -> None:
         super().__init__(options, info, device)
+        if info.private and options.weight_drop:
+            raise UsageError("lstm under `dp_epsilon` needs -o weight_drop=0: its per-sample "
+                             "gradients (PerSampleLSTMStack) are of the whole recurrent weights")
         if info.modality == "sequence":
             self.length, self.features = info.meta["length"], info.meta["features"]
             self.net: nn.Module = SequenceNet(self.features, options).to(device)
