@@ -258,10 +258,15 @@ class GAN(Family):
     val_loss_ranks_models = False  # D's held-out loss says how D is doing, not how G is
     # DP-SGD on D alone (private_parts): G learns from D's outputs, which is post-processing
     private = ("image", "table")
-    private_options = {"pac": 1}  # DP-SGD clips per row: a pack would be one row to it
+    # DP-SGD clips per row: a pack would be one row to it; the learning rates are those
+    # docs/privacy.md measured (the images' 5e-4 below was measured without DP)
+    private_options = {"pac": 1, "lr_g": 2e-4, "lr_d": 2e-4}
     # tables: CTGAN's ~500 rows a step train more per second than 64 on a CPU (adult, 300 s,
     # one thread: 64 / 256 / 512 / 1,024 rows gave detection 0.883 / 0.860 / 0.842 / 0.904)
     batch_sizes = {"table": 512}
+    # images: DCGAN's 2e-4 is slow per second on a CPU (mnist-5k, one thread: Fréchet distance
+    # at 24 s 6.63 -> 1.05, at 300 s 0.158 -> 0.075 with 5e-4; docs/results.md)
+    modality_options = {"image": {"lr_g": 5e-4, "lr_d": 5e-4}}
     Options = Options
     Settings = Settings
     default_dataset = "digits"
