@@ -391,7 +391,7 @@ def test_the_sequence_histograms_move_at_most_one_per_record():
     (["diffusion", "--data", "co2", "--dp-epsilon", "1"], "overlapping windows of one series"),
     (["gan", "--data", "iris", "--dp-epsilon", "1", "-o", "pac=4"], "needs -o pac=1"),
     (["gan", "--data", "iris", "--dp-epsilon", "1", "-o", "gp=10"], "needs -o gp=0"),
-    (["lstm", "--data", "names", "--dp-epsilon", "1", "-o", "weight_drop=0.5"],
+    (["lstm", "--data", "lines.txt", "--dp-epsilon", "1", "-o", "weight_drop=0.5"],
      "needs -o weight_drop=0"),
     (["vae", "--data", "iris", "--dp-epsilon", "0"], "--dp-epsilon must be a positive"),
     (["vae", "--data", "iris", "--dp-epsilon", "1", "--dp-delta", "0.5"], "is not below 1 / n"),
@@ -401,6 +401,7 @@ def test_the_sequence_histograms_move_at_most_one_per_record():
 def test_refusals_are_one_line_and_leave_no_run(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     pd.DataFrame({"v": np.sin(np.arange(100.0))}).to_csv("sunspots.csv", index=False)
+    (tmp_path / "lines.txt").write_text("ada\nbob\ncyd\n" * 100)
     result = train(tmp_path, *args)
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
