@@ -226,3 +226,64 @@ def test_a_gaussian_mode_never_rounds_onto_a_point_modes_value():
     assert list(tabular.decode(rows, encoding)["age"]) == [30, 31, 29, 32, 32, 20]
     encoding[0]["min"] = 30.0  # 29 is out of range: up to 32
     assert tabular.decode(rows, encoding)["age"][2] == 32
+
+
+def _row_head_by_spans(head, out, u):
+    """RowHead's function written span by span, column by column, with the uniform draws u
+    of its Gumbel noise: the reference its one-call version must equal."""
+    import torch.nn.functional as F
+
+    gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(u.dtype).tiny)))
+    rows = out.clone()
+    for s in head.discrete:
+        soft = F.softmax((out[:, s.start:s.end] + gumbel[:, s.start:s.end]) / head.tau, 1)
+        hard = F.one_hot(soft.argmax(1), s.end - s.start).to(out.dtype)
+        rows[:, s.start:s.end] = hard - soft.detach() + soft
+    spans = {(s.column, s.kind): s for s in tabular.spans(head.encoding)}
+    final = rows.clone()
+    for c in (c for c in head.encoding if c["kind"] == "numeric"):
+        scaled = torch.tensor([float(m["std"] > 0) for m in c["modes"]], dtype=out.dtype)
+        mode, missing = spans.get((c["name"], "mode")), spans.get((c["name"], "missing"))
+        keep = rows[:, mode.start:mode.end] @ scaled if mode else scaled.expand(len(rows))
+        if missing:
+            keep = keep * rows[:, missing.start]
+        at = spans[c["name"], "offset"].start
+        final[:, at] = torch.tanh(out[:, at]) * keep
+    return final
+
+
+def test_row_head_draws_every_span_in_one_call_as_span_by_span_would():
+    from plugkit.families.tabular_heads import RowHead
+
+    encoding = encoding_of(multimodal_table())
+    head = RowHead(encoding)
+    head.encoding = encoding  # for the reference
+    kinds = {s.kind for s in tabular.spans(encoding)}
+    assert kinds == {"offset", "mode", "missing", "categorical"}  # every kind of span
+    out = torch.randn(256, tabular.width(encoding), dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(out.shape, dtype=torch.float64)
+    torch.manual_seed(3)
+    rows = head(out)
+    (grad,) = torch.autograd.grad((rows * weight).sum(), out)
+    torch.manual_seed(3)
+    u = torch.rand_like(out)
+    expected = _row_head_by_spans(head, out, u)
+    (expected_grad,) = torch.autograd.grad((expected * weight).sum(), out)
+    torch.testing.assert_close(rows, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-9, atol=1e-12)
+    for s in head.discrete:  # exactly one-hot, like real rows
+        assert torch.equal(rows[:, s.start:s.end].detach().sum(1), torch.ones(256).double())
+
+
+def test_row_head_picks_each_category_with_its_softmax_probability():
+    from plugkit.families.tabular_heads import RowHead
+
+    encoding = encoding_of(multimodal_table())
+    head = RowHead(encoding)
+    span = next(s for s in tabular.spans(encoding) if s.kind == "categorical")
+    logits = torch.tensor([1.0, 0.0, -1.0])[: span.end - span.start]
+    out = torch.zeros(40_000, tabular.width(encoding))
+    out[:, span.start:span.end] = logits
+    torch.manual_seed(0)
+    shares = head(out)[:, span.start:span.end].mean(0)
+    torch.testing.assert_close(shares, logits.softmax(0), atol=0.01, rtol=0)  # Gumbel-max
