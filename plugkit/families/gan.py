@@ -284,8 +284,8 @@ class GAN(Family):
         # Training", ICLR 2019)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if options.ema > 0 else None
         betas = (0.5, 0.999)  # DCGAN: beta1 = 0.9 oscillates in the adversarial game
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=options.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=options.lr_d, betas=betas)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=options.lr_g, betas=betas, fused=True)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=options.lr_d, betas=betas, fused=True)
 
     def modules(self) -> dict[str, nn.Module]:
         extra = {"generator_ema": self.G_ema} if self.G_ema is not None else {}

@@ -261,7 +261,7 @@ class LSTM(Family):
                 self.max_len = options.max_len or longest + max(8, longest // 4)
             self.net = CharNet(len(self.vocab) + 1, options, info.private).to(device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=options.lr,
-                                           weight_decay=options.weight_decay)
+                                           weight_decay=options.weight_decay, fused=True)
         # what validation and sampling use: the moving average of the weights when there is
         # one (its held-out loss is what picks the best weights)
         self.average = copy.deepcopy(self.net).requires_grad_(False) if options.ema else None

@@ -286,7 +286,7 @@ class VAE(Family):
         self.num_classes = self.data.classes
         self.val_loss_ranks_models = self.data.ranks_models
         self.net = nn.ModuleDict(self.data.nets()).to(device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=options.lr)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=options.lr, fused=True)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"vae": self.net}

@@ -117,7 +117,7 @@ class Diffusion(Family):
         self.abar = cosine_schedule(options.timesteps).to(device)  # (T + 1,) float64
         self.net = self.data.net().to(device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=options.lr,
-                                           weight_decay=options.weight_decay)
+                                           weight_decay=options.weight_decay, fused=True)
         # samples come from a moving average of the weights, as DDPM's and TabDDPM's do
         # (digits: Fréchet distance 0.51 without it, 0.15 with it; adult: TV max 0.096 -> 0.034;
         # module docstring)
