@@ -110,8 +110,12 @@ class Run:
     def settings(self, **given: Any) -> Any:
         """The family's Settings from values by name (strings are parsed: "0.8")."""
         from plugkit import options
+        from plugkit.formats import tabular
 
         cls = self.family_class
+        if given.get("where") and self.modality == "table":  # a derived column's: its parent's
+            given = given | {"where": tabular.parent_where(self.info.meta.get("derived", []),
+                                                           given["where"])}
         return options.build(cls.Settings, given, cls.name, "sampler setting")
 
     def data(self) -> Any:

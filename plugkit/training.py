@@ -139,10 +139,12 @@ def data_notes(record: dict) -> list[str]:
     data = record["data"]
     if data["modality"] != "table" or "privacy" in record:  # noisy counts: nothing to tell
         return []
+    meta = data["meta"]
     return [f"note: column {name!r} has a different value in each of its {rows:,} rows, as an "
             f"identifier does: samples can only copy its training values (drop it from the "
-            f"data before sharing them)" for name, rows in tabular.identifiers(
-                data["meta"]["encoding"])]
+            f"data before sharing them)" for name, rows in tabular.identifiers(meta["encoding"])] \
+        + [f"note: column {d['name']!r} has one value for each {d['of']!r} in every training "
+           f"row; samples take it from their {d['of']!r}" for d in meta.get("derived", [])]
 
 
 def _check_modality(cls: type[Family], spec: str, modality: str | None) -> None:
@@ -211,8 +213,8 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
         plan = _plan(ds, budget.settled(len(ds)), len(train_ds), config, previous)
         if ds.modality == "table":
             encoding = _private_encoding(ds, plan, config.seed, previous)
-            for part in (ds, train_ds, val_ds):
-                part.meta["encoding"] = encoding
+            for part in (ds, train_ds, val_ds):  # every column from the noisy histograms:
+                part.meta["encoding"], part.meta["derived"] = encoding, []  # none derived
         if ds.modality == "text":
             meta = _private_text_meta(ds, plan, config, previous)
             for part in (ds, train_ds, val_ds):
@@ -222,6 +224,11 @@ def _train(config: TrainConfig, report: Callable[[dict], None], on_step: StepHoo
             for part in (ds, train_ds, val_ds):  # nor the windows' spread: read from every one
                 part.meta = {k: v for k, v in part.meta.items()
                              if k not in ("bounds", "window_spread")} | moments
+    elif previous is not None and ds.modality == "table":
+        stored = previous["data"]["meta"]  # the encoding it trained on, not one a later
+        for part in (ds, train_ds, val_ds):  # plugkit fits to the same data differently
+            part.meta["encoding"], part.meta["derived"] = stored["encoding"], \
+                stored.get("derived", [])
     torch.manual_seed(config.seed)
     family = cls(opts, DataInfo(ds.modality, ds.meta, ds.classes, plan is not None), device)
     if config.patience is not None and not family.val_loss_ranks_models:

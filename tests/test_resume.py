@@ -252,3 +252,30 @@ def test_a_table_run_that_recorded_an_image_size_still_resumes_and_samples(tmp_p
     assert result.exit_code == 0, result.output
     result = cli("sample", run, "--n", 5, "--out", tmp_path / "s.csv")
     assert result.exit_code == 0, result.output
+
+
+def test_a_table_run_resumes_with_the_encoding_it_trained_on(tmp_path, monkeypatch):
+    """A plugkit that encodes the same table differently (here: one that derives no column)
+    still resumes the runs of the one before, decoding as they trained."""
+    import pandas as pd
+
+    from plugkit.formats import tabular
+
+    grade = np.repeat(["a", "b", "c"], 30)
+    pd.DataFrame({"grade": grade, "points": np.repeat([1, 2, 3], 30),
+                  "x": np.random.default_rng(0).normal(size=90).round(2)}
+                 ).to_csv(tmp_path / "t.csv", index=False)
+    run = tmp_path / "run"
+    with monkeypatch.context() as older:
+        older.setattr(tabular, "derive", lambda df, kinds: [])
+        assert cli("train", "vae", "--data", tmp_path / "t.csv", "--out", run, "--epochs", 1,
+                   *SMALL).exit_code == 0
+    record = json.loads((run / "run.json").read_text())
+    assert [c["name"] for c in record["data"]["meta"]["encoding"]] == ["grade", "points", "x"]
+    del record["data"]["meta"]["derived"]  # as the plugkit before it wrote run.json
+    (run / "run.json").write_text(json.dumps(record))
+    result = cli("train", "--out", run, "--resume", "--epochs", 2)
+    assert result.exit_code == 0, result.output
+    result = cli("sample", run, "--n", 5, "--out", tmp_path / "s.csv")
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(tmp_path / "s.csv").columns) == ["grade", "points", "x"]

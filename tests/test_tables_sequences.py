@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from plugkit.cli import app
 from plugkit.data import dataset
+from plugkit.errors import PlugkitError
 from plugkit.family import DataInfo
 from plugkit.formats import codec, tabular
 from plugkit.metrics import sets
@@ -111,6 +112,91 @@ def test_training_on_a_table_with_an_identifier_says_so(tmp_path):
         plugkit.train("vae", data=df, epochs=1, out=tmp_path / "py", progress=False)
     notes = [str(w.message) for w in caught if str(w.message).startswith("note:")]
     assert len(notes) == 1 and notes[0].startswith("note: column 'id' has")  # not without it
+
+
+def schooling(n=100):
+    """A table where `years` and `level` follow from `education` (as adult's education_num
+    does from its education), `score` does not, and `site` is constant."""
+    rng = np.random.default_rng(0)
+    education = rng.choice(["HS", "BA", "MA", "PhD"], n).astype(object)
+    education[::10] = None
+    years = {"HS": 12, "BA": 16, "MA": 18, "PhD": 21, None: -1}
+    level = {"HS": "school", "BA": "college", "MA": "college", "PhD": "doctorate", None: None}
+    return pd.DataFrame({"education": education, "years": [years[e] for e in education],
+                         "level": [level[e] for e in education],
+                         "score": rng.normal(0, 1, n).round(2), "site": "A"})
+
+
+def tuples(df, columns):
+    """The distinct rows of `df[columns]`, missing values as "-"."""
+    return set(map(tuple, df[columns].astype(object).fillna("-").to_numpy().tolist()))
+
+
+def derived(df):
+    return [(d["name"], d["of"]) for d in loaded(df).meta["derived"]]
+
+
+def test_a_column_that_follows_from_a_category_is_written_from_it():
+    df = schooling()
+    ds = loaded(df)
+    assert derived(df) == [("years", "education"), ("level", "education")]
+    assert [c["name"] for c in ds.meta["encoding"]] == ["education", "score", "site"]
+    # any model output: every decoded row pairs its education with its own years and level
+    rows = np.random.default_rng(1).normal(size=(500, tabular.width(ds.meta["encoding"])))
+    back = codec.decode(DataInfo("table", ds.meta), rows.astype(np.float32))
+    assert list(back.columns) == list(df.columns) and back["years"].dtype == np.int64
+    together = ["education", "years", "level"]
+    assert tuples(back, together) == tuples(df, together)  # all five, missing included
+    json.dumps(ds.meta["derived"])  # stored in the run as plain JSON
+
+
+def test_a_column_is_derived_only_where_its_categories_have_rows_to_show_it():
+    df = schooling()
+    # fewer than 20 rows a category: a function by chance as often as not
+    assert derived(df.head(79)) == []
+    # one row that breaks the pattern keeps the column modelled
+    assert derived(df.assign(years=df["years"].where(df.index != 5, 99))) == [
+        ("level", "education")]
+    # two columns that fix each other: the earlier one is modelled, the later one derived
+    swapped = df[["level", "education", "score"]].assign(level=df["education"].str.lower())
+    assert derived(swapped) == [("education", "level")]
+    # pandas' own missing values (string and nullable int columns) as well as None and NaN
+    typed = df.astype({"education": "string", "years": "Int64"})
+    typed.loc[typed["education"].isna(), "years"] = pd.NA
+    assert derived(typed) == [("years", "education"), ("level", "education")]
+    json.dumps(loaded(typed).meta["derived"])
+
+
+def test_training_on_a_table_with_a_derived_column_says_so_and_samples_keep_it(tmp_path):
+    import warnings
+
+    import plugkit
+
+    df = schooling(200)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = plugkit.train("gan", data=df, epochs=1, out=tmp_path / "run", progress=False)
+    notes = [str(w.message) for w in caught if str(w.message).startswith("note:")]
+    assert "note: column 'years' has one value for each 'education' in every training row; " \
+        "samples take it from their 'education'" in notes
+    samples = run.sample(300, seed=0)
+    assert tuples(samples, ["education", "years"]) <= tuples(df, ["education", "years"])
+    # rows of a derived column's value: drawn as rows of the one category that gives it
+    assert set(run.sample(20, where="level=doctorate")["education"]) == {"PhD"}
+    with pytest.raises(PlugkitError, match="'level' follows from 'education', and rows with "
+                       "level=college have education (BA or MA|MA or BA): choose education="):
+        run.sample(5, where="level=college")
+
+
+def test_a_private_run_derives_no_column(tmp_path):
+    """Which columns follow from which is read from the data itself: under DP every column is
+    modelled from the noisy histograms instead."""
+    schooling(200).to_csv(tmp_path / "s.csv", index=False)
+    result = runner.invoke(app, ["train", "vae", "--data", str(tmp_path / "s.csv"), "--out",
+                                 str(tmp_path / "run"), "--epochs", "1", "--dp-epsilon", "8"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())["data"]["meta"]
+    assert meta["derived"] == [] and "years" in [c["name"] for c in meta["encoding"]]
 
 
 def cli(*args):

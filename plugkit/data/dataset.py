@@ -148,7 +148,9 @@ def _check_table(ds: Dataset) -> None:
         bad = next(str(c) for c in numeric.columns if np.isinf(numeric[c].to_numpy(float)).any())
         raise DataError(f"{ds.name}: column {bad!r} contains inf")
     ds.meta["columns"] = kinds
-    ds.meta["encoding"] = tabular.fit(df, kinds)
+    ds.meta["derived"] = tabular.derive(df, kinds)  # written from their parents when decoding
+    ds.meta["encoding"] = tabular.fit(df.drop(columns=[d["name"] for d in ds.meta["derived"]]),
+                                      kinds)
 
 
 def column_kind(column: Any) -> str:

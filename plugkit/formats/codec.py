@@ -52,6 +52,8 @@ def decode(info: DataInfo, drawn: torch.Tensor | np.ndarray) -> Any:
         return text.decode(rows, info.meta["vocab"])
     if info.modality == "table":
         rows = tabular.decode(rows, info.meta["encoding"])
+        if info.meta.get("derived"):
+            rows = tabular.add_derived(rows, info.meta["derived"], list(info.meta["columns"]))
         return dates.restore(rows, info.meta.get("dates", {}))
     if info.modality == "sequence":
         return sequence.destandardize(rows, info.meta)
