@@ -242,6 +242,12 @@ def machine() -> dict:
                    if line.startswith("Model name"))
     except (OSError, StopIteration):
         pass
+    # "AMD EPYC" names VMs with and without AVX-512, whose image rows differ (docs/benchmarks.md)
+    flags = next((line.split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("flags")), []) if Path("/proc/cpuinfo").exists() else []
+    vector = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"))
+                   if flag in flags), None)
+    cpu += f" ({vector})" if vector else ""
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": 1,
             "date": time.strftime("%Y-%m-%d %H:%M")}
 
@@ -264,14 +270,14 @@ def main() -> None:
         p.error(f"--scale must be > 0, got {args.scale}")
     plugkit = plugkit_path(args.plugkit)
     out = args.out.resolve()
-    results = []
     for name in [args.only] if args.only else list(ROWS):
         begin = time.monotonic()
-        results.append(run_row(name, ROWS[name], args.scale, out, plugkit))
+        result = run_row(name, ROWS[name], args.scale, out, plugkit)
         print(f"{name}: trained in {time.monotonic() - begin:.0f} s", flush=True)
-    begin = time.monotonic()
-    score_rows(results, out, plugkit)
-    print(f"scored in {time.monotonic() - begin:.0f} s", flush=True)
+        # scored and written now: a later row that fails or is stopped leaves this one whole
+        begin = time.monotonic()
+        score_rows([result], out, plugkit)
+        print(f"{name}: scored in {time.monotonic() - begin:.0f} s", flush=True)
     markdown = table.write(out)
     subprocess.run([str(plugkit.parent / "python"), str(HERE / "figure.py"), str(out)],
                    check=True)
