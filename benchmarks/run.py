@@ -235,16 +235,15 @@ def train_plugkit(tools: Tools, family: str, row: Row, folder: Path, budget: flo
 
 
 def machine() -> dict:
-    cpu = platform.processor()
+    cpu, flags = platform.processor(), []
     try:
         lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines
-                   if line.startswith("Model name"))
-    except (OSError, StopIteration):
+        fields = dict(line.split(":", 1) for line in lines if ":" in line)
+        cpu = fields.get("Model name", cpu).strip()
+        flags = fields.get("Flags", "").split()
+    except OSError:
         pass
     # "AMD EPYC" names VMs with and without AVX-512, whose image rows differ (docs/benchmarks.md)
-    flags = next((line.split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("flags")), []) if Path("/proc/cpuinfo").exists() else []
     vector = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"))
                    if flag in flags), None)
     cpu += f" ({vector})" if vector else ""
