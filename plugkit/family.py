@@ -84,6 +84,17 @@ class Batch:
 
         return self._rows(torch.rand, shape)
 
+    def sum_over_processes(self, t: torch.Tensor) -> torch.Tensor:
+        """t, a sum over this batch's rows, summed over the processes of a multi-process step
+        (one process: t itself), so that a statistic a family keeps of its training data (a
+        running mean, as BatchNorm's) is what one process computes from the global batch."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            t = t.clone()
+            dist.all_reduce(t)
+        return t
+
     def _rows(self, draw, shape: tuple[int, ...]) -> torch.Tensor:
         total = self.total if self.total is not None else len(self.x)
         return draw(total, *shape, device=self.x.device)[self.start:self.start + len(self.x)]

@@ -167,6 +167,58 @@ def test_image_samples_decode_codes_of_the_fitted_prior():
     assert "prior" not in VAE(VAE.Options(), private, torch.device("cpu")).net
 
 
+def test_pixel_sharpness_tracks_the_training_images_and_sharpens_to_them():
+    """The running mean is the mean of x (1 - x) over every image observed, whatever the batch
+    sizes; the factor makes logits exactly that grey, is 1 for means already sharper, and
+    stops at `most`."""
+    from plugkit.families.vae import PixelSharpness
+
+    g = torch.Generator().manual_seed(0)
+    sharpness = PixelSharpness()
+    images = [torch.rand(n, 1, 4, 4, generator=g) ** 3 for n in (5, 17, 2)]
+    for x in images:
+        sharpness.observe(Batch(x))
+    every = torch.cat(images).double()
+    torch.testing.assert_close(sharpness.target, (every * (1 - every)).mean())
+    logits = torch.randn(64, 1, 4, 4, generator=g)  # greyer than the images
+    s = sharpness.factor(logits)
+    p = torch.sigmoid(logits.double() * s)
+    assert s > 1.2
+    torch.testing.assert_close((p * (1 - p)).mean(), sharpness.target, rtol=1e-6, atol=0)
+    assert sharpness.factor(logits * 50) == 1.0
+    assert abs(sharpness.factor(logits * 1e-4) - PixelSharpness.most) < 1e-6
+    assert PixelSharpness().factor(logits) == 1.0  # nothing observed: the plain means
+
+
+def test_image_samples_are_sharpened_to_the_training_images():
+    """A new Bernoulli image run tracks its images' greyness while training, not in eval mode,
+    and its samples are the sharpened means; runs from before it, private runs and Gaussian
+    decoders keep the plain means."""
+    from plugkit import options
+
+    family = TestVAEConditional().build()
+    sharpness = family.net["sharpness"]
+    for _ in range(3):
+        family.train_step(labelled_batch())
+    seen = sharpness.seen.item()
+    family.val_loss(labelled_batch())
+    assert seen == 36 and sharpness.seen.item() == seen
+    labels = torch.tensor([0, 1, 2])
+    sharpened = family.sample(3, generator=torch.Generator().manual_seed(0), labels=labels)
+    s = family.data.sharpening(family.net, torch.device("cpu"))
+    with torch.no_grad():
+        z = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+        logits = family.data.decode(family.net, z, labels)
+    assert s > 1.0
+    torch.testing.assert_close(sharpened, torch.sigmoid(logits * s))
+    older = options.build(VAE.Options, options.recorded(VAE.Options, {"latent_dim": 8}), "vae")
+    assert "sharpness" not in VAE(older, LABELLED, torch.device("cpu")).net
+    private = DataInfo("image", LABELLED.meta, LABELLED.classes, private=True)
+    assert "sharpness" not in VAE(VAE.Options(), private, torch.device("cpu")).net
+    gaussian = options.build(VAE.Options, {"likelihood": "gaussian"}, "vae")
+    assert "sharpness" not in VAE(gaussian, LABELLED, torch.device("cpu")).net
+
+
 def test_conv_nets_refuse_sides_that_are_not_multiples_of_4():
     """Two stride-2 layers up make (H // 4) * 4 pixels: a 10x10 image would come back 8x8."""
     import pytest

@@ -10,7 +10,9 @@ sample in nats: reconstruction + beta * KL (beta = 1 is the plain VAE; Higgins e
 With labelled images the VAE is conditional (Sohn et al., NeurIPS 2015): encoder and decoder
 take the label's one-hot (plugkit/families/image_nets.py), so samples are drawn per class.
 Image samples decode codes drawn from a Gaussian per class fitted to the encoder's codes while
-training (option `prior`, FittedPrior), where N(0, I) decodes many images between classes.
+training (option `prior`, FittedPrior), where N(0, I) decodes many images between classes,
+and a Bernoulli decoder's means are sharpened until they are as grey as the training images
+(option `sharpen`, PixelSharpness), where the plain means look blurred.
 Sequence windows [T, F] (standardized per feature) go through MLPs to a Gaussian decoder with a
 learned scale per feature. Samples are the decoder's means, as for images: the learned scale
 is the residual's marginal size, and adding it as noise independent in time made windows
@@ -58,6 +60,9 @@ class Options:
                         "class fitted to the encoder's codes while training) or standard "
                         "(N(0, I), the prior the KL term uses)", choices=("fitted", "standard"),
                         absent="standard")
+    sharpen: bool = option(True, "images under bernoulli: samples are the decoder's means "
+                           "sharpened (logits scaled) until their pixels are as far from grey "
+                           "as the training images' (PixelSharpness)", absent=False)
     sigma_floor: float = option(0.01, "tables: the smallest scale of a numeric value within its "
                                 "mode (offsets, in units of 4 std of the mode)", min=1e-4, max=1.0)
 
@@ -125,6 +130,56 @@ class FittedPrior(nn.Module):
         return mean + (factor @ eps[:, :, None])[:, :, 0]
 
 
+class PixelSharpness(nn.Module):
+    """How grey the training images are, the mean of x (1 - x) over every pixel trained on (a
+    running mean, kept by each training step like BatchNorm's statistics), and the factor that
+    sharpens a sampler's logits to it (option `sharpen`).
+
+    A Bernoulli decoder's mean is each pixel's probability of being ink: where the decoder is
+    unsure where an edge lies it gives grey, so its means are greyer than the images it was
+    trained on, and samples look blurred. Scaling the logits by s >= 1 before the sigmoid
+    moves each pixel towards its likelier value; s is chosen so that the means are exactly as
+    grey, on average, as the training images, a statistic of the training data alone (nothing
+    held out picks it). Post hoc on the same weights (300 s, one thread; docs/results.md):
+    mnist-5k Fréchet distance 0.54 -> 0.16, detection 0.80 -> 0.58, recall 0.86 -> 0.94;
+    fashion-mnist 0.84 -> 0.56 and label accuracy 0.805 -> 0.819; digits 0.18 -> 0.14; the
+    RGB photos unchanged (6.84, 6.85)."""
+
+    most = 8.0  # the largest factor: past it a mean is all but a hard threshold
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("target", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.float64))  # images
+
+    @torch.no_grad()
+    def observe(self, batch: Batch) -> None:
+        """Adds a batch's training images [B, C, H, W] (every process's) to the running mean."""
+        x = batch.x
+        grey = (x * (1 - x)).flatten(1).mean(1, dtype=torch.float64).sum()
+        rows = torch.tensor(float(len(x)), dtype=torch.float64, device=x.device)
+        grey, rows = batch.sum_over_processes(torch.stack([grey, rows]))
+        self.seen += rows
+        self.target += (grey / rows - self.target) * rows / self.seen
+
+    @torch.no_grad()
+    def factor(self, logits: torch.Tensor) -> float:
+        """The s in [1, most] for which sigmoid(s * logits) is as grey as the training images
+        (by bisection: each pixel's p (1 - p) falls as s grows); 1 for means no greyer."""
+        def grey(s: float) -> float:
+            p = torch.sigmoid(logits * s)
+            return (p * (1 - p)).mean(dtype=torch.float64).item()
+
+        target = self.target.item()
+        if self.seen.item() == 0 or grey(1.0) <= target:
+            return 1.0
+        low, high = 1.0, self.most
+        for _ in range(30):
+            mid = (low + high) / 2
+            low, high = (mid, high) if grey(mid) > target else (low, mid)
+        return (low + high) / 2
+
+
 class _Images:
     """Images [B, C, H, W]: a trunk (MLP or conv) to features, [features, one-hot label] to
     (mu, logvar) in "posterior", and a decoder from [z, one-hot label] to pixel logits, or to
@@ -142,8 +197,10 @@ class _Images:
         self.shape, self.conv = (c, h, w), image_nets.use_conv(o.arch, h, w)
         self.gaussian, self.scales = o.likelihood == "gaussian", 1  # one sigma for all pixels
         self.classes = image_nets.num_classes(info.classes, o.conditional)
-        # DP-SGD: a density fitted to the codes would read the records outside the clipping
+        # DP-SGD: a density fitted to the codes, or the pixels' statistic, would read the
+        # records outside the clipping
         self.fitted_prior = o.prior == "fitted" and not info.private
+        self.sharpen = o.sharpen and not self.gaussian and not info.private
 
     def nets(self) -> dict[str, nn.Module]:
         o = self.o
@@ -155,6 +212,8 @@ class _Images:
             nets["log_sigma"] = _LogScale(self.scales)
         if self.fitted_prior:
             nets["prior"] = FittedPrior(self.classes, o.latent_dim)
+        if self.sharpen:
+            nets["sharpness"] = PixelSharpness()
         return nets
 
     def decoder(self) -> nn.Module:
@@ -184,9 +243,27 @@ class _Images:
     def sample(self, net: nn.ModuleDict, z: torch.Tensor, generator: torch.Generator,
                labels: torch.Tensor | None, where: str | None) -> torch.Tensor:
         labels = image_nets.labels_or_random(labels, len(z), self.classes, generator, z.device)
+        out = self.decode(net, z, labels)
+        if "sharpness" in net:
+            out = out * self.sharpening(net, z.device)
+        return self.means(out)
+
+    def decode(self, net: nn.ModuleDict, eps: torch.Tensor, labels: torch.Tensor | None
+               ) -> torch.Tensor:
+        """The decoder's output for standard draws eps [n, latent] (through the fitted prior
+        when there is one)."""
         if "prior" in net:
-            z = net["prior"](z, labels if self.classes else None)
-        return self.means(net["decoder"](image_nets.with_label(z, labels, self.classes)))
+            eps = net["prior"](eps, labels if self.classes else None)
+        return net["decoder"](image_nets.with_label(eps, labels, self.classes))
+
+    def sharpening(self, net: nn.ModuleDict, device: torch.device) -> float:
+        """PixelSharpness's factor, found on a fixed draw (seed 0, the classes in turn), so that
+        it depends on the weights alone, not on which or how many samples are asked for."""
+        n = 256
+        eps = torch.randn(n, self.o.latent_dim, device=device,
+                          generator=torch.Generator(device).manual_seed(0))
+        labels = torch.arange(n, device=device) % self.classes if self.classes else None
+        return net["sharpness"].factor(self.decode(net, eps, labels))
 
     def means(self, out: torch.Tensor) -> torch.Tensor:
         return out.clamp(0.0, 1.0) if self.gaussian else torch.sigmoid(out)  # (n, C, H, W)
@@ -204,7 +281,7 @@ class _Sequences(_Images):
         self.shape, self.conv = (1, t, f), False
         self.gaussian, self.scales = True, f
         self.classes = image_nets.num_classes(info.classes, o.conditional)
-        self.fitted_prior = False  # measured on images only
+        self.fitted_prior = self.sharpen = False  # measured on images only
 
     def decoder(self) -> nn.Module:
         return nn.Sequential(super().decoder(), nn.Flatten(1, 2))  # (B, 1, T, F) -> (B, T, F)
@@ -301,6 +378,8 @@ class VAE(Family):
         eps = batch.randn(self.options.latent_dim)
         # u: per-row choices under DP (a table row's condition column), drawn like eps
         u = batch.rand() if self.info.private else None
+        if "sharpness" in self.net:  # the training images' greyness, which sampling matches
+            self.net["sharpness"].observe(batch)
         rec, kl, fit = self.data.losses(self.net, batch.x, batch.y, eps=eps, u=u)  # (B,) each
         loss = (rec + self.options.beta * kl).mean()
         self.optimizer.zero_grad(set_to_none=True)
